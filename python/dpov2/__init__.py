@@ -1,0 +1,19 @@
+"""dpov2: DPO preference pairs from reward-scored generations, and a trainer for them."""
+
+from dpov2.pairing import (
+    METHODS,
+    PairSelection,
+    PairStatus,
+    calc_reward_with_length_penalty,
+    sampling_paired_idx_from_rewards,
+    select_pairs,
+)
+
+__all__ = [
+    "METHODS",
+    "PairSelection",
+    "PairStatus",
+    "calc_reward_with_length_penalty",
+    "sampling_paired_idx_from_rewards",
+    "select_pairs",
+]

@@ -1,0 +1,337 @@
+"""Pair selection: the Rust path equals the Python reference, and both mean what the README says."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from dpov2 import (
+    METHODS,
+    PairStatus,
+    calc_reward_with_length_penalty,
+    sampling_paired_idx_from_rewards,
+    select_pairs,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+FINITE = st.floats(allow_nan=False, allow_infinity=False)
+# Mostly small integers (ties are common), sometimes huge or arbitrary finite values.
+SCORE = st.one_of(
+    st.integers(-3, 3).map(float),
+    st.sampled_from([1e300, -1e300, 5e-324, -0.0]),
+    FINITE,
+)
+LENGTH = st.one_of(st.integers(0, 50).map(float), st.sampled_from([0.0, 1e300]), FINITE.map(abs))
+PENALTY = st.one_of(st.just(0.0), st.sampled_from([0.5, -0.5, 1e-3, -2.0]), FINITE)
+
+
+@st.composite
+def prompts(draw: st.DrawFn, max_prompts: int = 12) -> tuple[list[float], list[float], list[int]]:
+    """Flat scores and lengths with offsets for 0..max_prompts prompts of 0..64 responses."""
+    sizes = draw(st.lists(st.integers(0, 64), max_size=max_prompts))
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[-1] + size)
+    scores = draw(st.lists(SCORE, min_size=offsets[-1], max_size=offsets[-1]))
+    lengths = draw(st.lists(LENGTH, min_size=offsets[-1], max_size=offsets[-1]))
+    return scores, lengths, offsets
+
+
+def assert_same(a, b) -> None:  # type: ignore[no-untyped-def]
+    np.testing.assert_array_equal(a.chosen, b.chosen)
+    np.testing.assert_array_equal(a.rejected, b.rejected)
+    np.testing.assert_array_equal(a.status, b.status)
+    assert a.chosen.dtype == b.chosen.dtype == np.int64
+    assert a.status.dtype == b.status.dtype == np.uint8
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=prompts(),
+    method=st.sampled_from(METHODS),
+    penalty=PENALTY,
+    seed=st.integers(0, 2**64 - 1),
+    first_key=st.integers(0, 2**40),
+    keep_ties=st.booleans(),
+)
+def test_fast_path_equals_reference_path(data, method, penalty, seed, first_key, keep_ties):  # type: ignore[no-untyped-def]
+    scores, lengths, offsets = data
+    kwargs = dict(
+        method=method,
+        lengths=lengths,
+        length_penalty=penalty,
+        seed=seed,
+        first_key=first_key,
+        keep_ties=keep_ties,
+    )
+    fast = select_pairs(scores, offsets, use_fast=True, **kwargs)
+    slow = select_pairs(scores, offsets, use_fast=False, **kwargs)
+    assert_same(fast, slow)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=prompts(), method=st.sampled_from(METHODS), penalty=PENALTY, seed=st.integers(0, 99))
+def test_chosen_beats_rejected_in_the_same_prompt(data, method, penalty, seed):  # type: ignore[no-untyped-def]
+    scores, lengths, offsets = data
+    sel = select_pairs(
+        scores, offsets, method=method, lengths=lengths, length_penalty=penalty, seed=seed
+    )
+    for p in range(len(offsets) - 1):
+        start, end = offsets[p], offsets[p + 1]
+        if end - start < 2:
+            assert sel.status[p] == PairStatus.TOO_FEW_RESPONSES
+        if sel.status[p] != PairStatus.PAIRED:
+            assert sel.chosen[p] == sel.rejected[p] == -1
+            continue
+        c, r = int(sel.chosen[p]), int(sel.rejected[p])
+        assert start <= c < end and start <= r < end and c != r
+        assert scores[c] - penalty * lengths[c] > scores[r] - penalty * lengths[r]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=prompts(max_prompts=30),
+    method=st.sampled_from(METHODS),
+    seed=st.integers(0, 2**64 - 1),
+    cuts=st.lists(st.integers(0, 30), max_size=4),
+    use_fast=st.booleans(),
+)
+def test_chunked_selection_equals_whole_selection(data, method, seed, cuts, use_fast):  # type: ignore[no-untyped-def]
+    scores, _, offsets = data
+    n_prompts = len(offsets) - 1
+    whole = select_pairs(scores, offsets, method=method, seed=seed, use_fast=use_fast)
+    bounds = sorted({0, n_prompts, *(min(c, n_prompts) for c in cuts)})
+    chosen, rejected = [], []
+    for lo, hi in itertools.pairwise(bounds):
+        base = offsets[lo]
+        part = select_pairs(
+            scores[base : offsets[hi]],
+            [o - base for o in offsets[lo : hi + 1]],
+            method=method,
+            seed=seed,
+            first_key=lo,
+            use_fast=use_fast,
+        )
+        chosen += [c + base if c >= 0 else c for c in part.chosen.tolist()]
+        rejected += [r + base if r >= 0 else r for r in part.rejected.tolist()]
+    assert chosen == whole.chosen.tolist()
+    assert rejected == whole.rejected.tolist()
+
+
+def test_thread_count_does_not_change_the_result() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 80_000).astype(np.float64)
+    offsets = np.arange(0, 80_001, 8)
+    for method in METHODS:
+        one = select_pairs(scores, offsets, method=method, num_threads=1)
+        many = select_pairs(scores, offsets, method=method, num_threads=4)
+        assert_same(one, many)
+
+
+def test_methods_follow_the_documented_ties() -> None:
+    scores = [0.0, 5.0, 0.0, 5.0, 1.0]  # maxima at 1 and 3, minima at 0 and 2
+    for use_fast in (True, False):
+        sel = select_pairs(scores, [0, 5], method="max_min", use_fast=use_fast)
+        assert (sel.chosen[0], sel.rejected[0]) == (1, 0)
+        sel = select_pairs(scores, [0, 5], method="max_max", use_fast=use_fast)
+        assert sel.status[0] == PairStatus.TIE and sel.counts()["tie"] == 1
+        sel = select_pairs(scores, [0, 5], method="max_max", keep_ties=True, use_fast=use_fast)
+        assert (sel.chosen[0], sel.rejected[0], sel.status[0]) == (1, 3, PairStatus.PAIRED)
+
+
+def test_length_penalty_sign_decides_between_short_and_long() -> None:
+    scores, lengths = [1.0, 1.5], [10, 100]
+    short = select_pairs(scores, [0, 2], method="max_min", lengths=lengths, length_penalty=0.01)
+    long = select_pairs(scores, [0, 2], method="max_min", lengths=lengths, length_penalty=-0.01)
+    assert (short.chosen[0], long.chosen[0]) == (0, 1)
+
+
+def test_counts_report_every_status() -> None:
+    sel = select_pairs([1.0, 1.0, 2.0, 3.0], [0, 0, 1, 2, 4], method="max_min")
+    assert sel.counts() == {"paired": 1, "too_few_responses": 3, "tie": 0}
+    assert sel.paired.tolist() == [False, False, False, True]
+
+
+# Chi-square critical values at p = 1e-4 (df = 5: 25.74, df = 2: 18.42); with fixed seeds
+# the tests are deterministic, and a biased sampler would exceed them by far.
+CHI2_DF5 = 25.74
+CHI2_DF2 = 18.42
+
+
+def chi_square(counts: np.ndarray) -> float:
+    expected = counts.sum() / len(counts)
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+def test_random_picks_each_unordered_pair_uniformly(use_fast: bool) -> None:
+    n_prompts = 6000 if use_fast else 1200
+    scores = np.tile([0.0, 1.0, 2.0, 3.0], n_prompts)
+    sel = select_pairs(
+        scores, np.arange(0, 4 * n_prompts + 1, 4), method="random", seed=5, use_fast=use_fast
+    )
+    lo = np.minimum(sel.chosen % 4, sel.rejected % 4)
+    hi = np.maximum(sel.chosen % 4, sel.rejected % 4)
+    counts = np.bincount(hi * 4 + lo, minlength=16)[[4, 8, 9, 12, 13, 14]]
+    assert counts.sum() == n_prompts
+    assert chi_square(counts) < CHI2_DF5, counts
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+def test_max_random_picks_each_other_response_uniformly(use_fast: bool) -> None:
+    n_prompts = 6000 if use_fast else 1200
+    scores = np.tile([0.0, 3.0, 1.0, 2.0], n_prompts)  # best is response 1
+    sel = select_pairs(
+        scores, np.arange(0, 4 * n_prompts + 1, 4), method="max_random", seed=9, use_fast=use_fast
+    )
+    assert (sel.chosen % 4 == 1).all()
+    counts = np.bincount(sel.rejected % 4, minlength=4)[[0, 2, 3]]
+    assert chi_square(counts) < CHI2_DF2, counts
+
+
+BAD_REQUESTS = [
+    (
+        dict(scores=[1.0, 2.0], offsets=[0, 2], method="best"),
+        "unknown sampling method 'best'; expected one of: random, max_min, max_max, max_random",
+    ),
+    (
+        dict(
+            scores=[1.0, 2.0],
+            offsets=[0, 2],
+            method="random",
+            lengths=[1, 1],
+            length_penalty=math.nan,
+        ),
+        "length_penalty must be finite, got nan",
+    ),
+    (
+        dict(scores=[1.0, 2.0], offsets=[0, 2], method="random", length_penalty=0.1),
+        "length_penalty is non-zero but no lengths were given",
+    ),
+    (
+        dict(scores=[1.0, 2.0], offsets=[0, 2], method="random", lengths=[1]),
+        "lengths has 1 entries but scores has 2; they must match",
+    ),
+    (
+        dict(scores=[1.0, 2.0], offsets=[], method="random"),
+        "offsets is empty; it needs n_prompts + 1 entries, starting at 0",
+    ),
+    (dict(scores=[1.0, 2.0], offsets=[1, 2], method="random"), "offsets[0] must be 0, got 1"),
+    (
+        dict(scores=[1.0, 2.0, 3.0], offsets=[0, 2, 1, 3], method="random"),
+        "offsets decrease at prompt 1: offsets[1]=2 > offsets[2]=1",
+    ),
+    (
+        dict(scores=[1.0, 2.0], offsets=[0, 1, 3], method="random"),
+        "offsets run past the arrays at prompt 1: offsets[2]=3 but there are 2 scores",
+    ),
+    (
+        dict(scores=[1.0, 2.0, 3.0], offsets=[0, 2], method="random"),
+        "offsets end at 2 but there are 3 scores; every response must belong to a prompt",
+    ),
+    (
+        dict(scores=[1.0, 2.0, 3.0], offsets=[0, 1, 3], method="random", first_key=2**64 - 1),
+        f"first_key={2**64 - 1} with 2 prompts runs past 2**64 - 1",
+    ),
+    (
+        dict(scores=[1.0, 2.0, 3.0, math.inf], offsets=[0, 2, 2, 4], method="random"),
+        "scores[3] is inf (prompt 2, response 1); scores must be finite",
+    ),
+    (
+        dict(scores=[1.0, 2.0, 3.0, -math.inf], offsets=[0, 2, 4], method="random"),
+        "scores[3] is -inf (prompt 1, response 1); scores must be finite",
+    ),
+    (
+        dict(scores=[1.0, 2.0, 3.0], offsets=[0, 1, 3], method="random", lengths=[1, 2, -1]),
+        "lengths[2] is negative (prompt 1, response 1); lengths must be finite and >= 0",
+    ),
+    (
+        dict(scores=[1.0, 2.0], offsets=[0, 2], method="random", lengths=[math.nan, 1]),
+        "lengths[0] is nan (prompt 0, response 0); lengths must be finite and >= 0",
+    ),
+]
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+@pytest.mark.parametrize(("request_", "message"), BAD_REQUESTS)
+def test_bad_input_raises_value_error_naming_the_problem(
+    request_: dict, message: str, use_fast: bool
+) -> None:  # type: ignore[type-arg]
+    args = dict(request_)
+    with pytest.raises(ValueError) as info:
+        select_pairs(args.pop("scores"), args.pop("offsets"), use_fast=use_fast, **args)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(scores=[[1.0, 2.0]], offsets=[0, 2]), TypeError, r"scores must be one-dimensional"),
+        (dict(scores=["a", "b"], offsets=[0, 2]), TypeError, r"scores must hold numbers"),
+        (dict(scores=[1.0, 2.0], offsets=[0.0, 2.0]), TypeError, r"offsets must hold integers"),
+        (
+            dict(scores=[1.0, 2.0], offsets=[0, 2], seed=-1),
+            ValueError,
+            r"seed must be in \[0, 2\*\*64\)",
+        ),
+        (dict(scores=[1.0, 2.0], offsets=[0, 2], seed=1.5), TypeError, r"seed must be an integer"),
+        (
+            dict(scores=[1.0, 2.0], offsets=[0, 2], num_threads=0),
+            ValueError,
+            r"num_threads must be at least 1",
+        ),
+    ],
+)
+def test_wrong_types_are_refused_before_selection(kwargs: dict, error: type, message: str) -> None:  # type: ignore[type-arg]
+    args = dict(kwargs)
+    with pytest.raises(error, match=message):
+        select_pairs(args.pop("scores"), args.pop("offsets"), method="random", **args)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rewards=st.lists(SCORE, min_size=2, max_size=64),
+    method=st.sampled_from(METHODS),
+    seed=st.integers(0, 2**64 - 1),
+)
+def test_per_prompt_api_matches_between_paths_and_keeps_ties(rewards, method, seed):  # type: ignore[no-untyped-def]
+    fast = sampling_paired_idx_from_rewards(rewards, method, use_fast=True, seed=seed)
+    slow = sampling_paired_idx_from_rewards(rewards, method, use_fast=False, seed=seed)
+    assert fast == slow
+    chosen, rejected = fast
+    assert chosen != rejected and rewards[chosen] >= rewards[rejected]
+
+
+def test_per_prompt_api_needs_two_rewards() -> None:
+    with pytest.raises(ValueError, match="need at least two rewards to form a pair, got 1"):
+        sampling_paired_idx_from_rewards([1.0], "max_min")
+
+
+def test_per_prompt_api_without_seed_still_returns_a_valid_pair() -> None:
+    chosen, rejected = sampling_paired_idx_from_rewards([0.0, 1.0, 2.0], "random")
+    assert {chosen, rejected} <= {0, 1, 2} and chosen > rejected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.lists(st.tuples(SCORE, LENGTH), max_size=64),
+    penalty=PENALTY,
+)
+def test_length_penalty_arithmetic_matches_between_paths(data, penalty):  # type: ignore[no-untyped-def]
+    rewards = [s for s, _ in data]
+    lengths = [n for _, n in data]
+    fast = calc_reward_with_length_penalty(rewards, lengths, penalty, use_fast=True)
+    slow = calc_reward_with_length_penalty(rewards, lengths, penalty, use_fast=False)
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(fast, [s - penalty * n for s, n in data])
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+def test_length_penalty_arithmetic_rejects_bad_lengths(use_fast: bool) -> None:
+    with pytest.raises(ValueError, match=r"lengths has 1 entries but scores has 2"):
+        calc_reward_with_length_penalty([1.0, 2.0], [3.0], 0.1, use_fast=use_fast)
+    with pytest.raises(ValueError, match=r"lengths\[1\] is inf \(prompt 0, response 1\)"):
+        calc_reward_with_length_penalty([1.0, 2.0], [3.0, math.inf], 0.1, use_fast=use_fast)
