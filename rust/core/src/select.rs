@@ -1,7 +1,7 @@
 use rayon::prelude::*;
 
 use crate::penalty::penalized;
-use crate::validate::{check_offsets, check_penalty, check_same_len, check_values};
+use crate::validate::{check_offsets, check_penalty, check_same_len, first_bad, value_error};
 use crate::{Method, PairError, PromptRng};
 
 /// What became of one prompt. Stored as `u8` so it crosses into NumPy without conversion.
@@ -39,10 +39,14 @@ pub struct Selection {
     pub status: Vec<u8>,
 }
 
+/// Prompts handled by one parallel task: enough to amortise scheduling, few enough that a
+/// task's responses stay in cache between checking and selecting them.
+const PROMPTS_PER_TASK: usize = 2048;
+
 /// Selects one (chosen, rejected) pair per prompt, in parallel over prompts.
 ///
-/// The input is checked whole before anything is selected; see [`PairError`] for what is
-/// refused. The result does not depend on the number of threads.
+/// A bad request fails whole (see [`PairError`]); the error names the first offending prompt.
+/// The result does not depend on the number of threads.
 pub fn select_pairs(
     scores: &[f64],
     lengths: Option<&[f64]>,
@@ -64,81 +68,103 @@ pub fn select_pairs(
             n_prompts,
         });
     }
-    check_values(scores, lengths, offsets)?;
-    Ok(match lengths {
-        Some(lengths) => {
-            let lp = options.length_penalty;
-            select_with(&|k| penalized(scores[k], lengths[k], lp), offsets, options)
-        }
-        None => select_with(&|k| scores[k], offsets, options),
-    })
-}
-
-/// The parallel loop, generic over how the penalised reward of flat response `k` is read so
-/// that the no-lengths case costs nothing extra.
-fn select_with<R: Fn(usize) -> f64 + Sync>(
-    reward: &R,
-    offsets: &[i64],
-    options: &Options,
-) -> Selection {
-    let n_prompts = offsets.len() - 1;
     let mut selection = Selection {
         chosen: vec![-1; n_prompts],
         rejected: vec![-1; n_prompts],
         status: vec![Status::TooFewResponses as u8; n_prompts],
     };
-    (
-        selection.chosen.par_iter_mut(),
-        selection.rejected.par_iter_mut(),
-        selection.status.par_iter_mut(),
-    )
-        .into_par_iter()
-        .with_min_len(1024)
+    // A bad value anywhere discards the whole result; the lowest bad index across tasks is
+    // the one reported.
+    let first_bad = selection
+        .chosen
+        .par_chunks_mut(PROMPTS_PER_TASK)
+        .zip(selection.rejected.par_chunks_mut(PROMPTS_PER_TASK))
+        .zip(selection.status.par_chunks_mut(PROMPTS_PER_TASK))
         .enumerate()
-        .for_each(|(p, (chosen, rejected, status))| {
-            let start = offsets[p] as usize;
-            let n = offsets[p + 1] as usize - start;
-            if n < 2 {
-                return;
-            }
-            let r = |i: usize| reward(start + i);
-            let key = options.first_key + p as u64;
-            let (first, second) = pick(&r, n, options.method, || PromptRng::new(options.seed, key));
-            let (c, j) = if r(second) > r(first) {
-                (second, first)
-            } else {
-                (first, second)
+        .filter_map(|(task, ((chosen, rejected), status))| {
+            let first = task * PROMPTS_PER_TASK;
+            let bounds = &offsets[first..=first + chosen.len()];
+            let out = Out {
+                chosen,
+                rejected,
+                status,
             };
-            if r(c) == r(j) && !options.keep_ties {
-                *status = Status::Tie as u8;
-                return;
-            }
-            *chosen = (start + c) as i64;
-            *rejected = (start + j) as i64;
-            *status = Status::Paired as u8;
-        });
-    selection
+            select_task(scores, lengths, bounds, first, options, out)
+        })
+        .min();
+    match first_bad {
+        Some(index) => Err(value_error(index, scores, lengths, offsets)),
+        None => Ok(selection),
+    }
 }
 
-/// The two local indices a method picks from `n >= 2` responses, best (or first draw) first.
+/// A task's slices of the per-prompt outputs.
+struct Out<'a> {
+    chosen: &'a mut [i64],
+    rejected: &'a mut [i64],
+    status: &'a mut [u8],
+}
+
+/// Selects for the prompts of one task; `bounds` are their offsets, `first` the index of the
+/// task's first prompt. Each prompt's values are checked just before its selection, so they
+/// are read from memory once; the flat index of the first bad one ends the task.
+fn select_task(
+    scores: &[f64],
+    lengths: Option<&[f64]>,
+    bounds: &[i64],
+    first: usize,
+    options: &Options,
+    out: Out<'_>,
+) -> Option<usize> {
+    let mut rewards: Vec<f64> = Vec::with_capacity(64);
+    for (i, range) in bounds.windows(2).enumerate() {
+        let (start, end) = (range[0] as usize, range[1] as usize);
+        let s = &scores[start..end];
+        rewards.clear();
+        match lengths {
+            Some(lengths) => {
+                let l = &lengths[start..end];
+                if let Some(bad) = first_bad(s, Some(l)) {
+                    return Some(start + bad);
+                }
+                let lp = options.length_penalty;
+                rewards.extend(s.iter().zip(l).map(|(&s, &l)| penalized(s, l, lp)));
+            }
+            None => {
+                if let Some(bad) = first_bad(s, None) {
+                    return Some(start + bad);
+                }
+                rewards.extend_from_slice(s);
+            }
+        }
+        if rewards.len() < 2 {
+            continue;
+        }
+        let key = options.first_key + (first + i) as u64;
+        let r = rewards.as_slice();
+        let (a, b) = pick(r, options.method, || PromptRng::new(options.seed, key));
+        let (c, j) = if r[b] > r[a] { (b, a) } else { (a, b) };
+        if r[c] == r[j] && !options.keep_ties {
+            out.status[i] = Status::Tie as u8;
+            continue;
+        }
+        out.chosen[i] = (start + c) as i64;
+        out.rejected[i] = (start + j) as i64;
+        out.status[i] = Status::Paired as u8;
+    }
+    None
+}
+
+/// The two local indices a method picks from `r.len() >= 2` penalised rewards, best (or
+/// first draw) first.
 #[inline]
-fn pick<R: Fn(usize) -> f64>(
-    r: &R,
-    n: usize,
-    method: Method,
-    rng: impl FnOnce() -> PromptRng,
-) -> (usize, usize) {
+fn pick(r: &[f64], method: Method, rng: impl FnOnce() -> PromptRng) -> (usize, usize) {
+    let n = r.len();
     match method {
-        Method::MaxMin => {
-            let best = extreme(r, n, None, |a, b| a > b);
-            (best, extreme(r, n, Some(best), |a, b| a < b))
-        }
-        Method::MaxMax => {
-            let best = extreme(r, n, None, |a, b| a > b);
-            (best, extreme(r, n, Some(best), |a, b| a > b))
-        }
+        Method::MaxMin => best_and_worst(r),
+        Method::MaxMax => best_two(r),
         Method::MaxRandom => {
-            let best = extreme(r, n, None, |a, b| a > b);
+            let best = best(r);
             (best, skip(rng().below(n as u64 - 1) as usize, best))
         }
         Method::Random => {
@@ -152,30 +178,60 @@ fn pick<R: Fn(usize) -> f64>(
 /// Maps a uniform draw over the `n - 1` indices other than `taken` onto `0..n`.
 #[inline]
 fn skip(draw: usize, taken: usize) -> usize {
-    if draw >= taken {
-        draw + 1
-    } else {
-        draw
-    }
+    draw + usize::from(draw >= taken)
 }
 
-/// The lowest index whose reward beats all others under `better`, leaving out `exclude`.
+/// The first index of the maximum.
 #[inline]
-fn extreme<R: Fn(usize) -> f64>(
-    r: &R,
-    n: usize,
-    exclude: Option<usize>,
-    better: impl Fn(f64, f64) -> bool,
-) -> usize {
-    let mut indices = (0..n).filter(|&i| Some(i) != exclude);
-    let mut best = indices.next().unwrap_or(0);
-    let mut best_r = r(best);
-    for i in indices {
-        let ri = r(i);
-        if better(ri, best_r) {
-            best = i;
-            best_r = ri;
+fn best(r: &[f64]) -> usize {
+    let (mut best, mut hi) = (0, r[0]);
+    for (i, &ri) in r.iter().enumerate().skip(1) {
+        if ri > hi {
+            (best, hi) = (i, ri);
         }
     }
     best
+}
+
+/// The first index of the maximum and the first index of the minimum among the others, in
+/// one pass. The two overall extremes only coincide when every reward is equal; then the
+/// best is index 0 and the worst among the rest is index 1.
+#[inline]
+fn best_and_worst(r: &[f64]) -> (usize, usize) {
+    let (mut best, mut worst) = (0, 0);
+    let (mut hi, mut lo) = (r[0], r[0]);
+    for (i, &ri) in r.iter().enumerate().skip(1) {
+        if ri > hi {
+            (best, hi) = (i, ri);
+        }
+        if ri < lo {
+            (worst, lo) = (i, ri);
+        }
+    }
+    (best, if worst == best { 1 } else { worst })
+}
+
+/// The first two entries of the stable descending order, in one pass: a later index only
+/// displaces an earlier one by being strictly greater. Written as selects rather than
+/// branches, which random rewards would mispredict.
+#[inline]
+fn best_two(r: &[f64]) -> (usize, usize) {
+    let (r0, r1) = (r[0], r[1]);
+    let (mut best, mut second, mut hi, mut next) = if r1 > r0 {
+        (1, 0, r1, r0)
+    } else {
+        (0, 1, r0, r1)
+    };
+    for (i, &ri) in r.iter().enumerate().skip(2) {
+        let (above_best, above_second) = (ri > hi, ri > next);
+        (second, next) = if above_best {
+            (best, hi)
+        } else if above_second {
+            (i, ri)
+        } else {
+            (second, next)
+        };
+        (best, hi) = if above_best { (i, ri) } else { (best, hi) };
+    }
+    (best, second)
 }

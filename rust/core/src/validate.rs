@@ -60,37 +60,76 @@ pub(crate) fn check_values(
     lengths: Option<&[f64]>,
     offsets: &[i64],
 ) -> Result<(), PairError> {
-    let bad_length = |l: f64| !(l.is_finite() && l >= 0.0);
-    let first_bad = match lengths {
-        Some(lengths) => scores
-            .par_iter()
-            .zip(lengths.par_iter())
-            .position_first(|(&s, &l)| !s.is_finite() || bad_length(l)),
-        None => scores.par_iter().position_first(|s| !s.is_finite()),
-    };
-    let Some(index) = first_bad else {
-        return Ok(());
-    };
+    const BLOCK: usize = 1 << 16;
+    let first_bad = scores
+        .par_chunks(BLOCK)
+        .enumerate()
+        .filter_map(|(b, block)| {
+            let start = b * BLOCK;
+            let lengths = lengths.map(|l| &l[start..start + block.len()]);
+            first_bad(block, lengths).map(|i| start + i)
+        })
+        .min();
+    first_bad.map_or(Ok(()), |index| {
+        Err(value_error(index, scores, lengths, offsets))
+    })
+}
+
+/// The position of the first bad response in a slice, `None` if all are good. The common,
+/// all-good case is a branch-free pass the compiler can vectorise.
+#[inline]
+pub(crate) fn first_bad(scores: &[f64], lengths: Option<&[f64]>) -> Option<usize> {
+    let good_length = |l: f64| l.is_finite() && l >= 0.0;
+    match lengths {
+        Some(lengths) => {
+            let all_good = scores
+                .iter()
+                .zip(lengths)
+                .fold(true, |ok, (&s, &l)| ok & s.is_finite() & good_length(l));
+            if all_good {
+                return None;
+            }
+            scores
+                .iter()
+                .zip(lengths)
+                .position(|(&s, &l)| !s.is_finite() || !good_length(l))
+        }
+        None => {
+            if scores.iter().fold(true, |ok, s| ok & s.is_finite()) {
+                return None;
+            }
+            scores.iter().position(|s| !s.is_finite())
+        }
+    }
+}
+
+/// The error for the bad response at flat `index`, located by prompt.
+pub(crate) fn value_error(
+    index: usize,
+    scores: &[f64],
+    lengths: Option<&[f64]>,
+    offsets: &[i64],
+) -> PairError {
     // The prompt that owns `index`: the last one starting at or before it (empty prompts
     // before it share its start and are skipped by taking the last).
     let prompt = offsets.partition_point(|&o| o <= index as i64) - 1;
     let response = index - offsets[prompt] as usize;
     let score = scores[index];
     if !score.is_finite() {
-        return Err(PairError::BadScore {
+        return PairError::BadScore {
             index,
             prompt,
             response,
             value: score,
-        });
+        };
     }
     let value = lengths.map_or(0.0, |lengths| lengths[index]);
-    Err(PairError::BadLength {
+    PairError::BadLength {
         index,
         prompt,
         response,
         value,
-    })
+    }
 }
 
 #[cfg(test)]
