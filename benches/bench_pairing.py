@@ -22,12 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from numpy_pairing import select_pairs_numpy  # noqa: E402
-
-from dpov2 import METHODS, PairSelection, select_pairs  # noqa: E402
+from dpov2 import METHODS, PairSelection, select_pairs
+from numpy_pairing import select_pairs_numpy  # beside this script, on sys.path when run
 
 LENGTH_PENALTY = 1e-3
 

@@ -1,0 +1,51 @@
+# The whole developer workflow. Everything runs inside .venv, which `make dev` creates.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= dev,train,hf
+
+.PHONY: dev build-dev example test test-rust test-python check-wheel lint format bench clean
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip maturin
+
+# Compiles the Rust core (release) into the package and installs it editable, with extras.
+dev: $(VENV)/bin/python
+	$(VENV)/bin/maturin develop --release --extras $(EXTRAS)
+
+# Recompiles the native module only, after a Rust change.
+build-dev: $(VENV)/bin/python
+	$(VENV)/bin/maturin develop --release --skip-install
+
+example: dev
+	$(PY) examples/select_pairs.py
+
+test: dev test-rust test-python check-wheel
+
+test-rust:
+	cargo test --workspace --exclude dpov2-python
+
+test-python:
+	$(PY) -m pytest
+
+# An abi3 wheel installs and works in a fresh virtual environment with no Rust toolchain.
+check-wheel: $(VENV)/bin/python
+	bash scripts/check_wheel.sh $(PY)
+
+lint: $(VENV)/bin/python
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy python/dpov2
+
+format: $(VENV)/bin/python
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests benches
+	$(VENV)/bin/ruff check --fix python tests benches
+
+bench: dev
+	$(PY) benches/bench_pairing.py
+
+clean:
+	rm -rf target dist $(VENV) .pytest_cache .hypothesis
