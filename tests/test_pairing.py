@@ -335,3 +335,17 @@ def test_length_penalty_arithmetic_rejects_bad_lengths(use_fast: bool) -> None:
         calc_reward_with_length_penalty([1.0, 2.0], [3.0], 0.1, use_fast=use_fast)
     with pytest.raises(ValueError, match=r"lengths\[1\] is inf \(prompt 0, response 1\)"):
         calc_reward_with_length_penalty([1.0, 2.0], [3.0, math.inf], 0.1, use_fast=use_fast)
+
+
+def test_native_module_refuses_wrong_arrays_with_python_errors() -> None:
+    from dpov2 import _core
+
+    offsets = np.array([0, 2], dtype=np.int64)
+    with pytest.raises(TypeError):
+        _core.select_pairs(np.zeros(2, dtype=np.float32), offsets, method="random", seed=0)
+    with pytest.raises(ValueError, match="scores must be a contiguous 1-D array"):
+        _core.select_pairs(np.zeros(4)[::2], offsets, method="random", seed=0)
+    with pytest.raises(ValueError, match="offsets decrease at prompt 0"):
+        _core.select_pairs(np.zeros(2), np.array([0, -1, 2]), method="random", seed=0)
+    with pytest.raises(OverflowError):
+        _core.select_pairs(np.zeros(2), offsets, method="random", seed=-1)
