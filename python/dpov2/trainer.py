@@ -1,0 +1,415 @@
+"""`DPOv2Trainer`: TRL's `DPOTrainer` with LMFlow's DPOv2 loss family and per-example margins.
+
+What it adds to `trl.DPOTrainer` (1.16), through its override points only:
+
+- `compute_loss` scores both responses with TRL's fused LM head, takes the reference log-probs from
+  TRL's `compute_ref_log_probs` (separate model, PEFT base, or precomputed), and applies a loss
+  from `dpov2.losses` with each pair's `margin` and a per-example length penalty.
+- `_prepare_dataset` tokenises with TRL, then truncates each pair: the prompt keeps its last
+  `max_prompt_length` tokens, then the responses keep their first tokens up to `max_length`.
+- `_set_signature_columns_if_needed` keeps the `margin` column, and the data collator is wrapped so
+  every batch carries a `margin` tensor aligned with its rows.
+- `mask_prompt` (as in LMFlow) hides the prompt tokens from the response tokens' attention.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from accelerate.utils import is_peft_model
+from datasets import Dataset, IterableDataset
+from datasets.fingerprint import Hasher
+from transformers import PreTrainedModel
+from trl.trainer.dpo_config import DPOConfig
+from trl.trainer.dpo_trainer import DPOTrainer
+from trl.trainer.utils import global_then_local_main_first
+
+from dpov2.losses import LOSSES, MARGIN_LOSS_TYPES, PairLoss, get_loss
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+
+__all__ = ["DPOv2Config", "DPOv2Trainer", "MarginCollator", "truncate_pair"]
+
+logger = logging.getLogger(__name__)
+
+# Batch keys that are not model inputs.
+_NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rejected_logps"})
+
+
+@dataclass
+class DPOv2Config(DPOConfig):
+    """`trl.DPOConfig` plus LMFlow's DPOv2 options.
+
+    `loss_type` is a single name from `dpov2.losses.LOSSES` (TRL's is a list of its own losses).
+    TRL options that reshape the loss in ways the DPOv2 losses do not define (`loss_weights`,
+    `ld_alpha`, `use_weighting`, a non-default `f_divergence_type`) are rejected rather than
+    silently ignored.
+    """
+
+    # TRL types this field as list[str]; a DPOv2 run uses exactly one loss.
+    loss_type: str = field(  # type: ignore[assignment]
+        default="sigmoid",
+        metadata={
+            "help": "DPOv2 loss: " + ", ".join(LOSSES) + ". kl, tv, hellinger and rev_kl need a "
+            "per-example `margin` column.",
+            "choices": list(LOSSES),
+        },
+    )
+    len_penalty: float = field(
+        default=0.0,
+        metadata={
+            "help": "Added to the reference log-ratio per pair as len_penalty * (chosen response "
+            "tokens - rejected response tokens); positive values ask longer chosen responses for a "
+            "larger log-ratio."
+        },
+    )
+    mask_prompt: bool = field(
+        default=False,
+        metadata={
+            "help": "Hide the prompt tokens from attention (as LMFlow does): response tokens "
+            "cannot attend to them. Prompt tokens never count in the loss either way."
+        },
+    )
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Keep only the last max_prompt_length prompt tokens; the responses are then "
+            "cut to fit max_length. None leaves prompts whole (pairs whose prompt fills "
+            "max_length are dropped)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        loss_type = self.loss_type
+        if isinstance(loss_type, list):  # e.g. a TRL-style config dict
+            if len(loss_type) != 1:
+                raise ValueError(f"DPOv2Config takes one loss_type, got {loss_type}")
+            loss_type = loss_type[0]
+        get_loss(loss_type)  # raises ValueError naming the valid choices
+        if self.loss_weights is not None:
+            raise ValueError("loss_weights is not supported: DPOv2Config runs a single loss_type")
+        if self.ld_alpha is not None:
+            raise ValueError("ld_alpha is not supported by the DPOv2 losses; leave it None")
+        if self.use_weighting:
+            raise ValueError("use_weighting (WPO) is not supported by the DPOv2 losses")
+        if self.f_divergence_type != "reverse_kl":
+            raise ValueError(
+                f"f_divergence_type={self.f_divergence_type!r} is not supported by the DPOv2 "
+                "losses; use 'reverse_kl'"
+            )
+        if not math.isfinite(self.len_penalty):
+            raise ValueError(f"len_penalty must be a finite float, got {self.len_penalty}")
+        if self.max_prompt_length is not None:
+            if self.max_prompt_length < 1:
+                raise ValueError(f"max_prompt_length must be >= 1, got {self.max_prompt_length}")
+            if self.max_length is not None and self.max_prompt_length >= self.max_length:
+                raise ValueError(
+                    f"max_prompt_length ({self.max_prompt_length}) must be smaller than max_length "
+                    f"({self.max_length}) to leave room for the responses"
+                )
+        super().__post_init__()  # type: ignore[no-untyped-call]  # wraps loss_type in a list
+        self.loss_type = loss_type
+
+
+def truncate_pair(
+    prompt_ids: list[int],
+    chosen_ids: list[int],
+    rejected_ids: list[int],
+    max_length: int | None,
+    max_prompt_length: int | None,
+) -> dict[str, list[int]]:
+    """Truncate one tokenised pair: first the prompt (keeping its end), then the responses.
+
+    The prompt keeps its last `max_prompt_length` tokens; each response then keeps its first
+    `max_length - len(prompt)` tokens so that prompt + response fits `max_length`. A prompt that
+    alone fills `max_length` leaves empty responses (callers drop such pairs). All lengths are in
+    tokens.
+    """
+    if max_prompt_length is not None:
+        prompt_ids = prompt_ids[-max_prompt_length:]
+    if max_length is not None:
+        budget = max(max_length - len(prompt_ids), 0)
+        chosen_ids, rejected_ids = chosen_ids[:budget], rejected_ids[:budget]
+    return {"prompt_ids": prompt_ids, "chosen_ids": chosen_ids, "rejected_ids": rejected_ids}
+
+
+@dataclass
+class MarginCollator:
+    """Wraps a preference collator so each batch also carries its rows' `margin` (float32, shape
+    (batch,)), in the same order as the rows. The wrapped collator never sees the margin."""
+
+    collator: Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator([{k: v for k, v in ex.items() if k != "margin"} for ex in examples])
+        if "margin" in examples[0]:
+            margins = [ex["margin"] for ex in examples]
+            if any(m is None for m in margins):
+                raise ValueError(
+                    "a pair in this batch has margin=None; every pair needs a float margin"
+                )
+            batch["margin"] = torch.tensor(margins, dtype=torch.float32)
+        return batch
+
+
+def _check_margins(dataset: Dataset | IterableDataset, loss_type: str, name: str) -> None:
+    """Fail early, naming the row, when a margin-aware loss meets missing or non-finite margins."""
+    if loss_type not in MARGIN_LOSS_TYPES:
+        return
+    columns = dataset.column_names or list(next(iter(dataset)).keys())
+    if "margin" not in columns:
+        raise ValueError(
+            f"loss_type={loss_type!r} needs a float `margin` column in the {name} dataset "
+            f"(chosen score minus rejected score); found columns {columns}"
+        )
+    if isinstance(dataset, Dataset):
+        margins = np.array(
+            [np.nan if m is None else m for m in dataset["margin"]], dtype=np.float64
+        )
+        bad = np.flatnonzero(~np.isfinite(margins))
+        if bad.size:
+            raise ValueError(
+                f"{name} dataset row {int(bad[0])}: margin is {margins[bad[0]]}, expected a finite "
+                f"float ({bad.size} such rows)"
+            )
+
+
+class DPOv2Trainer(DPOTrainer):
+    """DPO trainer for LMFlow's DPOv2 losses on pair datasets with prompt, chosen, rejected and
+    margin columns.
+
+    Takes the same arguments as `trl.DPOTrainer`, with `args` a `DPOv2Config`. The reference is
+    `ref_model` when given; else, for a PEFT model, the base model (adapter disabled); else, with
+    `precompute_ref_log_probs`, the policy before training; else a frozen copy of `model`. (TRL
+    would reload the reference from `model.config._name_or_path`, which is empty for models built
+    in code and may differ from an in-memory policy.)
+
+    Logs TRL's names: rewards/chosen, rewards/rejected (raw, without length penalty),
+    rewards/accuracies, rewards/margins, logps/chosen, logps/rejected, and `loss/<loss_type>`.
+    """
+
+    _tag_names = ["trl", "dpo", "dpov2"]  # noqa: RUF012 (TRL declares it a plain list)
+    _name = "DPOv2"
+    args: DPOv2Config
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel | PeftModel,
+        ref_model: PreTrainedModel | None = None,
+        args: DPOv2Config | None = None,
+        data_collator: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset
+        | IterableDataset
+        | dict[str, Dataset | IterableDataset]
+        | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(args, DPOv2Config):
+            raise TypeError(f"args must be a DPOv2Config, got {type(args).__name__}")
+        if train_dataset is None:
+            raise ValueError("train_dataset is required")
+        _check_margins(train_dataset, args.loss_type, "train")
+        eval_sets = eval_dataset if isinstance(eval_dataset, dict) else {"eval": eval_dataset}
+        for name, dataset in eval_sets.items():
+            if dataset is not None:
+                _check_margins(dataset, args.loss_type, name)
+
+        self._loss_fn = get_loss(args.loss_type)
+        if (
+            ref_model is None
+            and isinstance(model, PreTrainedModel)
+            and not is_peft_model(model)
+            and kwargs.get("peft_config") is None
+            and not args.precompute_ref_log_probs
+        ):
+            # Copied before TRL patches the policy's forward with its fused LM head.
+            ref_model = copy.deepcopy(model).requires_grad_(False)
+
+        super().__init__(
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            **kwargs,
+        )
+        # Wrapped after TRL's reference precompute, which needs no margins.
+        self.data_collator = MarginCollator(self.data_collator)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()  # type: ignore[no-untyped-call]
+        assert self._signature_columns is not None
+        if "margin" not in self._signature_columns:
+            self._signature_columns.append("margin")
+
+    def _prepare_dataset(
+        self,
+        dataset: Dataset | IterableDataset,
+        processing_class: Any,
+        args: DPOConfig,
+        dataset_name: str,
+    ) -> Dataset | IterableDataset:
+        assert isinstance(args, DPOv2Config)  # TRL passes the trainer's own args
+        # TRL drops pairs whose whole prompt fills max_length; the prompt is cut here first, so TRL
+        # tokenises without a length limit and the dropping happens after truncation.
+        unlimited = copy.copy(args)
+        unlimited.max_length = None
+        dataset = super()._prepare_dataset(dataset, processing_class, unlimited, dataset_name)
+
+        # Like TRL's own maps: the main processes write the cache first, the others then read it.
+        with global_then_local_main_first():
+            dataset, dropped = self._truncate(dataset, args, dataset_name)
+        if dropped:
+            logger.warning(
+                "dropped %d of %d %s pairs whose prompt fills max_length=%s; set "
+                "max_prompt_length to keep them",
+                dropped,
+                len(dataset) + dropped,
+                dataset_name,
+                args.max_length,
+            )
+        return dataset
+
+    @staticmethod
+    def _truncate(
+        dataset: Dataset | IterableDataset, args: DPOv2Config, dataset_name: str
+    ) -> tuple[Dataset | IterableDataset, int]:
+        """Apply `truncate_pair` to every row, then drop pairs left without a response; returns the
+        dataset and how many pairs were dropped (0 for an IterableDataset, which is not counted)."""
+        map_kwargs: dict[str, Any] = {
+            "fn_kwargs": {
+                "max_length": args.max_length,
+                "max_prompt_length": args.max_prompt_length,
+            },
+            "input_columns": ["prompt_ids", "chosen_ids", "rejected_ids"],
+        }
+        if isinstance(dataset, Dataset):
+            map_kwargs["num_proc"] = args.dataset_num_proc
+            map_kwargs["desc"] = f"Truncating {dataset_name} dataset"
+            # The fingerprint names every setting that changes what the model sees, so TRL's
+            # cached precomputed reference log-probs are never reused across different settings.
+            map_kwargs["new_fingerprint"] = Hasher.hash(
+                (dataset._fingerprint, args.max_length, args.max_prompt_length, args.mask_prompt)
+            )
+        dataset = dataset.map(truncate_pair, **map_kwargs)
+        max_length = args.max_length
+        if max_length is None:
+            return dataset, 0
+        if not isinstance(dataset, Dataset):
+            return dataset.filter(lambda example: len(example["prompt_ids"]) < max_length), 0
+        before = len(dataset)
+        dataset = dataset.filter(
+            lambda example: len(example["prompt_ids"]) < max_length,
+            num_proc=args.dataset_num_proc,
+            desc="Dropping prompts that fill max_length",
+        )
+        return dataset, before - len(dataset)
+
+    def _model_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The batch as the model and TRL's reference pass see it: no margin, and with
+        `mask_prompt` the prompt positions zeroed in the attention mask."""
+        batch = {k: v for k, v in inputs.items() if k != "margin"}
+        if self.args.mask_prompt:
+            batch["attention_mask"] = batch["attention_mask"] * batch["completion_mask"]
+        return batch
+
+    def compute_ref_log_probs(
+        self, model: torch.nn.Module, inputs: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference log-probs (chosen, rejected) summed over response tokens; also used by TRL's
+        `precompute_ref_log_probs` pass, so precomputed values see the same masking."""
+        batch = self._model_inputs(inputs)
+        chosen, rejected = super().compute_ref_log_probs(model, batch)  # type: ignore[no-untyped-call]
+        return chosen, rejected
+
+    def sequence_logps(
+        self, model: torch.nn.Module, inputs: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Policy log-probs of the chosen and rejected responses, summed over response tokens, in
+        float32, plus the model's fused output (for MoE auxiliary losses)."""
+        batch = self._model_inputs(inputs)
+        model_kwargs = {k: v for k, v in batch.items() if k not in _NON_MODEL_KEYS}
+        if self.aux_loss_enabled:
+            model_kwargs["output_router_logits"] = True
+        scored = batch["completion_mask"][:, 1:]
+        labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        # Prompt-learning PEFT prepends virtual positions; keep those of the real tokens.
+        logps = outputs.log_probs[:, -scored.size(1) :].sum(dim=1).float()
+        chosen, rejected = logps.chunk(2, dim=0)
+        return chosen, rejected, outputs
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """Mean DPOv2 loss over the batch's pairs (plus the MoE auxiliary loss, if any)."""
+        mode = "train" if model.training else "eval"
+        chosen_logps, rejected_logps, outputs = self.sequence_logps(model, inputs)
+        if self.precompute_ref_logps:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            reference = self.ref_model if self.ref_model is not None else self.model
+            assert reference is not None
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(reference, inputs)
+
+        # Response lengths per pair, counted from the completion mask (the scored tokens), not
+        # from the padded batch width.
+        lengths = inputs["completion_mask"][:, 1:].sum(dim=1)
+        chosen_len, rejected_len = lengths.chunk(2, dim=0)
+        len_penalty_term = self.args.len_penalty * (chosen_len - rejected_len).float()
+        margin = inputs.get("margin")
+        result = self._loss_fn(
+            chosen_logps,
+            rejected_logps,
+            ref_chosen.float(),
+            ref_rejected.float(),
+            beta=self.beta,
+            margin=None if margin is None else margin.float(),
+            len_penalty_term=len_penalty_term,
+        )
+        loss = result.losses.mean()
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * outputs.aux_loss
+        self._record_metrics(mode, result, chosen_logps, rejected_logps)
+
+        if not return_outputs:
+            return loss
+        # `compute_metrics` needs logits, which the fused head does not build.
+        model_kwargs = {
+            k: v for k, v in self._model_inputs(inputs).items() if k not in _NON_MODEL_KEYS
+        }
+        with torch.no_grad():
+            return loss, model(**model_kwargs, use_cache=False)
+
+    def _record_metrics(
+        self,
+        mode: str,
+        result: PairLoss,
+        chosen_logps: torch.Tensor,
+        rejected_logps: torch.Tensor,
+    ) -> None:
+        gather = self.accelerator.gather_for_metrics
+        chosen = gather(result.chosen_rewards)
+        rejected = gather(result.rejected_rewards)
+        metrics = self._metrics[mode]
+        metrics["rewards/chosen"].append(chosen.mean().item())
+        metrics["rewards/rejected"].append(rejected.mean().item())
+        metrics["rewards/accuracies"].append((chosen > rejected).float().mean().item())
+        metrics["rewards/margins"].append((chosen - rejected).mean().item())
+        metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
+        metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
+        metrics[f"loss/{self.args.loss_type}"].append(gather(result.losses.detach()).mean().item())

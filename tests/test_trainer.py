@@ -1,0 +1,362 @@
+"""DPOv2Trainer on a tiny in-code model: data plumbing (margins, truncation, masks), reference
+options, and training on a learnable toy preference with every loss type."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+from dpov2.losses import LOSSES
+from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
+from dpov2.trainer import DPOv2Config, DPOv2Trainer, truncate_pair
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> PreTrainedTokenizerFast:
+    return build_tiny_tokenizer()
+
+
+def _pairs(n: int, seed: int = 0) -> Dataset:
+    """A learnable preference: chosen responses repeat ' yes', rejected ones ' no', with varying
+    lengths, unique prompts and a random margin per pair."""
+    rng = random.Random(seed)
+    rows = [
+        {
+            "prompt": f"Question {i}: is this good?",
+            "chosen": " yes" * rng.randint(1, 3),
+            "rejected": " no" * rng.randint(1, 4),
+            "margin": round(rng.uniform(0.5, 3.0), 3),
+        }
+        for i in range(n)
+    ]
+    return Dataset.from_list(rows)
+
+
+def _config(tmp_path: Path, **overrides: Any) -> DPOv2Config:
+    settings: dict[str, Any] = {
+        "output_dir": str(tmp_path / "out"),
+        "use_cpu": True,
+        "report_to": [],
+        "bf16": False,
+        "per_device_train_batch_size": 8,
+        "learning_rate": 5e-3,
+        "lr_scheduler_type": "constant",
+        "max_steps": 24,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "seed": 0,
+        "beta": 0.1,
+        "max_length": 64,
+        "disable_tqdm": True,
+    }
+    settings.update(overrides)
+    return DPOv2Config(**settings)
+
+
+def _batch(trainer: DPOv2Trainer, rows: range) -> dict[str, Any]:
+    return trainer.data_collator([trainer.train_dataset[i] for i in rows])
+
+
+def _train_logs(trainer: DPOv2Trainer) -> list[dict[str, float]]:
+    trainer.train()
+    return [log for log in trainer.state.log_history if "rewards/accuracies" in log]
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_config_keeps_one_loss_type_and_rejects_unknown_ones(tmp_path: Path) -> None:
+    assert _config(tmp_path, loss_type="kl").loss_type == "kl"
+    with pytest.raises(ValueError, match="unknown loss_type 'dpo'"):
+        _config(tmp_path, loss_type="dpo")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"max_prompt_length": 64, "max_length": 64}, "must be smaller than max_length"),
+        ({"max_prompt_length": 0}, "max_prompt_length must be >= 1"),
+        ({"ld_alpha": 0.5}, "ld_alpha"),
+        ({"use_weighting": True}, "use_weighting"),
+        ({"f_divergence_type": "forward_kl"}, "f_divergence_type"),
+        ({"len_penalty": float("nan")}, "len_penalty"),
+    ],
+)
+def test_config_rejects_options_the_losses_do_not_define(
+    tmp_path: Path, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        _config(tmp_path, **overrides)
+
+
+def test_margin_losses_need_a_finite_margin_per_row(tmp_path: Path, tokenizer) -> None:
+    model = build_tiny_model(tokenizer)
+    no_margin = _pairs(4).remove_columns("margin")
+    with pytest.raises(ValueError, match="needs a float `margin` column in the train dataset"):
+        DPOv2Trainer(
+            model,
+            args=_config(tmp_path, loss_type="kl"),
+            train_dataset=no_margin,
+            processing_class=tokenizer,
+        )
+    margins = [1.0, 2.0, 0.5, float("nan")]
+    bad = _pairs(4).remove_columns("margin").add_column("margin", margins)
+    with pytest.raises(ValueError, match="train dataset row 3: margin is nan"):
+        DPOv2Trainer(
+            model,
+            args=_config(tmp_path, loss_type="tv"),
+            train_dataset=bad,
+            processing_class=tokenizer,
+        )
+
+
+# --- data plumbing -----------------------------------------------------------------------------
+
+
+def test_truncate_pair_cuts_the_prompt_start_then_the_response_ends() -> None:
+    out = truncate_pair(
+        [1, 2, 3, 4, 5, 6], [7, 8, 9, 10], [11, 12], max_length=7, max_prompt_length=4
+    )
+    assert out == {"prompt_ids": [3, 4, 5, 6], "chosen_ids": [7, 8, 9], "rejected_ids": [11, 12]}
+    assert truncate_pair([1, 2], [3], [4, 5], max_length=None, max_prompt_length=None) == {
+        "prompt_ids": [1, 2],
+        "chosen_ids": [3],
+        "rejected_ids": [4, 5],
+    }
+
+
+def test_trainer_truncates_prompt_first_and_drops_prompts_that_fill_max_length(
+    tmp_path: Path, tokenizer, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_prompt = "Question: " + "what is the answer? " * 6 + "Answer:"
+    pairs = Dataset.from_list(
+        [
+            {"prompt": long_prompt, "chosen": " yes yes yes yes", "rejected": " no", "margin": 1.0},
+            {"prompt": "Question: ok?", "chosen": " yes", "rejected": " no", "margin": 1.0},
+        ]
+    )
+    prompt_ids = tokenizer(long_prompt)["input_ids"]
+    chosen_ids = tokenizer(long_prompt + " yes yes yes yes")["input_ids"][len(prompt_ids) :]
+    assert len(prompt_ids) > 12 and len(chosen_ids) > 2
+
+    model = build_tiny_model(tokenizer)
+    cut = DPOv2Trainer(
+        model,
+        args=_config(tmp_path, max_length=8, max_prompt_length=6),
+        train_dataset=pairs,
+        processing_class=tokenizer,
+    )
+    row = cut.train_dataset[0]
+    assert row["prompt_ids"] == prompt_ids[-6:]
+    assert row["chosen_ids"] == chosen_ids[:2]
+    assert len(cut.train_dataset) == 2
+
+    with caplog.at_level(logging.WARNING, logger="dpov2.trainer"):
+        dropped = DPOv2Trainer(
+            model,
+            args=_config(tmp_path, max_length=8),
+            train_dataset=pairs,
+            processing_class=tokenizer,
+        )
+    assert len(dropped.train_dataset) == 1
+    assert "dropped 1 of 2 train pairs" in caplog.text
+
+
+def test_margin_column_reaches_every_batch_row_in_order(tmp_path: Path, tokenizer) -> None:
+    pairs = _pairs(20)
+    margin_of = dict(zip(pairs["prompt"], pairs["margin"], strict=True))
+    trainer = DPOv2Trainer(
+        build_tiny_model(tokenizer),
+        args=_config(tmp_path, loss_type="rev_kl", per_device_train_batch_size=6),
+        train_dataset=pairs,
+        processing_class=tokenizer,
+    )
+    seen = []
+    for batch in trainer.get_train_dataloader():
+        n = batch["margin"].shape[0]
+        assert batch["margin"].dtype == torch.float32
+        prompt_mask = (batch["attention_mask"][:n] == 1) & (batch["completion_mask"][:n] == 0)
+        for row, margin in zip(range(n), batch["margin"].tolist(), strict=True):
+            prompt = tokenizer.decode(
+                batch["input_ids"][row][prompt_mask[row]], skip_special_tokens=True
+            )
+            assert margin == pytest.approx(margin_of[prompt], rel=1e-6)
+            seen.append(prompt)
+    assert sorted(seen) == sorted(pairs["prompt"])
+
+
+def _manual_logps(
+    model: torch.nn.Module, batch: dict[str, Any], attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Response log-probs from the model's plain logits: log_softmax, pick the next token, sum over
+    response tokens only."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=attention_mask).logits
+    token_logps = F.log_softmax(logits[:, :-1].double(), dim=-1)
+    picked = token_logps.gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    return (picked * batch["completion_mask"][:, 1:]).sum(dim=1)
+
+
+@pytest.mark.parametrize("mask_prompt", [False, True])
+def test_logps_sum_response_tokens_and_mask_prompt_hides_the_prompt(
+    tmp_path: Path, tokenizer, mask_prompt: bool
+) -> None:
+    trainer = DPOv2Trainer(
+        build_tiny_model(tokenizer),
+        args=_config(tmp_path, mask_prompt=mask_prompt),
+        train_dataset=_pairs(8),
+        processing_class=tokenizer,
+    )
+    batch = _batch(trainer, range(8))
+    with torch.no_grad():
+        chosen, rejected, _ = trainer.sequence_logps(trainer.model, batch)
+        full = _manual_logps(trainer.model, batch, batch["attention_mask"])
+        hidden = _manual_logps(
+            trainer.model, batch, batch["attention_mask"] * batch["completion_mask"]
+        )
+        ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.ref_model, batch)
+    expected = hidden if mask_prompt else full
+    ours = torch.cat([chosen, rejected]).double()
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-4)
+    assert (full - hidden).abs().max() > 1e-3  # the two settings really differ
+    # The reference is a frozen copy of the initial policy, so it sees the same inputs.
+    torch.testing.assert_close(torch.cat([ref_chosen, ref_rejected]), torch.cat([chosen, rejected]))
+
+
+def test_len_penalty_uses_each_pairs_response_token_counts(tmp_path: Path, tokenizer) -> None:
+    penalty, beta = 0.7, 0.1
+    trainer = DPOv2Trainer(
+        build_tiny_model(tokenizer, seed=1),
+        ref_model=build_tiny_model(tokenizer, seed=2),
+        args=_config(tmp_path, len_penalty=penalty, beta=beta),
+        train_dataset=_pairs(8),
+        processing_class=tokenizer,
+    )
+    rows = [trainer.train_dataset[i] for i in range(8)]
+    length_gap = torch.tensor(
+        [len(r["chosen_ids"]) - len(r["rejected_ids"]) for r in rows], dtype=torch.float32
+    )
+    assert length_gap.abs().sum() > 0
+    batch = trainer.data_collator(rows)
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+        chosen, rejected, _ = trainer.sequence_logps(trainer.model, batch)
+        ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.ref_model, batch)
+    logits = (chosen - rejected) - (ref_chosen - ref_rejected + penalty * length_gap)
+    expected = -F.logsigmoid(beta * logits).mean()
+    unpenalised = -F.logsigmoid(beta * ((chosen - rejected) - (ref_chosen - ref_rejected))).mean()
+    torch.testing.assert_close(loss, expected)
+    assert (loss - unpenalised).abs() > 1e-3
+
+
+# --- reference options -------------------------------------------------------------------------
+
+
+def test_precomputed_reference_logps_equal_the_live_reference(tmp_path: Path, tokenizer) -> None:
+    model = build_tiny_model(tokenizer)
+    pre = DPOv2Trainer(
+        copy.deepcopy(model),
+        args=_config(tmp_path, loss_type="kl", precompute_ref_log_probs=True, max_steps=16),
+        train_dataset=_pairs(16),
+        processing_class=tokenizer,
+    )
+    live = DPOv2Trainer(
+        copy.deepcopy(model),
+        args=_config(tmp_path, loss_type="kl"),
+        train_dataset=_pairs(16),
+        processing_class=tokenizer,
+    )
+    assert pre.ref_model is None
+    batch = _batch(pre, range(8))
+    with torch.no_grad():
+        live_chosen, live_rejected = live.compute_ref_log_probs(
+            live.ref_model, _batch(live, range(8))
+        )
+    torch.testing.assert_close(batch["ref_chosen_logps"], live_chosen)
+    torch.testing.assert_close(batch["ref_rejected_logps"], live_rejected)
+    torch.testing.assert_close(
+        batch["margin"], torch.tensor(_pairs(16)["margin"][:8], dtype=torch.float32)
+    )
+
+    logs = _train_logs(pre)
+    assert logs[0]["rewards/accuracies"] == 0.0
+    assert logs[-1]["rewards/accuracies"] >= 0.9
+
+
+def test_peft_adapter_trains_against_its_base_model(tmp_path: Path, tokenizer) -> None:
+    model = build_tiny_model(tokenizer)
+    base_weight = model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    trainer = DPOv2Trainer(
+        model,
+        args=_config(tmp_path, loss_type="sigmoid", learning_rate=2e-2),
+        train_dataset=_pairs(32),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(
+            r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
+        ),
+    )
+    assert trainer.ref_model is None
+    logs = _train_logs(trainer)
+    assert logs[0]["rewards/margins"] == 0.0  # adapter starts as identity: policy == base
+    assert logs[-1]["rewards/accuracies"] >= 0.9 and logs[-1]["rewards/margins"] > 0.1
+    base = trainer.model.get_base_model().model.layers[0].self_attn.q_proj.base_layer.weight
+    torch.testing.assert_close(base, base_weight)
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def test_gradient_checkpointing_and_bf16_do_not_change_the_run(tmp_path: Path, tokenizer) -> None:
+    runs = {}
+    for name, overrides in {
+        "plain": {"gradient_checkpointing": False},
+        "checkpointed": {"gradient_checkpointing": True},
+        "bf16": {"gradient_checkpointing": True, "bf16": True},
+    }.items():
+        trainer = DPOv2Trainer(
+            build_tiny_model(tokenizer),
+            args=_config(tmp_path / name, max_steps=4, **overrides),
+            train_dataset=_pairs(32),
+            processing_class=tokenizer,
+        )
+        runs[name] = [log["loss"] for log in _train_logs(trainer)]
+    assert runs["checkpointed"] == pytest.approx(runs["plain"], rel=1e-5)
+    assert runs["bf16"] == pytest.approx(runs["plain"], abs=0.01)
+
+
+@pytest.mark.parametrize("loss_type", list(LOSSES))
+def test_training_raises_reward_accuracy_and_margin_then_saves_and_generates(
+    tmp_path: Path, tokenizer, loss_type: str
+) -> None:
+    trainer = DPOv2Trainer(
+        build_tiny_model(tokenizer),
+        args=_config(tmp_path, loss_type=loss_type),
+        train_dataset=_pairs(32),
+        processing_class=tokenizer,
+    )
+    logs = _train_logs(trainer)
+    # Step 1 scores the untouched policy against its own copy: every reward is zero.
+    assert logs[0]["rewards/accuracies"] == 0.0 and logs[0]["rewards/margins"] == 0.0
+    assert f"loss/{loss_type}" in logs[0]
+    last = logs[-4:]
+    assert min(log["rewards/accuracies"] for log in last) >= 0.9
+    assert sum(log["rewards/margins"] for log in last) / len(last) > 0.3
+
+    out = tmp_path / "final"
+    trainer.save_model(str(out))
+    reloaded = AutoModelForCausalLM.from_pretrained(str(out))
+    for name, tensor in reloaded.state_dict().items():
+        torch.testing.assert_close(tensor, trainer.model.state_dict()[name])
+    saved_tokenizer = AutoTokenizer.from_pretrained(str(out))
+    prompt = saved_tokenizer("Question 3: is this good?", return_tensors="pt")
+    generated = reloaded.generate(**prompt, max_new_tokens=4, do_sample=False)
+    assert generated.shape[1] > prompt["input_ids"].shape[1]
