@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from dpov2 import METHODS, PairSelection, select_pairs
 from numpy_pairing import select_pairs_numpy  # beside this script, on sys.path when run
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+
 from dpov2 import PairSelection, PairStatus
 
 I64 = npt.NDArray[np.int64]

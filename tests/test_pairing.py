@@ -7,6 +7,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from dpov2 import (
     METHODS,
     PairStatus,
@@ -14,8 +17,6 @@ from dpov2 import (
     sampling_paired_idx_from_rewards,
     select_pairs,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
 # Mostly small integers (ties are common), sometimes huge or arbitrary finite values.
