@@ -39,8 +39,8 @@ pub struct Selection {
     pub status: Vec<u8>,
 }
 
-/// Prompts handled by one parallel task: enough to amortise scheduling, few enough that a
-/// task's responses stay in cache between checking and selecting them.
+/// Prompts handled by one parallel task: enough to amortise scheduling, few enough to balance
+/// the load across threads on small inputs.
 const PROMPTS_PER_TASK: usize = 2048;
 
 /// Selects one (chosen, rejected) pair per prompt, in parallel over prompts.
