@@ -26,3 +26,50 @@ def penalized_rewards(
     scores: npt.NDArray[np.float64], lengths: npt.NDArray[np.float64], length_penalty: float
 ) -> npt.NDArray[np.float64]:
     """``scores - length_penalty * lengths`` after validating both arrays."""
+
+class InstanceSplitter:
+    """Streams the ``instances`` of an LMFlow JSON file as chunks of NDJSON lines."""
+
+    def __init__(self, path: str) -> None:
+        """Opens ``path``; raises OSError if it cannot be opened."""
+
+    def next_chunk(
+        self, max_instances: int, max_bytes: int
+    ) -> tuple[npt.NDArray[np.uint8], int] | None:
+        """``(lines, count)``: instances one per line, at most ``max_instances`` and no more
+        once ``max_bytes`` are reached; ``None`` at the end of the file.
+
+        Raises ValueError naming the byte (and row) of a structural error, OSError on I/O.
+        """
+
+    @property
+    def dataset_type(self) -> str | None:
+        """The ``type`` member, once it has been read."""
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the file consumed so far."""
+
+def quote_json_strings(
+    offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    """Each string ``data[offsets[i]:offsets[i + 1]]`` as a quoted, escaped JSON string:
+    the new ``(offsets, data)``, offsets starting at 0. ValueError for bad offsets."""
+
+def parse_scored_lines(
+    chunk: npt.NDArray[np.uint8], parts: int
+) -> (
+    tuple[
+        npt.NDArray[np.int32],
+        npt.NDArray[np.uint8],
+        npt.NDArray[np.int32],
+        npt.NDArray[np.int32],
+        npt.NDArray[np.uint8],
+        npt.NDArray[np.float64],
+    ]
+    | None
+):
+    """Scored instances, one per line, as ``(prompt_offsets, prompt_data, output_offsets,
+    text_offsets, text_data, scores)``; ``None`` if any line has a non-string prompt, a
+    missing, null or mistyped field, a non-finite score or malformed JSON (or the chunk is over
+    2 GiB). Offsets are Arrow's 32-bit ones. Up to ``parts`` pieces are parsed in parallel."""

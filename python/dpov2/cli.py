@@ -1,0 +1,239 @@
+"""The ``dpov2`` command: ``dpov2 pair INPUT OUTPUT [options]``.
+
+Each subcommand is a :class:`Command` (its arguments and what runs them) in :data:`COMMANDS`;
+another one (``align``, say) is added by writing its two functions and listing it there.
+User mistakes (bad options, bad input data, an existing output) end with exit code 2 and one
+line on stderr, failed reads and writes (permissions, a full disk) with exit code 1 and one
+line; any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from dpov2.convert import MARGIN_SOURCES, PairOptions, write_pairs
+from dpov2.convert.lengths import length_unit
+from dpov2.errors import InputError
+from dpov2.formats import INPUT_FORMATS, OUTPUT_FORMATS, ScoredSource, open_scored
+from dpov2.pairing import METHODS
+
+__all__ = ["COMMANDS", "Command", "main"]
+
+EXIT_USER_ERROR = 2
+EXIT_IO_ERROR = 1
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``dpov2`` with ``argv`` (default: the process arguments); returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or argparse's own usage error (code 2)
+        return int(exit_.code or 0)
+    try:
+        with _sigterm_as_interrupt():
+            return int(args.command.run(args))
+    except InputError as err:
+        print(f"dpov2 {args.command.name}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as err:  # a file that cannot be read or written: no bug, no traceback
+        print(f"dpov2 {args.command.name}: error: {err}", file=sys.stderr)
+        return EXIT_IO_ERROR
+    except KeyboardInterrupt:
+        print(f"dpov2 {args.command.name}: interrupted; no output written", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dpov2", description="DPO preference pairs from reward-scored generations."
+    )
+    subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(command=command)
+    return parser
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so that temporary output files are removed."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# --- dpov2 pair -------------------------------------------------------------------------------
+
+
+def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path, help="scored dataset: file, or save_to_disk folder")
+    parser.add_argument("output", type=Path, help="pair dataset file to write")
+    select = parser.add_argument_group("pair selection")
+    select.add_argument("--method", choices=METHODS, default="random", help="default: random")
+    select.add_argument(
+        "--length-penalty",
+        type=float,
+        default=0.0,
+        help="rank by score - PENALTY * length (> 0 favours shorter responses; default 0)",
+    )
+    select.add_argument(
+        "--tokenizer",
+        metavar="PATH",
+        help="measure lengths in tokens of this local tokenizer (default: characters)",
+    )
+    select.add_argument("--seed", type=int, default=42, help="default: 42")
+    select.add_argument(
+        "--keep-ties", action="store_true", help="keep pairs of equal rewards (LMFlow does)"
+    )
+    margin = parser.add_argument_group("margin")
+    margin.add_argument("--margin-scale", type=float, default=1.0, help="default: 1.0")
+    margin.add_argument(
+        "--margin-from",
+        choices=MARGIN_SOURCES,
+        default="raw",
+        help="margin from raw scores (default, as LMFlow) or from length-penalised rewards",
+    )
+    margin.add_argument("--min-margin", type=float, help="drop pairs whose margin is lower")
+    data = parser.add_argument_group("input and output")
+    data.add_argument("--input-format", choices=INPUT_FORMATS, help="default: from the name")
+    data.add_argument("--output-format", choices=OUTPUT_FORMATS, help="default: from the name")
+    data.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="drop and count invalid rows instead of stopping at the first",
+    )
+    data.add_argument("--max-samples", type=int, help="read only the first N prompts")
+    data.add_argument(
+        "--batch-size",
+        type=int,
+        default=8192,
+        help="at most N prompts per batch, fewer to keep batches near 8 MiB (default 8192)",
+    )
+    data.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    data.add_argument(
+        "--provenance",
+        action="store_true",
+        help="add chosen_score, rejected_score, chosen_index, rejected_index",
+    )
+    run = parser.add_argument_group("running")
+    run.add_argument(
+        "--no-fast",
+        dest="use_fast",
+        action="store_false",
+        help="use the pure-Python reference path (same output, much slower)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def run_pair(args: argparse.Namespace) -> int:
+    if args.input.resolve() == args.output.resolve():
+        raise InputError("OUTPUT is the input file; choose another name", file=str(args.output))
+    options = PairOptions(
+        method=args.method,
+        length_penalty=args.length_penalty,
+        length_unit=length_unit(args.tokenizer),
+        margin_scale=args.margin_scale,
+        margin_from=args.margin_from,
+        seed=args.seed,
+        min_margin=args.min_margin,
+        keep_ties=args.keep_ties,
+        skip_invalid=args.skip_invalid,
+        provenance=args.provenance,
+    )
+    source = open_scored(
+        args.input,
+        input_format=args.input_format,
+        batch_size=args.batch_size,
+        max_samples=args.max_samples,
+    )
+    start = time.perf_counter()
+    with _progress_bar(source, disable=args.quiet) as advance:
+        summary = write_pairs(
+            source,
+            args.output,
+            options,
+            use_fast=args.use_fast,
+            output_format=args.output_format,
+            overwrite=args.overwrite,
+            progress=advance,
+        )
+    seconds = time.perf_counter() - start
+    if not args.quiet:
+        for line in summary.lines():
+            print(line)
+        rate = summary.prompts_read / seconds if seconds > 0 else float("inf")
+        print(f"wrote {args.output} in {seconds:.1f} s ({rate:,.0f} prompts/s)")
+    return 0
+
+
+@contextlib.contextmanager
+def _progress_bar(source: ScoredSource, *, disable: bool) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar over the source's bytes (JSON) or rows (Parquet, datasets), with prompts/s,
+    shown only on a terminal and once the run has lasted two seconds."""
+    from tqdm import tqdm
+
+    by_bytes = source.unit == "B"
+    bar = tqdm(
+        total=source.total,
+        unit="B" if by_bytes else " prompts",
+        unit_scale=True,
+        desc="pairing",
+        delay=2.0,
+        disable=True if disable else None,  # None: only on a terminal
+        dynamic_ncols=True,
+    )
+    start = time.perf_counter()
+    prompts = 0
+
+    def advance(consumed: int, batch_prompts: int) -> None:
+        nonlocal prompts
+        prompts += batch_prompts
+        if by_bytes:
+            rate = prompts / max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix_str(f"{prompts:,} prompts, {rate:,.0f} prompts/s", refresh=False)
+        bar.update(consumed)
+
+    with bar:
+        yield advance
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "pair",
+        "Turn a scored dataset (text_to_scored_textlist) into DPO pairs (prompt, chosen, "
+        "rejected, margin).",
+        add_pair_arguments,
+        run_pair,
+    ),
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Scored datasets (``text_to_scored_textlist``) to DPO pair datasets (``paired_text_to_text``).
+
+Each instance yields at most one pair, chosen by :func:`dpov2.select_pairs` with the
+instance's index as its random key, so the output is the same for any batch size, thread
+count, or path: ``use_fast=True`` (Arrow and the Rust core, :mod:`dpov2.convert.fast`) or
+``use_fast=False`` (plain Python, :mod:`dpov2.convert.reference`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from dpov2.convert import fast, reference
+from dpov2.convert.lengths import length_unit
+from dpov2.convert.options import MARGIN_SOURCES, Outcome, PairOptions, pairs_schema
+from dpov2.convert.result import PairedBatch
+from dpov2.convert.summary import PairSummary
+from dpov2.formats import ScoredSource, open_scored, open_writer, to_dataset
+from dpov2.formats.prefetch import prefetch
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = [
+    "MARGIN_SOURCES",
+    "Outcome",
+    "PairOptions",
+    "PairSummary",
+    "PairedBatch",
+    "convert_to_paired_dataset",
+    "pair_batches",
+    "write_pairs",
+]
+
+
+def pair_batches(
+    source: ScoredSource, options: PairOptions, *, use_fast: bool = True
+) -> Iterator[tuple[PairedBatch, int]]:
+    """Each batch's pairs, with the progress (bytes or rows of the source) it stands for.
+
+    The next batch is read in a background thread while this one is paired.
+    """
+    pair = fast.pair_batch if use_fast else reference.pair_batch
+    for batch in prefetch(source.batches):
+        yield pair(batch, options, source.name), batch.progress
+
+
+def write_pairs(
+    source: ScoredSource,
+    output: str | os.PathLike[str],
+    options: PairOptions,
+    *,
+    use_fast: bool = True,
+    output_format: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> PairSummary:
+    """Pairs ``source`` into the file ``output`` (JSON Lines, LMFlow JSON or Parquet), batch
+    by batch; the file appears only once complete. ``progress`` is called after each batch
+    with the amount of the source it consumed (bytes or rows) and its number of prompts."""
+    summary = PairSummary()
+    prompt_type: pa.DataType = pa.string()
+    with open_writer(output, output_format, overwrite=overwrite) as writer:
+        for paired, consumed in pair_batches(source, options, use_fast=use_fast):
+            if paired.table.num_rows:
+                writer.write(paired.table)
+                prompt_type = paired.table.schema.field("prompt").type
+            summary.add(paired.outcomes, paired.margins, paired.rows)
+            if progress is not None:
+                progress(consumed, len(paired.outcomes))
+        writer.finish(pairs_schema(prompt_type, options.provenance))
+    return summary
+
+
+def convert_to_paired_dataset(
+    source: str | os.PathLike[str] | datasets.Dataset,
+    *,
+    sampling_paired_method: str = "random",
+    length_penalty: float = 0.0,
+    margin_scale: float = 1.0,
+    seed: int = 42,
+    use_fast: bool = True,
+    keep_ties: bool = False,
+    min_margin: float | None = None,
+    margin_from: str = "raw",
+    tokenizer: str | os.PathLike[str] | Any | None = None,
+    skip_invalid: bool = False,
+    provenance: bool = False,
+    input_format: str | None = None,
+    batch_size: int = 8192,
+    max_samples: int | None = None,
+) -> datasets.Dataset:
+    """A ``datasets.Dataset`` of ``prompt``, ``chosen``, ``rejected``, ``margin`` (ready for
+    TRL's ``DPOTrainer``) from a scored dataset: a file or folder path, or a
+    ``datasets.Dataset``.
+
+    As LMFlow's method of the same name: responses ranked by ``score - length_penalty *
+    length`` (length in characters, or in tokens of ``tokenizer``, a tokenizer or a local
+    folder), one pair per prompt by ``sampling_paired_method`` (``random``, ``max_min``,
+    ``max_max``, ``max_random``), ``margin = (raw chosen score - raw rejected score) *
+    margin_scale``. Unlike LMFlow, the draws are reproducible from ``seed``, and ties (equal
+    penalised rewards) are dropped unless ``keep_ties``. See :class:`PairOptions` for the rest.
+
+    Raises:
+        InputError: an unreadable source, an invalid option or (unless ``skip_invalid``) an
+            invalid row, named by file, row and field.
+    """
+    options = PairOptions(
+        method=sampling_paired_method,
+        length_penalty=length_penalty,
+        length_unit=length_unit(tokenizer),
+        margin_scale=margin_scale,
+        margin_from=margin_from,
+        seed=seed,
+        min_margin=min_margin,
+        keep_ties=keep_ties,
+        skip_invalid=skip_invalid,
+        provenance=provenance,
+    )
+    scored = open_scored(
+        source, input_format=input_format, batch_size=batch_size, max_samples=max_samples
+    )
+    tables = []
+    prompt_type: pa.DataType = pa.string()
+    for paired, _ in pair_batches(scored, options, use_fast=use_fast):
+        if paired.table.num_rows:
+            tables.append(paired.table)
+            prompt_type = paired.table.schema.field("prompt").type
+    return to_dataset(tables, pairs_schema(prompt_type, options.provenance))

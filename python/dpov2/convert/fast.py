@@ -1,0 +1,154 @@
+"""The fast path: one batch of scored instances to pairs with Arrow kernels and the Rust core.
+
+Nothing here loops over rows in Python. Scores and per-instance offsets are read from the
+Arrow list and struct buffers, lengths from ``utf8_length``, invalid rows found with
+vectorised null and finiteness checks, the pairs selected by ``dpov2.select_pairs`` and the
+texts gathered with ``take``.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dpov2.convert.options import Outcome, PairOptions, pairs_schema
+from dpov2.convert.result import PairedBatch
+from dpov2.formats import ScoredBatch, scored_row_problem
+from dpov2.pairing import select_pairs
+
+__all__ = ["pair_batch"]
+
+_Number = TypeVar("_Number", np.int64, np.float64)
+
+
+def pair_batch(batch: ScoredBatch, options: PairOptions, file: str) -> PairedBatch:
+    """The pairs of one batch, with an outcome for every instance.
+
+    Raises:
+        InputError: the first invalid row, unless ``options.skip_invalid``.
+    """
+    prompts = batch.table.column("input").combine_chunks()
+    outputs = batch.table.column("output").combine_chunks()
+    sizes = _numbers(pc.fill_null(pc.list_value_length(outputs), 0), np.int64)
+    offsets = _offsets(sizes)
+    responses = outputs.flatten()  # honours slicing; skips the values of null lists
+    texts = responses.field("text")
+    scores = _numbers(responses.field("score"), np.float64)  # nulls read as NaN
+
+    invalid = _invalid_rows(batch, prompts, outputs, responses, texts, scores, offsets)
+    if invalid.any() and not options.skip_invalid:
+        raise _first_problem(batch, invalid, file)
+    valid_responses = np.repeat(~invalid, sizes)
+    # Invalid rows keep their place (their random draws depend on their index) with no
+    # responses; `flat` maps the remaining responses back to their position in `responses`.
+    flat = np.flatnonzero(valid_responses)
+    kept_offsets = _offsets(np.where(invalid, 0, sizes))
+    lengths = None
+    if options.needs_lengths:
+        lengths = np.zeros(len(scores))
+        lengths[flat] = options.length_unit.measure(texts.filter(pa.array(valid_responses)))
+    selection = select_pairs(
+        scores[flat],
+        kept_offsets,
+        method=options.method,
+        lengths=None if lengths is None else lengths[flat],
+        length_penalty=options.length_penalty,
+        seed=options.seed,
+        first_key=batch.first_row,
+        keep_ties=options.keep_ties,
+    )
+    outcomes = selection.status.copy()
+    outcomes[invalid] = Outcome.INVALID
+    rows = np.flatnonzero(outcomes == Outcome.PAIRED)
+    chosen = flat[selection.chosen[rows]]
+    rejected = flat[selection.rejected[rows]]
+
+    if options.margin_from == "penalized" and lengths is not None:
+        penalty = options.length_penalty
+        chosen_reward = scores[chosen] - penalty * lengths[chosen]
+        rejected_reward = scores[rejected] - penalty * lengths[rejected]
+        margins = (chosen_reward - rejected_reward) * options.margin_scale
+    else:
+        margins = (scores[chosen] - scores[rejected]) * options.margin_scale
+    if options.min_margin is not None:
+        below = margins < options.min_margin
+        outcomes[rows[below]] = Outcome.BELOW_MIN_MARGIN
+        rows, chosen, rejected, margins = (
+            rows[~below],
+            chosen[~below],
+            rejected[~below],
+            margins[~below],
+        )
+
+    columns: list[pa.Array] = [
+        prompts.take(pa.array(rows)),
+        texts.take(pa.array(chosen)),
+        texts.take(pa.array(rejected)),
+        pa.array(margins),
+    ]
+    if options.provenance:
+        starts = offsets[rows]
+        columns += [
+            pa.array(scores[chosen]),
+            pa.array(scores[rejected]),
+            pa.array(chosen - starts),
+            pa.array(rejected - starts),
+        ]
+    schema = pairs_schema(prompts.type, options.provenance)
+    table = pa.Table.from_arrays(columns, schema=schema)
+    return PairedBatch(table, outcomes, margins, rows + batch.first_row)
+
+
+def _invalid_rows(
+    batch: ScoredBatch,
+    prompts: pa.Array,
+    outputs: pa.Array,
+    responses: pa.StructArray,
+    texts: pa.Array,
+    scores: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.int64],
+) -> npt.NDArray[np.bool_]:
+    """Rows that :func:`scored_row_problem` would reject, found without leaving Arrow: a
+    null prompt, output, response or text, or a null or non-finite score."""
+    bad = ~np.isfinite(scores)
+    if responses.null_count:
+        bad |= _nulls(responses)
+    if texts.null_count:
+        bad |= _nulls(texts)
+    bad_before = np.concatenate([[0], np.cumsum(bad)])
+    invalid = np.asarray(bad_before[offsets[1:]] > bad_before[offsets[:-1]])
+    if prompts.null_count:
+        invalid |= _nulls(prompts)
+    if outputs.null_count:
+        invalid |= _nulls(outputs)
+    if batch.problems:
+        invalid[list(batch.problems)] = True
+    return invalid
+
+
+def _first_problem(batch: ScoredBatch, invalid: npt.NDArray[np.bool_], file: str) -> Exception:
+    """The error for the first invalid row, worded by the shared definition of a valid row."""
+    i = int(np.argmax(invalid))
+    problem = batch.problems.get(i) or scored_row_problem(batch.table.slice(i, 1).to_pylist()[0])
+    if problem is None:
+        raise AssertionError(f"{file}: row {batch.first_row + i} flagged invalid but is valid")
+    return problem.error(file, batch.first_row + i)
+
+
+def _offsets(sizes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    return offsets
+
+
+def _nulls(array: pa.Array) -> npt.NDArray[np.bool_]:
+    return np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
+
+
+def _numbers(array: pa.Array, dtype: type[_Number]) -> npt.NDArray[_Number]:
+    """The values as NumPy numbers (floats: nulls as NaN)."""
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)

@@ -1,0 +1,86 @@
+"""Response lengths for the length penalty: Unicode characters (LMFlow's ``len(text)``) or
+tokens of a given tokenizer.
+
+Each unit measures a whole Arrow array at once (the fast path) and a single ``str`` (the
+reference path); the two agree exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dpov2.errors import InputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["CHARACTERS", "LengthUnit", "TokenLengths", "length_unit"]
+
+
+class LengthUnit(Protocol):
+    name: str
+
+    def measure(self, texts: pa.Array) -> npt.NDArray[np.float64]:
+        """The length of every (non-null) text."""
+        ...
+
+    def measure_one(self, text: str) -> float: ...
+
+
+class CharacterLengths:
+    """Unicode code points, as Python's ``len(str)`` counts them."""
+
+    name = "characters"
+
+    def measure(self, texts: pa.Array) -> npt.NDArray[np.float64]:
+        lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
+        return np.asarray(lengths, dtype=np.float64)
+
+    def measure_one(self, text: str) -> float:
+        return float(len(text))
+
+
+CHARACTERS = CharacterLengths()
+
+
+class TokenLengths:
+    """Tokens of ``tokenizer``, special tokens (BOS, EOS) not counted."""
+
+    name = "tokens"
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
+
+    def measure(self, texts: pa.Array) -> npt.NDArray[np.float64]:
+        ids: list[list[int]] = self.tokenizer(texts.to_pylist(), add_special_tokens=False)[
+            "input_ids"
+        ]
+        return np.fromiter(map(len, ids), dtype=np.float64, count=len(ids))
+
+    def measure_one(self, text: str) -> float:
+        return float(len(self.tokenizer(text, add_special_tokens=False)["input_ids"]))
+
+
+def length_unit(tokenizer: str | os.PathLike[str] | Any | None) -> LengthUnit:
+    """Characters for ``None``; tokens for a tokenizer, or a local folder to load one from
+    with ``transformers.AutoTokenizer`` (nothing is downloaded)."""
+    if tokenizer is None:
+        return CHARACTERS
+    if not isinstance(tokenizer, (str, os.PathLike)):
+        return TokenLengths(tokenizer)
+    path = os.fspath(tokenizer)
+    if not os.path.isdir(path):
+        raise InputError("no such folder; expected a local tokenizer folder", file=path)
+    from transformers import AutoTokenizer
+
+    try:
+        loaded = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot load a tokenizer: {err}".splitlines()[0], file=path) from None
+    return TokenLengths(loaded)

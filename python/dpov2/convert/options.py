@@ -1,0 +1,95 @@
+"""How scored instances become pairs: the options, and what became of each instance."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from dpov2.convert.lengths import CHARACTERS, LengthUnit
+from dpov2.errors import InputError
+from dpov2.pairing import METHODS, PairStatus
+
+__all__ = ["MARGIN_SOURCES", "Outcome", "PairOptions", "pairs_schema"]
+
+MARGIN_SOURCES = ("raw", "penalized")
+
+
+class Outcome(enum.IntEnum):
+    """Per instance; the first three are :class:`dpov2.PairStatus` codes."""
+
+    PAIRED = PairStatus.PAIRED
+    TOO_FEW_RESPONSES = PairStatus.TOO_FEW_RESPONSES
+    TIE = PairStatus.TIE
+    #: The row broke the input format and was skipped (only with ``skip_invalid``).
+    INVALID = 3
+    #: The pair's margin was below ``min_margin``.
+    BELOW_MIN_MARGIN = 4
+
+
+@dataclass(frozen=True)
+class PairOptions:
+    """Everything that decides which pair an instance yields, if any.
+
+    ``length_penalty`` ranks responses by ``score - length_penalty * length`` with lengths in
+    ``length_unit`` (characters unless a tokenizer is given). The written ``margin`` is
+    ``(chosen - rejected) * margin_scale`` over raw scores (LMFlow's definition) or, with
+    ``margin_from="penalized"``, over penalised rewards. Pairs whose margin is below
+    ``min_margin`` are dropped; so are ties unless ``keep_ties``. Invalid rows stop the run
+    unless ``skip_invalid``. ``provenance`` adds the two scores and response indices.
+    """
+
+    method: str = "random"
+    length_penalty: float = 0.0
+    length_unit: LengthUnit = field(default=CHARACTERS)
+    margin_scale: float = 1.0
+    margin_from: str = "raw"
+    seed: int = 42
+    min_margin: float | None = None
+    keep_ties: bool = False
+    skip_invalid: bool = False
+    provenance: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(
+                f"unknown sampling method '{self.method}'; expected one of: {', '.join(METHODS)}"
+            )
+        if self.margin_from not in MARGIN_SOURCES:
+            raise InputError(
+                f"unknown margin source '{self.margin_from}'; expected one of: "
+                f"{', '.join(MARGIN_SOURCES)}"
+            )
+        numbers = {"length penalty": self.length_penalty, "margin scale": self.margin_scale}
+        if self.min_margin is not None:
+            numbers["minimum margin"] = self.min_margin
+        for name, value in numbers.items():
+            if not math.isfinite(value):
+                raise InputError(f"{name} must be a finite number, got {value}")
+        if isinstance(self.seed, bool) or not 0 <= self.seed < 2**64:
+            raise InputError(f"seed must be an integer in [0, 2**64), got {self.seed}")
+
+    @property
+    def needs_lengths(self) -> bool:
+        return self.length_penalty != 0
+
+
+def pairs_schema(prompt_type: pa.DataType, provenance: bool) -> pa.Schema:
+    """``prompt`` (as in the input), ``chosen``, ``rejected``, ``margin`` and, with
+    ``provenance``, the raw scores and the indices of the two responses in the instance."""
+    fields = [
+        pa.field("prompt", prompt_type),
+        pa.field("chosen", pa.string()),
+        pa.field("rejected", pa.string()),
+        pa.field("margin", pa.float64()),
+    ]
+    if provenance:
+        fields += [
+            pa.field("chosen_score", pa.float64()),
+            pa.field("rejected_score", pa.float64()),
+            pa.field("chosen_index", pa.int64()),
+            pa.field("rejected_index", pa.int64()),
+        ]
+    return pa.schema(fields)

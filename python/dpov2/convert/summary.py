@@ -1,0 +1,110 @@
+"""Counts and margin statistics of a conversion, in memory that does not grow with the data.
+
+Quantiles come from a bottom-k sample: every pair gets a pseudo-random priority, a hash of its
+instance index, and the :data:`SAMPLE_SIZE` pairs with the smallest priorities are kept. Up to
+that many pairs the quantiles are exact; beyond, they are those of a uniform sample of 65,536
+margins, within about 0.2 percentile points (the standard error of a sample quantile,
+``sqrt(q (1 - q) / k)``, at the median). Because the priority depends only on the instance,
+the sample, like everything else, is the same for any batch size, and it takes 1 MiB where
+keeping every margin as float32 would take 4 bytes a pair.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from dpov2.convert.options import Outcome
+
+__all__ = ["SAMPLE_SIZE", "PairSummary"]
+
+SAMPLE_SIZE = 1 << 16
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+@dataclass
+class PairSummary:
+    """What a conversion did: instances read, pairs written, instances dropped by reason, and
+    the written margins' mean, extremes and quantiles."""
+
+    prompts_read: int = 0
+    outcomes: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
+    margin_sum: float = 0.0
+    margin_min: float = math.inf
+    margin_max: float = -math.inf
+    _priorities: npt.NDArray[np.uint64] = field(default_factory=lambda: np.empty(0, np.uint64))
+    _margins: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0, np.float64))
+
+    @property
+    def pairs_written(self) -> int:
+        return self.outcomes[Outcome.PAIRED]
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Instances that yielded no pair, by lower-case reason."""
+        return {o.name.lower(): n for o, n in self.outcomes.items() if o != Outcome.PAIRED}
+
+    def add(
+        self,
+        outcomes: npt.NDArray[np.uint8],
+        margins: npt.NDArray[np.float64],
+        rows: npt.NDArray[np.int64],
+    ) -> None:
+        """Counts one batch: an outcome per instance, and the margin and instance index of
+        every written pair."""
+        self.prompts_read += len(outcomes)
+        for outcome, count in enumerate(np.bincount(outcomes, minlength=len(Outcome))):
+            self.outcomes[Outcome(outcome)] += int(count)
+        if len(margins) == 0:
+            return
+        self.margin_sum += float(margins.sum())
+        self.margin_min = min(self.margin_min, float(margins.min()))
+        self.margin_max = max(self.margin_max, float(margins.max()))
+        priorities = np.concatenate([self._priorities, _priority(rows)])
+        kept = np.concatenate([self._margins, margins])
+        if len(priorities) > SAMPLE_SIZE:
+            smallest = np.argpartition(priorities, SAMPLE_SIZE - 1)[:SAMPLE_SIZE]
+            priorities, kept = priorities[smallest], kept[smallest]
+        self._priorities, self._margins = priorities, kept
+
+    @property
+    def margin_mean(self) -> float:
+        return self.margin_sum / self.pairs_written if self.pairs_written else math.nan
+
+    def margin_quantiles(self, qs: tuple[float, ...] = QUANTILES) -> dict[float, float]:
+        """Quantiles of the written margins (linear interpolation), exact up to
+        :data:`SAMPLE_SIZE` pairs; ``nan`` without pairs."""
+        if len(self._margins) == 0:
+            return dict.fromkeys(qs, math.nan)
+        values = np.quantile(np.sort(self._margins), qs)
+        return {q: float(v) for q, v in zip(qs, values, strict=True)}
+
+    def lines(self) -> list[str]:
+        """The summary as printed by ``dpov2 pair``."""
+        dropped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in self.dropped.items())
+        out = [
+            f"prompts read: {self.prompts_read}",
+            f"pairs written: {self.pairs_written}",
+            f"prompts dropped: {sum(self.dropped.values())} ({dropped})",
+        ]
+        if self.pairs_written:
+            quantiles = "  ".join(
+                f"p{round(q * 100)} {v:.4g}" for q, v in self.margin_quantiles().items()
+            )
+            exact = "" if self.pairs_written <= SAMPLE_SIZE else f" (of {SAMPLE_SIZE} sampled)"
+            out.append(
+                f"margin: mean {self.margin_mean:.4g}  min {self.margin_min:.4g}  {quantiles}  "
+                f"max {self.margin_max:.4g}{exact}"
+            )
+        return out
+
+
+def _priority(rows: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """A well-mixed 64-bit hash of each instance index (SplitMix64's finaliser)."""
+    z = rows.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))  # type: ignore[no-any-return]

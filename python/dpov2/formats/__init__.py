@@ -1,0 +1,203 @@
+"""Reading scored datasets and writing pair datasets, batch by batch, in every supported format.
+
+Formats, chosen from the path (or given explicitly):
+
+- ``jsonl``: JSON Lines (``.jsonl``, ``.ndjson``), one instance per line;
+- ``json``: LMFlow's ``{"type": ..., "instances": [...]}`` (``.json``);
+- ``parquet``: Parquet (``.parquet``, ``.pq``);
+- ``hf``: a folder written by ``datasets.Dataset.save_to_disk`` (input only).
+
+Readers yield :class:`ScoredBatch` es of at most ``batch_size`` rows and about
+:data:`~dpov2.formats.instances.BATCH_BYTES`, so memory depends on the batch size, never on the
+file size. Writers append batch by batch to a temporary file that is
+renamed into place only on success.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import pyarrow as pa
+
+from dpov2.errors import InputError
+from dpov2.formats.atomic import atomic_output, check_output_path
+from dpov2.formats.hf import is_dataset, load_saved_dataset, read_dataset, to_dataset
+from dpov2.formats.instances import (
+    PAIRED_TYPE,
+    SCORED_TYPE,
+    RowProblem,
+    ScoredBatch,
+    scored_row_problem,
+)
+from dpov2.formats.jsonl import JsonLinesWriter, read_json_lines
+from dpov2.formats.lmflow_json import LmflowJsonWriter, read_lmflow_json
+from dpov2.formats.parquet import ParquetWriter, parquet_rows, read_parquet
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = [
+    "INPUT_FORMATS",
+    "OUTPUT_FORMATS",
+    "PAIRED_TYPE",
+    "SCORED_TYPE",
+    "RowProblem",
+    "ScoredBatch",
+    "ScoredSource",
+    "TableWriter",
+    "check_output_path",
+    "detect_format",
+    "open_scored",
+    "open_writer",
+    "scored_row_problem",
+    "to_dataset",
+]
+
+INPUT_FORMATS = ("jsonl", "json", "parquet", "hf")
+OUTPUT_FORMATS = ("jsonl", "json", "parquet")
+_EXTENSIONS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+@dataclass
+class ScoredSource:
+    """An open input: its batches, and how far they go for a progress bar (``total`` in
+    ``unit``, which is ``"B"`` for bytes or ``"rows"``; ``None`` if unknown)."""
+
+    name: str
+    batches: Iterator[ScoredBatch]
+    total: int | None
+    unit: str
+
+
+class TableWriter(Protocol):
+    """Appends tables; ``finish`` completes the file (``schema`` serves an empty output)."""
+
+    def write(self, table: pa.Table) -> None: ...
+
+    def finish(self, schema: pa.Schema) -> None: ...
+
+
+def detect_format(path: Path, given: str | None, *, output: bool = False) -> str:
+    """``given`` if set, else the format the file extension (or a folder) implies."""
+    choices = OUTPUT_FORMATS if output else INPUT_FORMATS
+    if given is not None:
+        if given not in choices:
+            raise InputError(f"unknown format '{given}'; expected one of: {', '.join(choices)}")
+        return given
+    if not output and path.is_dir():
+        return "hf"
+    fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        flag = "--output-format" if output else "--input-format"
+        raise InputError(
+            f"cannot tell the format from the extension '{path.suffix}'; "
+            f"use {', '.join(sorted(_EXTENSIONS))} or pass {flag} ({', '.join(choices)})",
+            file=str(path),
+        )
+    return fmt
+
+
+def open_scored(
+    source: str | os.PathLike[str] | datasets.Dataset,
+    *,
+    input_format: str | None = None,
+    batch_size: int = 8192,
+    max_samples: int | None = None,
+    threads: int | None = None,
+) -> ScoredSource:
+    """Opens a scored dataset (a path, or a ``datasets.Dataset``) for reading in batches.
+
+    ``max_samples`` stops after that many instances; ``threads`` is the number of threads for
+    parsing JSON (default: all cores).
+
+    Raises:
+        InputError: a missing, empty or unreadable file, or an unknown format.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
+    threads = threads or os.cpu_count() or 1
+    if is_dataset(source):
+        dataset: datasets.Dataset = source
+        batches = read_dataset(dataset, "dataset", batch_size=batch_size)
+        return _limit(ScoredSource("dataset", batches, len(dataset), "rows"), max_samples)
+    path = Path(source)
+    if not path.exists():
+        raise InputError("no such file or folder", file=str(path))
+    fmt = detect_format(path, input_format)
+    if fmt != "hf" and (not path.is_file() or path.stat().st_size == 0):
+        raise InputError("is empty" if path.is_file() else "is not a file", file=str(path))
+    if fmt == "jsonl":
+        batches = read_json_lines(path, batch_size=batch_size, threads=threads)
+        opened = ScoredSource(str(path), batches, path.stat().st_size, "B")
+    elif fmt == "json":
+        batches = read_lmflow_json(path, batch_size=batch_size, threads=threads)
+        opened = ScoredSource(str(path), batches, path.stat().st_size, "B")
+    elif fmt == "parquet":
+        batches = read_parquet(path, batch_size=batch_size)
+        opened = ScoredSource(str(path), batches, parquet_rows(path), "rows")
+    else:
+        dataset = load_saved_dataset(path)
+        batches = read_dataset(dataset, str(path), batch_size=batch_size)
+        opened = ScoredSource(str(path), batches, len(dataset), "rows")
+    return _limit(opened, max_samples)
+
+
+def _limit(source: ScoredSource, max_samples: int | None) -> ScoredSource:
+    """The first ``max_samples`` instances only (the last batch cut short)."""
+    if max_samples is None:
+        return source
+    if max_samples < 0:
+        raise InputError(f"max samples must be >= 0, got {max_samples}")
+
+    def limited(batches: Iterator[ScoredBatch]) -> Iterator[ScoredBatch]:
+        with contextlib.closing(batches):  # type: ignore[type-var]
+            for batch in batches:
+                keep = max_samples - batch.first_row
+                if keep <= 0:
+                    return
+                if keep < batch.table.num_rows:
+                    problems = {i: p for i, p in batch.problems.items() if i < keep}
+                    table = batch.table.slice(0, keep)
+                    yield ScoredBatch(table, batch.first_row, batch.progress, problems)
+                    return
+                yield batch
+
+    total = source.total
+    if source.unit == "rows" and total is not None:
+        total = min(total, max_samples)
+    return ScoredSource(source.name, limited(source.batches), total, source.unit)
+
+
+@contextlib.contextmanager
+def open_writer(
+    path: str | os.PathLike[str],
+    output_format: str | None = None,
+    *,
+    dataset_type: str = PAIRED_TYPE,
+    overwrite: bool = False,
+) -> Iterator[TableWriter]:
+    """A writer whose file appears under ``path`` only if the ``with`` block succeeds.
+
+    ``dataset_type`` is the ``type`` written in LMFlow's JSON. Call ``finish`` before leaving
+    the block.
+    """
+    target = Path(path)
+    fmt = detect_format(target, output_format, output=True)
+    with atomic_output(target, overwrite=overwrite) as file:
+        if fmt == "jsonl":
+            yield JsonLinesWriter(file)
+        elif fmt == "json":
+            yield LmflowJsonWriter(file, dataset_type)
+        else:
+            yield ParquetWriter(file)

@@ -1,0 +1,85 @@
+"""Parquet: read in record batches of the needed columns, written in fixed-size row groups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dpov2.errors import InputError
+from dpov2.formats.instances import ScoredBatch, batch_rows, conform_scored_table
+
+__all__ = ["ParquetWriter", "parquet_rows", "read_parquet"]
+
+# Rows per written row group: large enough for efficient reads, small enough to buffer.
+ROW_GROUP_ROWS = 65_536
+READ_BUFFER_BYTES = 1 << 20
+
+
+def parquet_rows(path: Path) -> int:
+    """The number of rows, from the file's metadata."""
+    return int(_open(path).metadata.num_rows)
+
+
+def read_parquet(path: Path, *, batch_size: int) -> Iterator[ScoredBatch]:
+    """Batches of ``batch_size`` rows (fewer for long rows, see :func:`batch_rows`) of the
+    ``input`` and ``output`` columns; ``progress`` counts rows."""
+    parquet = _open(path)
+    names = parquet.schema_arrow.names
+    columns = [name for name in ("input", "output") if name in names]
+    metadata = parquet.metadata
+    data_bytes = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    rows = batch_rows(batch_size, data_bytes / max(1, metadata.num_rows))
+    first_row = 0
+    for record_batch in parquet.iter_batches(batch_size=rows, columns=columns):
+        table = conform_scored_table(pa.Table.from_batches([record_batch]), str(path))
+        yield ScoredBatch(table, first_row, table.num_rows)
+        first_row += table.num_rows
+    if first_row == 0:
+        conform_scored_table(parquet.schema_arrow.empty_table(), str(path))
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    """The file, read column chunk by column chunk through a 1 MiB buffer: pre-buffering whole
+    row groups (hundreds of MB of text each) costs memory and, here, time."""
+    try:
+        return pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+    except pa.ArrowInvalid as err:
+        raise InputError(f"not a readable Parquet file ({err})", file=str(path)) from None
+
+
+class ParquetWriter:
+    """Buffers tables into row groups of :data:`ROW_GROUP_ROWS` rows, so the file is the same
+    whatever batches it was written in."""
+
+    def __init__(self, file: BinaryIO, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+        self.file = file
+        self.row_group_rows = row_group_rows
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        while self.pending_rows >= self.row_group_rows:
+            buffered = pa.concat_tables(self.pending)
+            self._write_group(buffered.slice(0, self.row_group_rows))
+            rest = buffered.slice(self.row_group_rows)
+            self.pending, self.pending_rows = [rest], rest.num_rows
+
+    def finish(self, schema: pa.Schema) -> None:
+        """Writes what is buffered; ``schema`` is used when no table was written at all."""
+        if self.pending_rows or self.writer is None:
+            tables = [t for t in self.pending if t.num_rows] or [schema.empty_table()]
+            self._write_group(pa.concat_tables(tables))
+        assert self.writer is not None
+        self.writer.close()
+
+    def _write_group(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.file, table.schema, use_dictionary=False)
+        self.writer.write_table(table.combine_chunks(), row_group_size=max(1, table.num_rows))
