@@ -275,7 +275,10 @@ def test_integer_scores_beyond_int64_are_read_as_floats() -> None:
     huge = '{"input": "p", "output": [{"text": "a", "score": 100000000000000000000000}]}'
     for chunk in (huge, huge + "\n{bad"):  # the second one is read line by line in Python
         batch = NdjsonParser("f", 1).parse(memoryview(chunk.encode()), first_row=0, progress=0)
-        assert batch.table.to_pylist()[0] == {"input": "p", "output": [{"text": "a", "score": 1e23}]}
+        assert batch.table.to_pylist()[0] == {
+            "input": "p",
+            "output": [{"text": "a", "score": 1e23}],
+        }
 
 
 def test_a_prompt_of_another_type_than_the_first_rows_is_a_row_problem() -> None:
