@@ -158,6 +158,15 @@ def test_min_margin_drops_close_pairs() -> None:
     assert result.outcomes[4] == Outcome.BELOW_MIN_MARGIN
 
 
+def test_sliced_tables_are_read_from_their_own_offset() -> None:
+    options = PairOptions(method="max_min", provenance=True)
+    sliced = ScoredBatch(pa.Table.from_pylist(ROWS, schema=SCHEMA).slice(3), 3, 2)
+    assert_same(
+        fast.pair_batch(sliced, options, "f"), fast.pair_batch(batch(ROWS[3:], 3), options, "f")
+    )
+    assert_same(fast.pair_batch(sliced, options, "f"), reference.pair_batch(sliced, options, "f"))
+
+
 def test_invalid_rows_stop_the_run_naming_row_and_field() -> None:
     rows = [*ROWS, {"input": "bad", "output": [{"text": "x", "score": None}]}]
     for path in (fast, reference):

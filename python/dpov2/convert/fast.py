@@ -13,7 +13,6 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dpov2.convert.options import Outcome, PairOptions, pairs_schema
 from dpov2.convert.result import PairedBatch
@@ -33,9 +32,12 @@ def pair_batch(batch: ScoredBatch, options: PairOptions, file: str) -> PairedBat
     """
     prompts = batch.table.column("input").combine_chunks()
     outputs = batch.table.column("output").combine_chunks()
-    sizes = _numbers(pc.fill_null(pc.list_value_length(outputs), 0), np.int64)
-    offsets = _offsets(sizes)
-    responses = outputs.flatten()  # honours slicing; skips the values of null lists
+    # The list offsets index the child array; a sliced array starts past its first value.
+    list_offsets = _numbers(outputs.offsets, np.int64)
+    first, last = int(list_offsets[0]), int(list_offsets[-1])
+    responses = outputs.values.slice(first, last - first)
+    offsets = list_offsets - first
+    sizes = np.diff(offsets)
     texts = responses.field("text")
     scores = _numbers(responses.field("score"), np.float64)  # nulls read as NaN
 

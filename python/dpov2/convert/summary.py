@@ -35,8 +35,11 @@ class PairSummary:
     margin_sum: float = 0.0
     margin_min: float = math.inf
     margin_max: float = -math.inf
+    # Candidates for the sample (at most 2 * SAMPLE_SIZE), and the priority at or above which
+    # a pair can no longer enter it: SAMPLE_SIZE candidates already have smaller ones.
     _priorities: npt.NDArray[np.uint64] = field(default_factory=lambda: np.empty(0, np.uint64))
     _margins: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0, np.float64))
+    _cutoff: int = 2**64
 
     @property
     def pairs_written(self) -> int:
@@ -63,12 +66,21 @@ class PairSummary:
         self.margin_sum += float(margins.sum())
         self.margin_min = min(self.margin_min, float(margins.min()))
         self.margin_max = max(self.margin_max, float(margins.max()))
-        priorities = np.concatenate([self._priorities, _priority(rows)])
-        kept = np.concatenate([self._margins, margins])
-        if len(priorities) > SAMPLE_SIZE:
-            smallest = np.argpartition(priorities, SAMPLE_SIZE - 1)[:SAMPLE_SIZE]
-            priorities, kept = priorities[smallest], kept[smallest]
-        self._priorities, self._margins = priorities, kept
+        priorities = _priority(rows)
+        if self._cutoff < 2**64:
+            entering = priorities < np.uint64(self._cutoff)
+            priorities, margins = priorities[entering], margins[entering]
+        self._priorities = np.concatenate([self._priorities, priorities])
+        self._margins = np.concatenate([self._margins, margins])
+        if len(self._priorities) > 2 * SAMPLE_SIZE:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Keeps the SAMPLE_SIZE candidates of smallest priority."""
+        if len(self._priorities) > SAMPLE_SIZE:
+            smallest = np.argpartition(self._priorities, SAMPLE_SIZE - 1)[:SAMPLE_SIZE]
+            self._priorities, self._margins = self._priorities[smallest], self._margins[smallest]
+            self._cutoff = int(self._priorities.max())
 
     @property
     def margin_mean(self) -> float:
@@ -79,7 +91,8 @@ class PairSummary:
         :data:`SAMPLE_SIZE` pairs; ``nan`` without pairs."""
         if len(self._margins) == 0:
             return dict.fromkeys(qs, math.nan)
-        values = np.quantile(np.sort(self._margins), qs)
+        self._shrink()
+        values = np.quantile(self._margins, qs)
         return {q: float(v) for q, v in zip(qs, values, strict=True)}
 
     def lines(self) -> list[str]:

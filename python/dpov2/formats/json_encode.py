@@ -81,13 +81,11 @@ def _encode_struct(array: pa.StructArray) -> pa.Array:
 
 
 def _encode_list(array: pa.Array) -> pa.Array:
-    # flatten() honours the array's slice offset and skips the values under null lists, so the
-    # offsets rebuilt from the value lengths (0 for nulls) index its result.
-    sizes = pc.fill_null(pc.list_value_length(array), 0).to_numpy().astype(np.int64)
-    offsets = np.zeros(len(array) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    items = encode_values(array.flatten())
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets), items)
+    # The offsets index the child array; a sliced array starts past its first value.
+    offsets = array.offsets.to_numpy().astype(np.int64)
+    first, last = int(offsets[0]), int(offsets[-1])
+    items = encode_values(array.values.slice(first, last - first))
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets - first), items)
     joined = pc.binary_join(lists, pa.scalar(", ", TEXT))
     return _concat(["[", joined, "]"])
 
