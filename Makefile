@@ -1,7 +1,7 @@
 # The whole developer workflow. Everything runs inside .venv, which `make dev` creates.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,train,hf
+EXTRAS ?= dev,train,hf,ray
 
 .PHONY: dev build-dev example test test-rust test-python check-wheel lint format bench clean
 
