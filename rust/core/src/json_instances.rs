@@ -12,7 +12,7 @@
 use std::fmt;
 use std::io::{self, Read};
 
-use crate::json_text::skip_plain;
+use crate::json_text::{skip_plain, unescape};
 
 const READ_BYTES: usize = 1 << 20;
 
@@ -434,43 +434,12 @@ fn decode_string(raw: &[u8]) -> Option<String> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
-        if raw[i] != b'\\' {
+        if raw[i] == b'\\' {
+            i += unescape(&raw[i..], &mut out)?;
+        } else {
             out.push(raw[i]);
             i += 1;
-            continue;
         }
-        let escape = *raw.get(i + 1)?;
-        i += 2;
-        let simple = match escape {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let mut code = hex4(raw.get(i..i + 4)?)?;
-                i += 4;
-                if (0xD800..0xDC00).contains(&code) && raw.get(i..i + 2) == Some(b"\\u") {
-                    let low = hex4(raw.get(i + 2..i + 6)?)?;
-                    if (0xDC00..0xE000).contains(&low) {
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
-                        i += 6;
-                    }
-                }
-                let mut utf8 = [0u8; 4];
-                out.extend_from_slice(char::from_u32(code)?.encode_utf8(&mut utf8).as_bytes());
-                continue;
-            }
-            _ => return None,
-        };
-        out.push(simple);
     }
     String::from_utf8(out).ok()
-}
-
-fn hex4(digits: &[u8]) -> Option<u32> {
-    u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
 }

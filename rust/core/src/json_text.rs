@@ -94,6 +94,53 @@ fn escape_into(mut text: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Decodes the escape sequence at the start of `bytes` (which begins with `\\`) into `out`
+/// and returns how many bytes it took; `None` for anything JSON does not allow there: an
+/// unknown escape, `\\u` without four hex digits, or a surrogate that is not half of a
+/// well-formed `\\uD8xx\\uDCxx` pair (UTF-8 cannot hold it).
+pub(crate) fn unescape(bytes: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    let byte = match *bytes.get(1)? {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'/' => b'/',
+        b'b' => 0x08,
+        b'f' => 0x0c,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        b'u' => {
+            let mut code = hex4(bytes.get(2..6)?)?;
+            let mut used = 6;
+            if (0xD800..0xDC00).contains(&code) {
+                if bytes.get(6..8)? != b"\\u" {
+                    return None;
+                }
+                let low = hex4(bytes.get(8..12)?)?;
+                if !(0xDC00..0xE000).contains(&low) {
+                    return None;
+                }
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                used = 12;
+            }
+            let mut utf8 = [0u8; 4];
+            // A lone low surrogate is no character: char::from_u32 refuses it.
+            out.extend_from_slice(char::from_u32(code)?.encode_utf8(&mut utf8).as_bytes());
+            return Some(used);
+        }
+        _ => return None,
+    };
+    out.push(byte);
+    Some(2)
+}
+
+/// Four hex digits (and nothing else: `from_str_radix` alone would take a leading `+`).
+fn hex4(digits: &[u8]) -> Option<u32> {
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
 /// How many leading bytes of `bytes` need no escaping in a JSON string: none of `"`, `\` or a
 /// control character (< 0x20). This is where JSON reading and writing spend their time, so it
 /// tests 16 bytes at a time with SSE2 (part of every x86-64 CPU), or 8 at a time in a `u64`
@@ -208,7 +255,7 @@ fn skip_swar<const STOP_NON_ASCII: bool>(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{skip_plain, skip_plain_utf8};
+    use super::{skip_plain, skip_plain_utf8, unescape};
 
     #[test]
     fn skip_plain_stops_at_the_first_special_byte_in_any_lane() {
@@ -241,6 +288,45 @@ mod tests {
             let mut bytes = b"0123456789abcdef0123".to_vec();
             bytes.extend_from_slice(bad);
             assert_eq!(skip_plain_utf8(&bytes), None, "{bad:x?}");
+        }
+    }
+
+    #[test]
+    fn unescape_decodes_every_json_escape_and_reports_its_length() {
+        let cases: [(&[u8], &str, usize); 11] = [
+            (br#"\"rest"#, "\"", 2),
+            (br"\\", "\\", 2),
+            (br"\/", "/", 2),
+            (br"\b", "\u{8}", 2),
+            (br"\f", "\u{c}", 2),
+            (br"\n", "\n", 2),
+            (br"\r", "\r", 2),
+            (br"\t", "\t", 2),
+            (br"\u00e9x", "é", 6),
+            (br"\u65E5", "日", 6),
+            (br"\ud83d\ude00!", "😀", 12),
+        ];
+        for (escape, text, used) in cases {
+            let mut out = b"prefix".to_vec();
+            assert_eq!(unescape(escape, &mut out), Some(used), "{escape:?}");
+            assert_eq!(out, [b"prefix", text.as_bytes()].concat(), "{escape:?}");
+        }
+    }
+
+    #[test]
+    fn unescape_refuses_what_json_does_not_allow() {
+        for bad in [
+            &br"\x"[..],
+            br"\",
+            br"\u12",
+            br"\u+123",
+            br"\u12g4",
+            br"\ud83d",       // a high surrogate alone
+            br"\ud83dx",      // ... or followed by something else
+            br"\ud83d\u0041", // ... or by a character that is not a low surrogate
+            br"\ude00",       // a low surrogate alone
+        ] {
+            assert_eq!(unescape(bad, &mut Vec::new()), None, "{bad:?}");
         }
     }
 }

@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use crate::json_text::skip_plain_utf8;
+use crate::json_text::{skip_plain_utf8, unescape};
 
 /// Deepest nesting accepted in skipped members.
 const MAX_DEPTH: usize = 256;
@@ -304,53 +304,10 @@ impl<'a> Cursor<'a> {
                     self.pos += 1;
                     return Some(());
                 }
-                b'\\' => self.escape_into(out)?,
+                b'\\' => self.pos += unescape(&self.bytes[self.pos..], out)?,
                 _ => return None, // a raw control character
             }
         }
-    }
-
-    fn escape_into(&mut self, out: &mut Vec<u8>) -> Option<()> {
-        let escape = *self.bytes.get(self.pos + 1)?;
-        self.pos += 2;
-        let byte = match escape {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let mut code = self.hex4()?;
-                if (0xD800..0xDC00).contains(&code) {
-                    self.eat(b'\\')?;
-                    self.eat(b'u')?;
-                    let low = self.hex4()?;
-                    if !(0xDC00..0xE000).contains(&low) {
-                        return None;
-                    }
-                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
-                }
-                let mut utf8 = [0u8; 4];
-                // A lone low surrogate is no character: char::from_u32 refuses it.
-                out.extend_from_slice(char::from_u32(code)?.encode_utf8(&mut utf8).as_bytes());
-                return Some(());
-            }
-            _ => return None,
-        };
-        out.push(byte);
-        Some(())
-    }
-
-    fn hex4(&mut self) -> Option<u32> {
-        let digits = self.bytes.get(self.pos..self.pos + 4)?;
-        if !digits.iter().all(u8::is_ascii_hexdigit) {
-            return None;
-        }
-        self.pos += 4;
-        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
     }
 
     /// A number in JSON's grammar, `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, read
