@@ -4,7 +4,9 @@ nothing, the values are LMFlow's, and TRL's DPOTrainer takes the result."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +28,9 @@ from dpov2.errors import InputError
 from dpov2.formats import ScoredBatch
 from dpov2.formats.instances import OUTPUT_TYPE, RowProblem
 from dpov2.pairing import METHODS
+
+if TYPE_CHECKING:
+    import datasets
 
 SCHEMA = pa.schema([("input", pa.string()), ("output", OUTPUT_TYPE)])
 
@@ -374,28 +379,13 @@ def test_convert_to_paired_dataset_gives_the_same_pairs_from_every_source(tmp_pa
             assert got.to_list() == expected.to_list()
 
 
-def test_trl_dpo_trainer_accepts_the_pairs(tmp_path: Path) -> None:
+def _trl_dpo_trainer(pairs: datasets.Dataset, tmp_path: Path) -> Any:
+    """TRL's own DPOTrainer (not this project's) on the tiny in-code model, for one step."""
     from trl import DPOConfig, DPOTrainer
 
     from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
 
-    rows = [
-        {
-            "input": f"Question {i}: is this good?",
-            "output": [
-                {"text": "yes, this is good", "score": 1.0},
-                {"text": "no", "score": -1.0},
-                {"text": "maybe", "score": 0.0},
-            ],
-        }
-        for i in range(8)
-    ]
-    pairs = convert_to_paired_dataset(
-        write_jsonl(tmp_path / "s.jsonl", rows), sampling_paired_method="max_min"
-    )
     tokenizer = build_tiny_tokenizer()
-    assert tokenizer(pairs[0]["chosen"])["input_ids"]  # the tokenizer encodes the texts
-    model = build_tiny_model(tokenizer)
     config = DPOConfig(
         output_dir=str(tmp_path / "out"),
         per_device_train_batch_size=4,
@@ -405,17 +395,60 @@ def test_trl_dpo_trainer_accepts_the_pairs(tmp_path: Path) -> None:
         logging_steps=1,
         save_strategy="no",
     )
-    trainer = DPOTrainer(
-        model=model,
+    return DPOTrainer(
+        model=build_tiny_model(tokenizer),
         ref_model=build_tiny_model(tokenizer),  # an instance: nothing to load from a hub
         args=config,
         train_dataset=pairs,
         processing_class=tokenizer,
     )
+
+
+def _scored_rows(prompt: Callable[[int], Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "input": prompt(i),
+            "output": [
+                {"text": "yes, this is good", "score": 1.0},
+                {"text": "no", "score": -1.0},
+                {"text": "maybe", "score": 0.0},
+            ],
+        }
+        for i in range(8)
+    ]
+
+
+def test_trl_dpo_trainer_accepts_the_pairs(tmp_path: Path) -> None:
+    rows = _scored_rows(lambda i: f"Question {i}: is this good?")
+    pairs = convert_to_paired_dataset(
+        write_jsonl(tmp_path / "s.jsonl", rows), sampling_paired_method="max_min"
+    )
+    trainer = _trl_dpo_trainer(pairs, tmp_path)
+    tokenizer = trainer.processing_class
     tokenized = trainer.train_dataset[0]
     assert tokenized["prompt_ids"] == tokenizer(pairs[0]["prompt"])["input_ids"]
-    assert (
-        tokenized["chosen_ids"][-1] == tokenizer.eos_token_id and len(tokenized["rejected_ids"]) > 1
-    )
+    chosen_ids = tokenizer("yes, this is good")["input_ids"][1:]  # no bos
+    assert tokenized["chosen_ids"] == [*chosen_ids, tokenizer.eos_token_id]
+    assert tokenized["rejected_ids"][-1] == tokenizer.eos_token_id
     result = trainer.train()
     assert math.isfinite(result.training_loss)
+
+
+def test_chat_prompts_give_trl_conversational_pairs(tmp_path: Path) -> None:
+    rows = _scored_rows(lambda i: [{"role": "user", "content": f"Question {i}: is this good?"}])
+    pairs = convert_to_paired_dataset(
+        write_jsonl(tmp_path / "s.jsonl", rows), sampling_paired_method="max_min"
+    )
+    assert pairs[3] == {
+        "prompt": [{"role": "user", "content": "Question 3: is this good?"}],
+        "chosen": [{"role": "assistant", "content": "yes, this is good"}],
+        "rejected": [{"role": "assistant", "content": "no"}],
+        "margin": 2.0,
+    }
+    trainer = _trl_dpo_trainer(pairs, tmp_path)
+    tokenizer = trainer.processing_class
+    prompt_ids = tokenizer.apply_chat_template(
+        pairs[0]["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
+    assert trainer.train_dataset[0]["prompt_ids"] == prompt_ids
+    assert trainer.train_dataset[0]["chosen_ids"][-1] == tokenizer.eos_token_id

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
 from dpov2.convert import fast, reference
@@ -105,6 +106,11 @@ def convert_to_paired_dataset(
     margin_scale``. Unlike LMFlow, the draws are reproducible from ``seed``, and ties (equal
     penalised rewards) are dropped unless ``keep_ties``. See :class:`PairOptions` for the rest.
 
+    A prompt given as chat messages stays as it is, and ``chosen``/``rejected`` become
+    one-message conversations, ``[{"role": "assistant", "content": text}]``: TRL's
+    conversational preference format, which its ``DPOTrainer`` renders with the tokenizer's
+    chat template (it refuses a message-list prompt beside plain-text completions).
+
     Raises:
         InputError: an unreadable source, an invalid option or (unless ``skip_invalid``) an
             invalid row, named by file, row and field.
@@ -130,4 +136,23 @@ def convert_to_paired_dataset(
         if paired.table.num_rows:
             tables.append(paired.table)
             prompt_type = paired.table.schema.field("prompt").type
-    return to_dataset(tables, pairs_schema(prompt_type, options.provenance))
+    schema = pairs_schema(prompt_type, options.provenance)
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    if pa.types.is_list(prompt_type) or pa.types.is_large_list(prompt_type):
+        table = _completions_as_assistant_messages(table)
+    return to_dataset(table)
+
+
+def _completions_as_assistant_messages(table: pa.Table) -> pa.Table:
+    """``chosen`` and ``rejected`` as one-message assistant conversations, built from the
+    text buffers without a Python loop."""
+    for name in ("chosen", "rejected"):
+        texts = table.column(name).combine_chunks()
+        messages = pa.StructArray.from_arrays(
+            [pa.repeat("assistant", len(texts)), texts],
+            names=["role", "content"],
+        )
+        offsets = pa.array(np.arange(len(texts) + 1, dtype=np.int32))
+        column = pa.ListArray.from_arrays(offsets, messages)
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table

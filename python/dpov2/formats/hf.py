@@ -63,9 +63,8 @@ def read_dataset(dataset: datasets.Dataset, name: str, *, batch_size: int) -> It
         conform_scored_table(selected.data.table, name)
 
 
-def to_dataset(tables: list[pa.Table], schema: pa.Schema) -> datasets.Dataset:
-    """One in-memory ``datasets.Dataset`` from the given tables."""
+def to_dataset(table: pa.Table) -> datasets.Dataset:
+    """An in-memory ``datasets.Dataset`` over ``table`` (no copy)."""
     import datasets
 
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
     return datasets.Dataset(table)
