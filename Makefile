@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,train,hf,ray
 
-.PHONY: dev build-dev example test test-rust test-python check-wheel lint format bench clean
+.PHONY: dev build-dev demo example test test-rust test-python check-wheel lint format bench clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -16,6 +16,11 @@ dev: $(VENV)/bin/python
 # Recompiles the native module only, after a Rust change.
 build-dev: $(VENV)/bin/python
 	$(VENV)/bin/maturin develop --release --skip-install
+
+# Scored responses -> pairs -> a few DPOv2 steps on the tiny in-code model -> a saved checkpoint,
+# on CPU, in about a minute.
+demo: dev
+	$(VENV)/bin/dpov2 align examples/align_tiny.yaml
 
 example: dev
 	$(PY) examples/select_pairs.py
@@ -48,4 +53,4 @@ bench: dev
 	$(PY) benches/bench_pairing.py
 
 clean:
-	rm -rf target dist $(VENV) .pytest_cache .hypothesis
+	rm -rf target dist demo-out $(VENV) .pytest_cache .hypothesis

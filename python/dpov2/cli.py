@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -37,13 +38,17 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    # Arguments its parser does not know are left in `args.rest` for `run` to parse, rather
+    # than refused: `align` parses its many training flags itself, so that the trainer they
+    # come from is imported only when `align` runs.
+    parses_rest: bool = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``dpov2`` with ``argv`` (default: the process arguments); returns the exit code."""
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exit_:  # --help, or argparse's own usage error (code 2)
         return int(exit_.code or 0)
     try:
@@ -58,6 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dpov2 {args.command.name}: interrupted; no output written", file=sys.stderr)
         return 130
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed arguments, with those left for the command to parse in ``args.rest``."""
+    args, rest = parser.parse_known_args(argv)
+    if rest and not args.command.parses_rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
+    return args
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -225,6 +239,54 @@ def _progress_bar(source: ScoredSource, *, disable: bool) -> Iterator[Callable[[
         yield advance
 
 
+# --- dpov2 align ------------------------------------------------------------------------------
+
+ALIGN_USAGE = "dpov2 align [--memory-safe] [CONFIG] [--FLAG VALUE ...]"
+ALIGN_EPILOG = (
+    "CONFIG is a JSON or YAML file of argument names and values; flags override it. The flags "
+    "are the fields of dpov2.args: ModelArguments (--model_name_or_path: a folder, a Hub name, "
+    "or dpov2:tiny), the same with a reference_ prefix for the reference model (default: a "
+    "frozen copy of the policy), DatasetArguments (--dataset_path, --eval_dataset_path, "
+    "--max_train_samples) and DPOv2AlignerArguments (--output_dir, --beta, --loss_type, "
+    "--sampling_paired_method, --length_penalty, --margin_scale, and every transformers "
+    "TrainingArguments option)."
+)
+
+
+def add_align_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = ALIGN_USAGE
+    parser.epilog = ALIGN_EPILOG
+    parser.add_argument(
+        "--memory-safe",
+        action="store_true",
+        help="train in a child process (accelerate launch when accelerate_config_file is set), "
+        "so that this process never holds the model",
+    )
+
+
+def run_align(args: argparse.Namespace) -> int:
+    # Imported here: the trainer's imports (torch, transformers, TRL) take seconds.
+    from dpov2.aligner import AlignmentError, MemorySafeDPOv2Aligner, run_alignment
+    from dpov2.args import parse_align_args
+
+    parsed = parse_align_args(args.rest)
+    logging.basicConfig(format="%(message)s")  # (no-op if logging is set up already)
+    logging.getLogger("dpov2").setLevel(logging.INFO)  # what was paired, how many processes
+    if not args.memory_safe:
+        run_alignment(parsed)
+        return 0
+    aligner = MemorySafeDPOv2Aligner(parsed.model, parsed.data, parsed.aligner, parsed.reference)
+    try:
+        aligner.align()
+    except AlignmentError as err:  # the child has printed why
+        print(
+            f"dpov2 align: error: the training process exited with code {err.returncode}",
+            file=sys.stderr,
+        )
+        return err.returncode
+    return 0
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "pair",
@@ -232,6 +294,13 @@ COMMANDS: tuple[Command, ...] = (
         "rejected, margin).",
         add_pair_arguments,
         run_pair,
+    ),
+    Command(
+        "align",
+        "Train a model with DPOv2 on a scored or paired dataset (LMFlow's DPOv2 aligner).",
+        add_align_arguments,
+        run_align,
+        parses_rest=True,
     ),
 )
 

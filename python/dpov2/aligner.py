@@ -1,0 +1,388 @@
+"""LMFlow's DPOv2 aligners on dpov2's pairing and `DPOv2Trainer`.
+
+`DPOv2Aligner.align` trains in this process: scored datasets are paired, the model is trained and
+saved, and the memory the run allocated (optimizer state, the reference copy, caches) is released.
+The model's own weights stay wherever the caller keeps them.
+
+`MemorySafeDPOv2Aligner.align` runs the same alignment in a child process and waits for it, so the
+parent never holds the model at all. This is what lets an iterative DPO loop (generate, score,
+pair, train, repeat) fit on one GPU: each training round's memory goes away with its process,
+leaving the GPU to the next generation round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import torch
+from accelerate.utils.memory import clear_device_cache
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from dpov2.args import (
+    TORCH_DTYPES,
+    AlignArguments,
+    DatasetArguments,
+    DPOv2AlignerArguments,
+    ModelArguments,
+    to_config,
+)
+from dpov2.convert import convert_to_paired_dataset
+from dpov2.errors import InputError
+from dpov2.formats import SCORED_TYPE
+from dpov2.formats.hf import is_dataset
+from dpov2.formats.kinds import dataset_type, read_pairs
+from dpov2.pairing import sampling_paired_idx_from_rewards
+from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
+from dpov2.trainer import DPOv2Trainer
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = [
+    "CHILD_ENV_REMOVED",
+    "FINAL_CHECKPOINT",
+    "TINY_MODEL",
+    "AlignmentError",
+    "DPOv2Aligner",
+    "MemorySafeDPOv2Aligner",
+    "child_environment",
+    "load_model",
+    "load_tokenizer",
+    "run_alignment",
+]
+
+logger = logging.getLogger(__name__)
+
+TINY_MODEL = "dpov2:tiny"
+FINAL_CHECKPOINT = "final_checkpoint"
+# `ModelArguments.torch_dtype` names, "auto" aside (the checkpoint's own; float32 for dpov2:tiny).
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in TORCH_DTYPES[1:]}
+
+# Variables set by torchrun / accelerate launch (and MPI launchers, which accelerate also reads)
+# for the processes of one job. A child that inherited them would try to join its parent's
+# process group (and hang, or take its rank) instead of starting a job of its own.
+CHILD_ENV_REMOVED: frozenset[str] = frozenset(
+    {
+        "RANK",
+        "LOCAL_RANK",
+        "GROUP_RANK",
+        "ROLE_RANK",
+        "ROLE_NAME",
+        "WORLD_SIZE",
+        "LOCAL_WORLD_SIZE",
+        "GROUP_WORLD_SIZE",
+        "ROLE_WORLD_SIZE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+        "PMI_RANK",
+        "PMI_SIZE",
+        "MPI_LOCALRANKID",
+        "MPI_LOCALNRANKS",
+        "OMPI_COMM_WORLD_RANK",
+        "OMPI_COMM_WORLD_SIZE",
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+        "MV2_COMM_WORLD_RANK",
+        "MV2_COMM_WORLD_SIZE",
+        "MV2_COMM_WORLD_LOCAL_RANK",
+        "MV2_COMM_WORLD_LOCAL_SIZE",
+    }
+)
+CHILD_ENV_REMOVED_PREFIXES = ("TORCHELASTIC_",)
+# Lines of the child's output kept for the error raised when it fails.
+TAIL_LINES = 40
+
+
+def load_tokenizer(
+    args: ModelArguments, *, trust_remote_code: bool = False
+) -> PreTrainedTokenizerBase:
+    """The tokenizer named by `tokenizer_name`, else the model's (`dpov2:tiny`: built in code).
+
+    Raises:
+        InputError: no model named, or one that cannot be loaded.
+    """
+    name = args.tokenizer_name or _model_name(args)
+    if name == TINY_MODEL:
+        return build_tiny_tokenizer()
+    try:
+        tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
+            name, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        raise InputError(_first_line(err), field="tokenizer_name") from None
+    return tokenizer
+
+
+def load_model(args: ModelArguments, *, trust_remote_code: bool = False) -> PreTrainedModel:
+    """The causal LM named by `model_name_or_path`, in `torch_dtype`.
+
+    `dpov2:tiny` builds `dpov2.tiny_model`'s model (seed 0) instead of loading one: the same
+    weights every time, so it also serves as its own reference, and nothing is downloaded.
+
+    Raises:
+        InputError: no model named, an unknown dtype, or a model that cannot be loaded.
+    """
+    name = _model_name(args)
+    if args.torch_dtype not in TORCH_DTYPES:
+        raise InputError(
+            f"unknown torch_dtype {args.torch_dtype!r}; expected {', '.join(TORCH_DTYPES)}"
+        )
+    dtype = DTYPES.get(args.torch_dtype, torch.float32)
+    if name == TINY_MODEL:
+        return build_tiny_model(build_tiny_tokenizer(), dtype=dtype)
+    try:
+        model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
+            name,
+            dtype="auto" if args.torch_dtype == "auto" else dtype,
+            trust_remote_code=trust_remote_code,
+        )
+    except (OSError, ValueError) as err:
+        raise InputError(_first_line(err), field="model_name_or_path") from None
+    return model
+
+
+def _model_name(args: ModelArguments) -> str:
+    if not args.model_name_or_path:
+        raise InputError(
+            f"no model given; set model_name_or_path (a folder, a Hub name or {TINY_MODEL})"
+        )
+    return args.model_name_or_path
+
+
+def _first_line(err: BaseException) -> str:
+    """transformers' loading errors run over several lines; the first says what failed."""
+    return str(err).strip().splitlines()[0]
+
+
+class DPOv2Aligner:
+    """Pairs (if needed), trains with `DPOv2Trainer`, saves, and releases memory, as LMFlow's
+    `DPOv2Aligner` does. `model_args` and `ref_model_args` describe the models passed to
+    `align`; `data_args.max_train_samples` and every option in `aligner_args` apply."""
+
+    convert_to_paired_dataset = staticmethod(convert_to_paired_dataset)
+    sampling_paired_idx_from_rewards = staticmethod(sampling_paired_idx_from_rewards)
+
+    def __init__(
+        self,
+        model_args: ModelArguments,
+        data_args: DatasetArguments,
+        aligner_args: DPOv2AlignerArguments,
+        ref_model_args: ModelArguments | None = None,
+    ) -> None:
+        self.model_args = model_args
+        self.data_args = data_args
+        self.aligner_args = aligner_args
+        self.ref_model_args = ref_model_args or ModelArguments()
+
+    def align(
+        self,
+        model: PreTrainedModel,
+        ref_model: PreTrainedModel | None,
+        train_dataset: str | os.PathLike[str] | datasets.Dataset,
+        eval_dataset: str | os.PathLike[str] | datasets.Dataset | None = None,
+        transform_dataset_in_place: bool = True,
+        *,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> list[dict[str, float]]:
+        """Trains `model` on the train set and saves it to `output_dir` and to
+        `output_dir/final_checkpoint`; returns the trainer's log history (losses, rewards).
+
+        Each dataset is a path or a `datasets.Dataset`, scored (`text_to_scored_textlist`: paired
+        here with `sampling_paired_method`, `length_penalty`, `margin_scale` and `random_seed`,
+        the eval set like the train set) or paired (`paired_text_to_text`). `ref_model=None`
+        uses a frozen copy of `model`. `tokenizer` defaults to the one `model_args` names.
+        `transform_dataset_in_place` is LMFlow's parameter; the datasets given are never
+        modified (a `datasets.Dataset` cannot be), so it changes nothing.
+
+        Raises:
+            InputError: a dataset that is neither scored nor paired, or that cannot be read.
+        """
+        del transform_dataset_in_place  # see the docstring
+        args = self.aligner_args
+        train, train_origin = self._pairs(train_dataset, "train")
+        if self.data_args.max_train_samples is not None:
+            train = train.select(range(min(self.data_args.max_train_samples, len(train))))
+        evaluation, eval_origin = None, ""
+        if eval_dataset is not None:
+            evaluation, eval_origin = self._pairs(eval_dataset, "eval")
+        if tokenizer is None:
+            tokenizer = load_tokenizer(self.model_args, trust_remote_code=args.trust_remote_code)
+        if args.gradient_checkpointing:  # the KV cache is useless there and costs memory
+            for each in (model, ref_model):
+                if each is not None:
+                    each.config.use_cache = False
+
+        trainer = DPOv2Trainer(
+            model,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=train,
+            eval_dataset=evaluation,
+            processing_class=tokenizer,
+        )
+        try:
+            if trainer.accelerator.is_main_process:
+                logger.info("dpov2 align: train: %d pairs %s", len(train), train_origin)
+                if evaluation is not None:
+                    logger.info("dpov2 align: eval: %d pairs %s", len(evaluation), eval_origin)
+                logger.info("dpov2 align: %d process(es)", trainer.accelerator.num_processes)
+            trainer.train()
+            trainer.save_model(args.output_dir)
+            final = os.path.join(str(args.output_dir), FINAL_CHECKPOINT)
+            trainer.save_model(final)
+            if trainer.accelerator.is_main_process:
+                logger.info("dpov2 align: saved the model to %s and %s", args.output_dir, final)
+            history: list[dict[str, float]] = trainer.state.log_history
+        finally:
+            # The optimizer state, the reference copy and the accelerator's references go; the
+            # caller's model stays.
+            trainer.accelerator.free_memory()
+            del trainer
+            gc.collect()
+            clear_device_cache()
+        return history
+
+    def _pairs(
+        self, source: str | os.PathLike[str] | datasets.Dataset, name: str
+    ) -> tuple[datasets.Dataset, str]:
+        """The pairs from `source`, and where they came from (for the log)."""
+        shown = "a datasets.Dataset" if is_dataset(source) else str(source)
+        if dataset_type(source) != SCORED_TYPE:
+            return read_pairs(source), f"read from {shown}"
+        args = self.aligner_args
+        pairs = convert_to_paired_dataset(
+            source,
+            sampling_paired_method=args.sampling_paired_method,
+            length_penalty=args.length_penalty,
+            margin_scale=args.margin_scale,
+            seed=args.random_seed,
+        )
+        if len(pairs) == 0:
+            raise InputError(f"the {name} dataset yielded no pairs", file=shown)
+        method = f"{args.sampling_paired_method} (seed {args.random_seed})"
+        return pairs, f"from the scored {shown}, paired by {method}"
+
+
+def run_alignment(args: AlignArguments) -> list[dict[str, float]]:
+    """Loads the models and datasets that `args` names and aligns: what `dpov2 align` and the
+    memory-safe aligner's child process run. The reference defaults to a copy of the policy.
+
+    Raises:
+        InputError: no training dataset, or a model or dataset that cannot be loaded.
+    """
+    if args.data.dataset_path is None:
+        raise InputError("no training data given; set dataset_path")
+    trust = args.aligner.trust_remote_code
+    model = load_model(args.model, trust_remote_code=trust)
+    ref_model = None
+    if args.reference.model_name_or_path:
+        ref_model = load_model(args.reference, trust_remote_code=trust)
+    aligner = DPOv2Aligner(args.model, args.data, args.aligner, args.reference)
+    return aligner.align(model, ref_model, args.data.dataset_path, args.data.eval_dataset_path)
+
+
+class AlignmentError(RuntimeError):
+    """The memory-safe aligner's child process failed: its exit code and last output lines."""
+
+    def __init__(self, returncode: int, output_tail: str) -> None:
+        self.returncode = returncode
+        self.output_tail = output_tail
+        super().__init__(
+            f"the alignment process exited with code {returncode}; its last output:\n{output_tail}"
+        )
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without the distributed-launch variables (`CHILD_ENV_REMOVED`, `TORCHELASTIC_*`),
+    and with unbuffered Python output so the child's lines stream as they are written."""
+    env = {
+        key: value
+        for key, value in environ.items()
+        if key not in CHILD_ENV_REMOVED and not key.startswith(CHILD_ENV_REMOVED_PREFIXES)
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class MemorySafeDPOv2Aligner:
+    """Runs `dpov2 align` in a child process, with every argument, and waits for it.
+
+    The child is `accelerate launch --config_file ACCELERATE_CONFIG_FILE` when
+    `aligner_args.accelerate_config_file` is set, else the current Python. The arguments travel
+    as a JSON file of `dpov2.args.to_config` (exact for every value, None and nested configs
+    included; the file lives in a private temporary folder and is removed afterwards). The
+    model is never loaded in this process.
+    """
+
+    def __init__(
+        self,
+        model_args: ModelArguments,
+        data_args: DatasetArguments,
+        aligner_args: DPOv2AlignerArguments,
+        ref_model_args: ModelArguments | None = None,
+    ) -> None:
+        self.args = AlignArguments(
+            model_args, data_args, aligner_args, ref_model_args or ModelArguments()
+        )
+
+    def command(self, config_file: str | os.PathLike[str]) -> list[str]:
+        """The child's command line, reading its arguments from `config_file`."""
+        align = ["-m", "dpov2.cli", "align", str(config_file)]
+        accelerate_config = self.args.aligner.accelerate_config_file
+        if accelerate_config is None:
+            return [sys.executable, *align]
+        launch = [sys.executable, "-m", "accelerate.commands.launch"]
+        return [*launch, "--config_file", accelerate_config, *align]
+
+    def align(self, *, stream: TextIO | None = None) -> None:
+        """Runs the child, copying its output (stdout and stderr) to `stream` (default:
+        `sys.stdout`) line by line. Ctrl-C or any error here stops the child and its workers.
+
+        Raises:
+            AlignmentError: the child exited with a non-zero code.
+        """
+        out = sys.stdout if stream is None else stream
+        with tempfile.TemporaryDirectory(prefix="dpov2-align-") as folder:
+            config_file = Path(folder) / "align.json"
+            config_file.write_text(json.dumps(to_config(self.args)), encoding="utf-8")
+            tail: deque[str] = deque(maxlen=TAIL_LINES)
+            child = subprocess.Popen(
+                self.command(config_file),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=child_environment(os.environ),
+                start_new_session=True,  # its own process group, so its workers stop with it
+            )
+            try:
+                assert child.stdout is not None
+                for raw in child.stdout:
+                    line = raw.decode("utf-8", errors="replace")
+                    out.write(line)
+                    out.flush()
+                    tail.append(line)
+                returncode = child.wait()
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):  # unless it has exited already
+                    os.killpg(child.pid, signal.SIGTERM)
+                child.wait()
+                raise
+        if returncode != 0:
+            raise AlignmentError(returncode, "".join(tail))
