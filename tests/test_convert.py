@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +59,11 @@ def batch(rows: list[dict[str, object]], first_row: int = 0, **problems: RowProb
     return ScoredBatch(table, first_row, len(rows), {int(k[1:]): p for k, p in problems.items()})
 
 
-def pair_both(b: ScoredBatch, options: PairOptions) -> tuple[object, object]:
-    return fast.pair_batch(b, options, "f"), reference.pair_batch(b, options, "f")
+def pair_both(b: ScoredBatch, options: PairOptions, key_offset: int = 0) -> tuple[object, object]:
+    return (
+        fast.pair_batch(b, options, "f", key_offset=key_offset),
+        reference.pair_batch(b, options, "f", key_offset=key_offset),
+    )
 
 
 def assert_same(one: object, other: object) -> None:
@@ -172,6 +176,22 @@ def test_sliced_tables_are_read_from_their_own_offset() -> None:
     assert_same(fast.pair_batch(sliced, options, "f"), reference.pair_batch(sliced, options, "f"))
 
 
+@pytest.mark.parametrize("path", [fast, reference], ids=["fast", "reference"])
+def test_a_key_offset_draws_as_rows_that_far_on_but_errors_name_the_row_in_the_file(
+    path: object,
+) -> None:
+    options = PairOptions(method="random", seed=9, skip_invalid=True)
+    shifted = path.pair_batch(batch(ROWS * 20, 7), options, "f", key_offset=1000)  # type: ignore[attr-defined]
+    moved = path.pair_batch(batch(ROWS * 20, 1007), options, "f")  # type: ignore[attr-defined]
+    assert_same(shifted, moved)
+    assert shifted.rows[0] == 1007
+    unshifted = path.pair_batch(batch(ROWS * 20, 7), options, "f")  # type: ignore[attr-defined]
+    assert not shifted.table.equals(unshifted.table)  # the draws did change
+    bad = [ROWS[0], {"input": "x", "output": [{"text": "t", "score": None}]}]
+    with pytest.raises(InputError, match=r"^f: row 8, field 'output\[0\]\.score'"):
+        path.pair_batch(batch(bad, 7), PairOptions(), "f", key_offset=1000)  # type: ignore[attr-defined]
+
+
 def test_invalid_rows_stop_the_run_naming_row_and_field() -> None:
     rows = [*ROWS, {"input": "bad", "output": [{"text": "x", "score": None}]}]
     for path in (fast, reference):
@@ -236,6 +256,7 @@ rows_strategy = st.lists(
     margin_from=st.sampled_from(["raw", "penalized"]),
     seed=st.integers(0, 2**64 - 1),
     first_row=st.integers(0, 10**6),
+    key_offset=st.sampled_from([0, 1, 10**12]),
 )
 def test_fast_and_reference_paths_agree(
     rows: list[dict[str, object]],
@@ -246,6 +267,7 @@ def test_fast_and_reference_paths_agree(
     margin_from: str,
     seed: int,
     first_row: int,
+    key_offset: int,
 ) -> None:
     options = PairOptions(
         method=method,
@@ -257,7 +279,7 @@ def test_fast_and_reference_paths_agree(
         skip_invalid=True,
         provenance=True,
     )
-    result, ref = pair_both(batch(rows, first_row), options)
+    result, ref = pair_both(batch(rows, first_row), options, key_offset)
     assert_same(result, ref)
     strict = PairOptions(method=method, seed=seed)
     errors = []
@@ -316,6 +338,38 @@ def test_summary_quantiles_are_exact_up_to_the_sample_size_then_sampled() -> Non
     assert big.margin_quantiles((0.5,))[0.5] == pytest.approx(np.median(margins), abs=0.02)
     assert big.pairs_written == len(margins) and big.margin_min == margins.min()
     assert big.margin_mean == pytest.approx(margins.mean())
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    margins=st.lists(
+        st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([0.1, -0.3])),
+        min_size=1,
+        max_size=60,
+    ),
+    cut=st.integers(0, 60),
+)
+def test_summary_mean_is_the_exact_mean_rounded_whatever_the_grouping_and_order(
+    margins: list[float], cut: int
+) -> None:
+    values = np.array(margins)
+    rows = np.arange(len(values))
+    whole, split = PairSummary(), PairSummary()
+    whole.add(np.zeros(len(values), np.uint8), values, rows)
+    for part in (slice(cut, None), slice(0, cut)):  # the second half first
+        split.add(np.zeros(len(values[part]), np.uint8), values[part][::-1], rows[part][::-1])
+    exact = sum(map(Fraction, margins), Fraction(0)) / len(margins)
+    assert whole.margin_mean == split.margin_mean == float(exact)
+
+
+def test_summary_mean_of_overflowed_margins_is_infinite_or_nan() -> None:
+    for margins, mean in (([1.0, math.inf], math.inf), ([-math.inf, 2.0], -math.inf)):
+        summary = PairSummary()
+        summary.add(np.zeros(2, np.uint8), np.array(margins), np.arange(2))
+        assert summary.margin_mean == mean
+    summary = PairSummary()
+    summary.add(np.zeros(2, np.uint8), np.array([math.inf, -math.inf]), np.arange(2))
+    assert math.isnan(summary.margin_mean)
 
 
 def test_summary_counts_drops_by_reason() -> None:

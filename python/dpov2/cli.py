@@ -165,6 +165,23 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
         help="use the pure-Python reference path (same output, much slower)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    run.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default), or ray: pair the shards of INPUT (a file, a folder or a glob "
+        "of .jsonl/.json/.parquet files, in name order) on Ray; the output is the same",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --engine ray: a running cluster (default: start Ray on this machine)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="with --engine ray: shards paired at once (default: one per CPU of the cluster)",
+    )
 
 
 def run_pair(args: argparse.Namespace) -> int:
@@ -182,23 +199,42 @@ def run_pair(args: argparse.Namespace) -> int:
         skip_invalid=args.skip_invalid,
         provenance=args.provenance,
     )
-    source = open_scored(
-        args.input,
-        input_format=args.input_format,
-        batch_size=args.batch_size,
-        max_samples=args.max_samples,
-    )
     start = time.perf_counter()
-    with _progress_bar(source, disable=args.quiet) as advance:
-        summary = write_pairs(
-            source,
+    if args.engine == "ray":
+        from dpov2.convert.ray_engine import write_pairs_on_ray  # imports ray when it runs
+
+        summary = write_pairs_on_ray(
+            args.input,
             args.output,
             options,
+            address=args.ray_address,
+            workers=args.workers,
             use_fast=args.use_fast,
+            input_format=args.input_format,
             output_format=args.output_format,
+            batch_size=args.batch_size,
+            max_samples=args.max_samples,
             overwrite=args.overwrite,
-            progress=advance,
         )
+    else:
+        if args.ray_address is not None or args.workers is not None:
+            raise InputError("--ray-address and --workers go with --engine ray")
+        source = open_scored(
+            args.input,
+            input_format=args.input_format,
+            batch_size=args.batch_size,
+            max_samples=args.max_samples,
+        )
+        with _progress_bar(source, disable=args.quiet) as advance:
+            summary = write_pairs(
+                source,
+                args.output,
+                options,
+                use_fast=args.use_fast,
+                output_format=args.output_format,
+                overwrite=args.overwrite,
+                progress=advance,
+            )
     seconds = time.perf_counter() - start
     if not args.quiet:
         for line in summary.lines():

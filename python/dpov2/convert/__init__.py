@@ -39,15 +39,19 @@ __all__ = [
 
 
 def pair_batches(
-    source: ScoredSource, options: PairOptions, *, use_fast: bool = True
+    source: ScoredSource, options: PairOptions, *, use_fast: bool = True, key_offset: int = 0
 ) -> Iterator[tuple[PairedBatch, int]]:
     """Each batch's pairs, with the progress (bytes or rows of the source) it stands for.
 
-    The next batch is read in a background thread while this one is paired.
+    Instance ``r`` of the source draws with the key ``key_offset + r``. A dataset split into
+    shards is paired shard by shard with ``key_offset`` the number of instances in the shards
+    before, which gives every instance the key it has in the concatenated file, whoever pairs
+    it (see :mod:`dpov2.convert.ray_engine`). The next batch is read in a background thread
+    while this one is paired.
     """
     pair = fast.pair_batch if use_fast else reference.pair_batch
     for batch in prefetch(source.batches):
-        yield pair(batch, options, source.name), batch.progress
+        yield pair(batch, options, source.name, key_offset=key_offset), batch.progress
 
 
 def write_pairs(

@@ -24,8 +24,13 @@ __all__ = ["pair_batch"]
 _Number = TypeVar("_Number", np.int64, np.float64)
 
 
-def pair_batch(batch: ScoredBatch, options: PairOptions, file: str) -> PairedBatch:
+def pair_batch(
+    batch: ScoredBatch, options: PairOptions, file: str, *, key_offset: int = 0
+) -> PairedBatch:
     """The pairs of one batch, with an outcome for every instance.
+
+    Row ``i`` of the batch draws with the key ``key_offset + batch.first_row + i`` (see
+    :func:`dpov2.convert.pair_batches`); errors name the row within ``file``.
 
     Raises:
         InputError: the first invalid row, unless ``options.skip_invalid``.
@@ -60,7 +65,7 @@ def pair_batch(batch: ScoredBatch, options: PairOptions, file: str) -> PairedBat
         lengths=None if lengths is None else lengths[flat],
         length_penalty=options.length_penalty,
         seed=options.seed,
-        first_key=batch.first_row,
+        first_key=key_offset + batch.first_row,
         keep_ties=options.keep_ties,
     )
     outcomes = selection.status.copy()
@@ -102,7 +107,7 @@ def pair_batch(batch: ScoredBatch, options: PairOptions, file: str) -> PairedBat
         ]
     schema = pairs_schema(prompts.type, options.provenance)
     table = pa.Table.from_arrays(columns, schema=schema)
-    return PairedBatch(table, outcomes, margins, rows + batch.first_row)
+    return PairedBatch(table, outcomes, margins, rows + (key_offset + batch.first_row))
 
 
 def _invalid_rows(

@@ -18,8 +18,11 @@ from dpov2.pairing import select_pairs
 __all__ = ["pair_batch"]
 
 
-def pair_batch(batch: ScoredBatch, options: PairOptions, file: str) -> PairedBatch:
-    """The pairs of one batch, with an outcome for every instance.
+def pair_batch(
+    batch: ScoredBatch, options: PairOptions, file: str, *, key_offset: int = 0
+) -> PairedBatch:
+    """The pairs of one batch, with an outcome for every instance; row ``i`` draws with the
+    key ``key_offset + batch.first_row + i``, errors name the row within ``file``.
 
     Raises:
         InputError: the first invalid row, unless ``options.skip_invalid``.
@@ -30,6 +33,7 @@ def pair_batch(batch: ScoredBatch, options: PairOptions, file: str) -> PairedBat
     pair_rows: list[int] = []
     for i, instance in enumerate(batch.table.to_pylist()):
         row = batch.first_row + i
+        key = key_offset + row
         problem = batch.problems.get(i) or scored_row_problem(instance)
         if problem is not None:
             if not options.skip_invalid:
@@ -48,7 +52,7 @@ def pair_batch(batch: ScoredBatch, options: PairOptions, file: str) -> PairedBat
             lengths=lengths,
             length_penalty=options.length_penalty,
             seed=options.seed,
-            first_key=row,
+            first_key=key,
             keep_ties=options.keep_ties,
             use_fast=False,
         )
@@ -81,7 +85,7 @@ def pair_batch(batch: ScoredBatch, options: PairOptions, file: str) -> PairedBat
         pairs.append(pair)
         outcomes.append(Outcome.PAIRED)
         margins.append(margin)
-        pair_rows.append(row)
+        pair_rows.append(key)
     schema = pairs_schema(batch.table.schema.field("input").type, options.provenance)
     return PairedBatch(
         pa.Table.from_pylist(pairs, schema=schema),

@@ -15,7 +15,8 @@ __all__ = ["PairedBatch"]
 class PairedBatch:
     """``table``: the pairs (see :func:`dpov2.convert.options.pairs_schema`); ``outcomes``:
     an :class:`~dpov2.convert.options.Outcome` per instance of the batch; ``margins`` and
-    ``rows``: the margin and the instance index of every pair in ``table``."""
+    ``rows``: the margin and the instance index (the random key: the index in the whole
+    dataset, also when it was read shard by shard) of every pair in ``table``."""
 
     table: pa.Table
     outcomes: npt.NDArray[np.uint8]

@@ -7,6 +7,10 @@ margins, within about 0.2 percentile points (the standard error of a sample quan
 ``sqrt(q (1 - q) / k)``, at the median). Because the priority depends only on the instance,
 the sample, like everything else, is the same for any batch size, and it takes 1 MiB where
 keeping every margin as float32 would take 4 bytes a pair.
+
+The mean is exact too: margins are summed as integers (see :class:`_ExactSum`), so it is the
+correctly rounded mean of the written margins, the same however they were grouped into
+batches or shards and in whatever order they were added.
 """
 
 from __future__ import annotations
@@ -25,6 +29,46 @@ SAMPLE_SIZE = 1 << 16
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
+class _ExactSum:
+    """The exact sum of float64 values, independent of the order and grouping of ``add``.
+
+    A finite float is ``m * 2**e`` with ``m`` an integer, ``|m| < 2**53``, and ``e`` in
+    ``[-1126, 971]``. Per exponent, the high and low halves of ``m`` (below ``2**26`` and
+    ``2**27`` in size) are added into int64 counters, which stay exact for 2**36 values.
+    Infinities (a margin can overflow) are summed apart, as floats: they decide the result.
+    """
+
+    _BIAS = 1126  # -(smallest e): a subnormal's frexp exponent is at least -1073, minus 53
+    _LOW_BITS = 27
+
+    def __init__(self) -> None:
+        size = self._BIAS + 972
+        self._high = np.zeros(size, np.int64)
+        self._low = np.zeros(size, np.int64)
+        self._infinite = 0.0
+
+    def add(self, values: npt.NDArray[np.float64]) -> None:
+        finite = np.isfinite(values)
+        if not finite.all():
+            self._infinite += float(values[~finite].sum())
+            values = values[finite]
+        fractions, exponents = np.frexp(values)
+        mantissas = np.ldexp(fractions, 53).astype(np.int64)  # exact: |m| < 2**53
+        bins = exponents.astype(np.int64) - 53 + self._BIAS
+        np.add.at(self._high, bins, mantissas >> self._LOW_BITS)
+        np.add.at(self._low, bins, mantissas & ((1 << self._LOW_BITS) - 1))
+
+    def divided_by(self, n: int) -> float:
+        """The sum divided by ``n``, correctly rounded (Python divides integers exactly)."""
+        if self._infinite != 0 or math.isnan(self._infinite):
+            return self._infinite
+        total = 0
+        for e in np.flatnonzero(self._high | self._low):
+            mantissa = (int(self._high[e]) << self._LOW_BITS) + int(self._low[e])
+            total += mantissa << int(e)
+        return total / (n << self._BIAS)
+
+
 @dataclass
 class PairSummary:
     """What a conversion did: instances read, pairs written, instances dropped by reason, and
@@ -32,7 +76,7 @@ class PairSummary:
 
     prompts_read: int = 0
     outcomes: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
-    margin_sum: float = 0.0
+    _margin_sum: _ExactSum = field(default_factory=_ExactSum, repr=False)
     margin_min: float = math.inf
     margin_max: float = -math.inf
     # Candidates for the sample (at most 2 * SAMPLE_SIZE), and the priority at or above which
@@ -63,7 +107,7 @@ class PairSummary:
             self.outcomes[Outcome(outcome)] += int(count)
         if len(margins) == 0:
             return
-        self.margin_sum += float(margins.sum())
+        self._margin_sum.add(margins)
         self.margin_min = min(self.margin_min, float(margins.min()))
         self.margin_max = max(self.margin_max, float(margins.max()))
         priorities = _priority(rows)
@@ -84,7 +128,9 @@ class PairSummary:
 
     @property
     def margin_mean(self) -> float:
-        return self.margin_sum / self.pairs_written if self.pairs_written else math.nan
+        if not self.pairs_written:
+            return math.nan
+        return self._margin_sum.divided_by(self.pairs_written)
 
     def margin_quantiles(self, qs: tuple[float, ...] = QUANTILES) -> dict[float, float]:
         """Quantiles of the written margins (linear interpolation), exact up to
