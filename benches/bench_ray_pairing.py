@@ -9,8 +9,9 @@ consecutive rows, and each is checked to write byte for byte the single-machine 
   Ray instance the command starts and stops (start-up included).
 - On a running Ray instance (one subprocess that starts Ray, then pairs a small dataset so
   that the workers are up, then times each run with the Python API): ``write_pairs`` on the
-  whole file, and ``write_pairs_on_ray`` with 1 and 2 workers. This is the per-run cost on a
-  cluster that is already there.
+  whole file, and ``write_pairs_on_ray`` with 1 and 2 workers, writing one file from the driver
+  or, with ``output_shards``, one part per shard from the workers. This is the per-run cost on
+  a cluster that is already there.
 
 Every input is read once before its run (page cache). Datasets and shards go to ``--data``
 (git-ignored ``bench-out/``) and are reused. Prints Markdown tables.
@@ -84,6 +85,9 @@ def main() -> int:
     steady = [Run(**run) for run in json.loads(report.splitlines()[-1])]
     for workers in WORKERS:
         check_same(args.data / f"pairs-steady-{workers}.parquet", reference)
+        parts = pq.read_table(args.data / f"pairs-steady-parts-{workers}")
+        if not parts.equals(pq.read_table(reference)):
+            raise SystemExit(f"the output shards of {workers} worker(s) differ from {reference}")
     print_tables(end_to_end, steady, args)
     return 0
 
@@ -116,6 +120,16 @@ def steady_worker(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         write_pairs_on_ray(shards, out, options, workers=workers, overwrite=True)
         runs.append(Run("--engine ray", str(workers), args.prompts, time.perf_counter() - start))
+    for workers in WORKERS:
+        for shard in shards.iterdir():
+            warm(shard)
+        out = args.data / f"pairs-steady-parts-{workers}"
+        start = time.perf_counter()
+        write_pairs_on_ray(
+            shards, out, options, workers=workers, overwrite=True, output_shards=True
+        )
+        seconds = time.perf_counter() - start
+        runs.append(Run("--engine ray --output-shards", str(workers), args.prompts, seconds))
     ray.shutdown()
     print(json.dumps([run.__dict__ for run in runs]))
     return 0
@@ -165,7 +179,8 @@ def print_tables(end_to_end: list[Run], steady: list[Run], args: argparse.Namesp
     print(
         f"\nPairing {args.prompts:,} prompts x {args.responses} responses, Parquet to Parquet, "
         f"method random, {os.cpu_count()} cores; Ray reads {args.shards} Parquet shards; every "
-        "output byte for byte the single-machine file\n"
+        "output checked against the single-machine file (its bytes; its rows for output "
+        "shards)\n"
     )
     print("| run | engine | workers | time (s) | prompts/s | time vs single machine |")
     print("|---|---|---:|---:|---:|---:|")
@@ -181,11 +196,12 @@ def print_tables(end_to_end: list[Run], steady: list[Run], args: argparse.Namesp
                 f"{run.seconds / single.seconds:.2f}x",
             ]
             print("| " + " | ".join(cells) + " |")
+    print()
     for title, runs in (("end to end", end_to_end), ("Ray already running", steady)):
-        print(
-            f"\n- {title}: 2 Ray workers have {runs[1].seconds / runs[2].seconds:.2f}x the "
-            "throughput of 1"
-        )
+        for engine in sorted({run.engine for run in runs} - {"single machine"}):
+            one, two = (next(r for r in runs if (r.engine, r.workers) == (engine, w)) for w in "12")
+            gain = one.seconds / two.seconds
+            print(f"- {title}, {engine}: 2 workers have {gain:.2f}x the throughput of 1")
 
 
 if __name__ == "__main__":

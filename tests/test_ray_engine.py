@@ -120,6 +120,46 @@ def test_sharded_run_writes_the_single_machine_file_and_summary(
     assert summary.outcomes[Outcome.INVALID] > 0 and summary.pairs_written > 100
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_workers_write_output_shards_holding_the_single_machine_rows(
+    tmp_path: Path, fmt: str
+) -> None:
+    options = PairOptions(method="max_random", skip_invalid=True, provenance=True)
+    expected, expected_summary = single_machine(tmp_path, ROWS, options, f"p.{fmt}")
+    shards = write_shards(tmp_path / "shards", ROWS, 5)
+    out = tmp_path / "pairs"
+    summary = write_pairs_on_ray(shards, out, options, output_shards=True, output_format=fmt)
+    assert_same_summary(summary, expected_summary)
+    parts = sorted(out.iterdir())
+    assert [p.name for p in parts] == [f"part-{k:05d}.{fmt}" for k in range(5)]
+    if fmt == "jsonl":
+        assert b"".join(p.read_bytes() for p in parts) == expected
+    else:
+        assert pq.read_table(out).equals(pq.read_table(pa.BufferReader(expected)))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_output_shards_appear_only_when_complete(tmp_path: Path) -> None:
+    shards = write_shards(tmp_path / "shards", ROWS, 3)  # ROWS has invalid rows
+    with pytest.raises(InputError, match="missing or null"):
+        write_pairs_on_ray(shards, tmp_path / "pairs", PairOptions(), output_shards=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
+    (tmp_path / "pairs").mkdir()
+    with pytest.raises(InputError, match="already exists; pass --overwrite"):
+        write_pairs_on_ray(
+            shards, tmp_path / "pairs", PairOptions(skip_invalid=True), output_shards=True
+        )
+    summary = write_pairs_on_ray(
+        shards,
+        tmp_path / "pairs",
+        PairOptions(skip_invalid=True),
+        output_shards=True,
+        overwrite=True,
+    )
+    assert summary.pairs_written == pq.read_table(tmp_path / "pairs").num_rows > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs", "shards"]
+
+
 def test_max_samples_counts_across_shards_and_empty_shards_hold_nothing(tmp_path: Path) -> None:
     options = PairOptions(method="random", seed=7)
     expected, expected_summary = single_machine(
@@ -200,7 +240,9 @@ def test_ray_options_need_the_ray_engine(
 ) -> None:
     source = write_shard(tmp_path / "s.jsonl", VALID_ROWS)
     assert main(["pair", str(source), str(tmp_path / "o.jsonl"), "--workers", "2"]) == 2
-    assert "--ray-address and --workers go with --engine ray" in capsys.readouterr().err
+    assert "--ray-address, --workers and --output-shards go with --engine ray" in (
+        capsys.readouterr().err
+    )
     assert (
         main(["pair", str(source), str(tmp_path / "o.jsonl"), "--engine", "ray", "--workers", "0"])
         == 2

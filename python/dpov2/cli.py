@@ -1,4 +1,4 @@
-"""The ``dpov2`` command: ``dpov2 pair INPUT OUTPUT [options]``.
+"""The ``dpov2`` command: ``dpov2 pair INPUT OUTPUT [options]`` and ``dpov2 align CONFIG|FLAGS``.
 
 Each subcommand is a :class:`Command` (its arguments and what runs them) in :data:`COMMANDS`;
 another one (``align``, say) is added by writing its two functions and listing it there.
@@ -182,6 +182,12 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="with --engine ray: shards paired at once (default: one per CPU of the cluster)",
     )
+    run.add_argument(
+        "--output-shards",
+        action="store_true",
+        help="with --engine ray: OUTPUT is a folder; each worker writes the pairs of input shard "
+        "K to OUTPUT/part-K (Parquet unless --output-format), on a file system all share",
+    )
 
 
 def run_pair(args: argparse.Namespace) -> int:
@@ -215,10 +221,11 @@ def run_pair(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_samples=args.max_samples,
             overwrite=args.overwrite,
+            output_shards=args.output_shards,
         )
     else:
-        if args.ray_address is not None or args.workers is not None:
-            raise InputError("--ray-address and --workers go with --engine ray")
+        if args.ray_address is not None or args.workers is not None or args.output_shards:
+            raise InputError("--ray-address, --workers and --output-shards go with --engine ray")
         source = open_scored(
             args.input,
             input_format=args.input_format,

@@ -22,10 +22,20 @@ file, which both the key and an error message need, and pyarrow's JSON reader ac
 rejects other lines than dpov2's. An invalid row therefore stops the run with the error the
 single-machine command gives for that shard (file, row within it, field).
 
-The driver receives the tables in order (Ray Data's ``preserve_order``) and writes them with
-the single-machine writer, so the output file, in any format, is byte for byte the one
-``dpov2 pair`` writes, and appears only once complete. The summary is built from the same
-per-instance outcomes, margins and keys, so it equals the single-machine one too.
+The output is either one file or a folder of shards:
+
+- one file: the driver receives the pairs in order (Ray Data's ``preserve_order``) and writes
+  them with the single-machine writer, so the file, in any format, is byte for byte the one
+  ``dpov2 pair`` writes. The texts all pass through the driver: simple, and fine while one
+  machine can write the output;
+- ``output_shards=True``: every worker writes the pairs of each input shard ``k`` to
+  ``OUTPUT/part-{k:05d}`` (Parquet by default) itself, and only margins, keys and outcomes
+  reach the driver, so the write scales with the workers. The parts, in name order, hold the
+  rows of the single file in its order (for JSON Lines, their concatenation is its bytes).
+  OUTPUT must be on a file system every worker shares, as the input shards must be.
+
+Either output appears only once complete. The summary is built from the same per-instance
+outcomes, margins and keys, so it equals the single-machine one too.
 
 ``ray`` (the ``dpov2[ray]`` extra) is imported here only, when a run starts.
 """
@@ -38,9 +48,9 @@ import functools
 import glob
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -50,11 +60,15 @@ from dpov2.convert.options import Outcome, PairOptions, pairs_schema
 from dpov2.convert.result import PairedBatch
 from dpov2.convert.summary import PairSummary
 from dpov2.errors import InputError
-from dpov2.formats import check_output_path, detect_format, open_scored, open_writer
+from dpov2.formats import (
+    OUTPUT_SUFFIXES,
+    atomic_folder,
+    check_output_path,
+    detect_format,
+    open_scored,
+    open_writer,
+)
 from dpov2.formats.parquet import parquet_rows
-
-if TYPE_CHECKING:
-    import ray.data
 
 __all__ = ["Shard", "find_shards", "write_pairs_on_ray"]
 
@@ -63,15 +77,19 @@ SHARD_FORMATS = ("jsonl", "json", "parquet")
 # instances are rows with null pair columns.
 KEY = "__dpov2_key"
 OUTCOME = "__dpov2_outcome"
+# Of the records, what the summary needs (all that leaves a worker that writes its pairs).
+SUMMARY_COLUMNS = ["margin", KEY, OUTCOME]
+DEFAULT_SHARD_FORMAT = "parquet"
 
 
 @dataclasses.dataclass(frozen=True)
 class Shard:
-    """One input file: its format, the key of its first instance (the instances in the shards
-    before it) and how many of its instances to pair."""
+    """One input file: its format, its position among the shards, the key of its first
+    instance (the instances in the shards before it) and how many of its instances to pair."""
 
     path: str
     format: str
+    index: int
     first_key: int
     rows: int
 
@@ -139,9 +157,12 @@ def write_pairs_on_ray(
     batch_size: int = 8192,
     max_samples: int | None = None,
     overwrite: bool = False,
+    output_shards: bool = False,
 ) -> PairSummary:
     """Pairs the shards of ``source`` (see :func:`find_shards`) on Ray into the file
-    ``output``, exactly as :func:`dpov2.convert.write_pairs` pairs their concatenation.
+    ``output``, exactly as :func:`dpov2.convert.write_pairs` pairs their concatenation, or,
+    with ``output_shards``, into the folder ``output``, one part per input shard written by
+    the worker that paired it (``output_format``, Parquet by default; see the module notes).
 
     ``address`` is that of a running Ray cluster (``ray.init``'s; ``"auto"`` finds a local
     one); without it a Ray instance is started on this machine for the run, unless the process
@@ -155,25 +176,35 @@ def write_pairs_on_ray(
             ``options.skip_invalid``) an invalid row, named by shard file, row and field.
     """
     found = find_shards(source, input_format)
-    check_output_path(Path(output), overwrite=overwrite)
+    if not output_shards:
+        check_output_path(Path(output), overwrite=overwrite)
     if max_samples is not None and max_samples < 0:
         raise InputError(f"max samples must be >= 0, got {max_samples}")
     if workers is not None and workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}")
+    pairing = functools.partial(
+        _pair_shards, options=options, use_fast=use_fast, batch_size=batch_size
+    )
+    summary = PairSummary()
     with _ray(address), _raising_input_errors():
         shards = _plan(found, max_samples, workers)
-        summary = PairSummary()
+        if output_shards:
+            fmt = DEFAULT_SHARD_FORMAT if output_format is None else output_format
+            detect_format(Path(output), fmt, output=True)  # refuses an unknown format
+            with atomic_folder(Path(output), overwrite=overwrite) as folder:
+                parts = functools.partial(pairing, parts=str(folder), parts_format=fmt)
+                for table in _records_in_order(shards, parts, workers):
+                    _add_records(summary, table)
+            return summary
         prompt_type: pa.DataType = pa.string()
         writer_started = False
         with open_writer(output, output_format, overwrite=overwrite) as writer:
-            if shards:
-                records = _paired(shards, options, use_fast, batch_size, workers)
-                for table in records.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    pairs = _add_records(summary, table)
-                    if pairs.num_rows:
-                        prompt_type = _same_prompt_type(pairs, prompt_type, writer_started)
-                        writer.write(pairs)
-                        writer_started = True
+            for table in _records_in_order(shards, pairing, workers):
+                pairs = _add_records(summary, table)
+                if pairs.num_rows:
+                    prompt_type = _same_prompt_type(pairs, prompt_type, writer_started)
+                    writer.write(pairs)
+                    writer_started = True
             writer.finish(pairs_schema(prompt_type, options.provenance))
     return summary
 
@@ -204,13 +235,14 @@ def _plan(
         .take_all()
     )
     rows = {item["path"]: int(item["rows"]) for item in counted}
-    shards, first_key = [], 0
+    shards: list[Shard] = []
+    first_key = 0
     for item in listing:
         n = rows[item["path"]]
         if max_samples is not None:
             n = min(n, max_samples - first_key)
         if n > 0:
-            shards.append(Shard(item["path"], item["format"], first_key, n))
+            shards.append(Shard(item["path"], item["format"], len(shards), first_key, n))
             first_key += n
     return shards
 
@@ -229,25 +261,21 @@ def _count_rows(item: dict[str, Any]) -> dict[str, Any]:
     return {"path": item["path"], "rows": rows}
 
 
-def _paired(
-    shards: list[Shard],
-    options: PairOptions,
-    use_fast: bool,
-    batch_size: int,
-    workers: int | None,
-) -> ray.data.Dataset:
-    """The pairing stage: one task per shard, yielding record tables in shard order."""
+def _records_in_order(
+    shards: list[Shard], pair: Callable[[pa.Table], Iterator[pa.Table]], workers: int | None
+) -> Iterator[pa.Table]:
+    """The pairing stage, one task per shard running ``pair``: its record tables, in shard
+    order."""
+    if not shards:
+        return
     import ray.data
 
     items = [dataclasses.asdict(shard) for shard in shards]
-    pair = functools.partial(
-        _pair_shards, options=options, use_fast=use_fast, batch_size=batch_size
-    )
     dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
         pair, batch_size=1, batch_format="pyarrow", **_task_args(workers)
     )
     dataset.context.execution_options.preserve_order = True
-    return dataset
+    yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
 def _task_args(workers: int | None) -> dict[str, Any]:
@@ -259,9 +287,17 @@ def _task_args(workers: int | None) -> dict[str, Any]:
 
 
 def _pair_shards(
-    table: pa.Table, *, options: PairOptions, use_fast: bool, batch_size: int
+    table: pa.Table,
+    *,
+    options: PairOptions,
+    use_fast: bool,
+    batch_size: int,
+    parts: str | None = None,
+    parts_format: str = DEFAULT_SHARD_FORMAT,
 ) -> Iterator[pa.Table]:
-    """Runs on a worker: reads the shards listed in ``table`` and pairs them batch by batch."""
+    """Runs on a worker: reads the shards listed in ``table``, pairs them batch by batch and
+    yields their records; with ``parts`` (a folder), writes each shard's pairs there and
+    yields only what the summary needs."""
     for shard in table.to_pylist():
         source = open_scored(
             shard["path"],
@@ -270,10 +306,21 @@ def _pair_shards(
             max_samples=shard["rows"],
             threads=1,
         )
-        for paired, _ in pair_batches(
-            source, options, use_fast=use_fast, key_offset=shard["first_key"]
-        ):
-            yield _records(paired)
+        batches = pair_batches(source, options, use_fast=use_fast, key_offset=shard["first_key"])
+        if parts is None:
+            for paired, _ in batches:
+                yield _records(paired)
+            continue
+        part = Path(parts) / f"part-{shard['index']:05d}{OUTPUT_SUFFIXES[parts_format]}"
+        with open_writer(part, parts_format) as writer:
+            schema = None
+            for paired, _ in batches:
+                if paired.table.num_rows:
+                    writer.write(paired.table)
+                schema = paired.table.schema  # the shard's prompt type, even without pairs
+                yield _records(paired).select(SUMMARY_COLUMNS)
+            assert schema is not None  # a planned shard has at least one instance
+            writer.finish(schema)
 
 
 def _records(paired: PairedBatch) -> pa.Table:

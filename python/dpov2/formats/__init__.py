@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 import pyarrow as pa
 
 from dpov2.errors import InputError
-from dpov2.formats.atomic import atomic_output, check_output_path
+from dpov2.formats.atomic import atomic_folder, atomic_output, check_output_path
 from dpov2.formats.hf import is_dataset, load_saved_dataset, read_dataset, to_dataset
 from dpov2.formats.instances import (
     PAIRED_TYPE,
@@ -44,12 +44,14 @@ if TYPE_CHECKING:
 __all__ = [
     "INPUT_FORMATS",
     "OUTPUT_FORMATS",
+    "OUTPUT_SUFFIXES",
     "PAIRED_TYPE",
     "SCORED_TYPE",
     "RowProblem",
     "ScoredBatch",
     "ScoredSource",
     "TableWriter",
+    "atomic_folder",
     "check_output_path",
     "detect_format",
     "open_scored",
@@ -60,6 +62,8 @@ __all__ = [
 
 INPUT_FORMATS = ("jsonl", "json", "parquet", "hf")
 OUTPUT_FORMATS = ("jsonl", "json", "parquet")
+#: The file name extension each output format is written with.
+OUTPUT_SUFFIXES = {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet"}
 _EXTENSIONS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
