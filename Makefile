@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,train,hf,ray
 
-.PHONY: dev build-dev demo example test test-rust test-python check-wheel lint format bench clean
+.PHONY: dev build-dev demo example test test-rust test-python check-wheel lint format bench bench-ray clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -51,6 +51,11 @@ format: $(VENV)/bin/python
 
 bench: dev
 	$(PY) benches/bench_pairing.py
+	$(PY) benches/bench_pair_dataset.py
+
+# Pairing on Ray Data against the single-machine path (1M prompts; datasets in bench-out/).
+bench-ray: dev
+	$(PY) benches/bench_ray_pairing.py
 
 clean:
 	rm -rf target dist demo-out $(VENV) .pytest_cache .hypothesis

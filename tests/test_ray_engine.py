@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import ray
 
 from dpov2.cli import main
 from dpov2.convert import Outcome, PairOptions, PairSummary, write_pairs
@@ -22,8 +23,6 @@ from dpov2.convert.ray_engine import find_shards, write_pairs_on_ray
 from dpov2.errors import InputError
 from dpov2.formats import open_scored
 from dpov2.formats.instances import OUTPUT_TYPE
-
-ray = pytest.importorskip("ray")
 
 # Prompt i has i % 5 responses (0 and 1: too few); every sixth prompt's responses all score 1
 # (a tie); the second response of prompts 3, 14, 36, ... (i % 11 == 3) has a null score.
