@@ -18,6 +18,7 @@ penalty, as LMFlow and TRL log them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 import torch
@@ -71,29 +72,42 @@ class LossFn(Protocol):
     ) -> PairLoss: ...
 
 
-def _logits(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    reference_chosen_logps: torch.Tensor,
-    reference_rejected_logps: torch.Tensor,
-    len_penalty_term: torch.Tensor | float,
-) -> torch.Tensor:
-    pi_logratios = policy_chosen_logps - policy_rejected_logps
-    ref_logratios = reference_chosen_logps - reference_rejected_logps + len_penalty_term
-    return pi_logratios - ref_logratios
+class _Terms(NamedTuple):
+    """What a loss formula works on: the pair's `logits` (see the module docstring), `beta`, the
+    `margin`, and the chosen response's log-probs (for the losses that look at it alone)."""
+
+    logits: torch.Tensor
+    beta: float
+    margin: torch.Tensor | None
+    policy_chosen_logps: torch.Tensor
+    reference_chosen_logps: torch.Tensor
 
 
-def _pair_loss(
-    losses: torch.Tensor,
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    reference_chosen_logps: torch.Tensor,
-    reference_rejected_logps: torch.Tensor,
-    beta: float,
-) -> PairLoss:
-    chosen_rewards = beta * (policy_chosen_logps - reference_chosen_logps).detach()
-    rejected_rewards = beta * (policy_rejected_logps - reference_rejected_logps).detach()
-    return PairLoss(losses, chosen_rewards, rejected_rewards)
+def _pair_loss(formula: Callable[[_Terms], torch.Tensor]) -> LossFn:
+    """The loss whose per-example values `formula` gives. The logits and the logged rewards are
+    the same for every loss, so they are computed here, once, and each loss is its formula."""
+
+    def loss(
+        policy_chosen_logps: torch.Tensor,
+        policy_rejected_logps: torch.Tensor,
+        reference_chosen_logps: torch.Tensor,
+        reference_rejected_logps: torch.Tensor,
+        *,
+        beta: float,
+        margin: torch.Tensor | None = None,
+        len_penalty_term: torch.Tensor | float = 0.0,
+    ) -> PairLoss:
+        pi_logratios = policy_chosen_logps - policy_rejected_logps
+        ref_logratios = reference_chosen_logps - reference_rejected_logps + len_penalty_term
+        logits = pi_logratios - ref_logratios
+        terms = _Terms(logits, beta, margin, policy_chosen_logps, reference_chosen_logps)
+        chosen_rewards = beta * (policy_chosen_logps - reference_chosen_logps).detach()
+        rejected_rewards = beta * (policy_rejected_logps - reference_rejected_logps).detach()
+        return PairLoss(formula(terms), chosen_rewards, rejected_rewards)
+
+    loss.__name__ = loss.__qualname__ = formula.__name__
+    loss.__doc__ = formula.__doc__
+    return loss
 
 
 def _require_margin(margin: torch.Tensor | None, loss_type: str) -> torch.Tensor:
@@ -105,154 +119,45 @@ def _require_margin(margin: torch.Tensor | None, loss_type: str) -> torch.Tensor
     return margin
 
 
-def sigmoid_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    reference_chosen_logps: torch.Tensor,
-    reference_rejected_logps: torch.Tensor,
-    *,
-    beta: float,
-    margin: torch.Tensor | None = None,
-    len_penalty_term: torch.Tensor | float = 0.0,
-) -> PairLoss:
+@_pair_loss
+def sigmoid_loss(t: _Terms) -> torch.Tensor:
     """DPO's logistic loss, -logsigmoid(beta * logits). `margin` is ignored."""
-    logits = _logits(
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        len_penalty_term,
-    )
-    losses = -F.logsigmoid(beta * logits)
-    return _pair_loss(
-        losses,
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        beta,
-    )
+    return -F.logsigmoid(t.beta * t.logits)
 
 
-def hinge_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    reference_chosen_logps: torch.Tensor,
-    reference_rejected_logps: torch.Tensor,
-    *,
-    beta: float,
-    margin: torch.Tensor | None = None,
-    len_penalty_term: torch.Tensor | float = 0.0,
-) -> PairLoss:
+@_pair_loss
+def hinge_loss(t: _Terms) -> torch.Tensor:
     """SLiC's hinge loss, relu(1 - beta * logits): zero once the pair is separated by 1/beta."""
-    logits = _logits(
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        len_penalty_term,
-    )
-    losses = torch.relu(1.0 - beta * logits)
-    return _pair_loss(
-        losses,
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        beta,
-    )
+    return torch.relu(1.0 - t.beta * t.logits)
 
 
-def ipo_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    reference_chosen_logps: torch.Tensor,
-    reference_rejected_logps: torch.Tensor,
-    *,
-    beta: float,
-    margin: torch.Tensor | None = None,
-    len_penalty_term: torch.Tensor | float = 0.0,
-) -> PairLoss:
+@_pair_loss
+def ipo_loss(t: _Terms) -> torch.Tensor:
     """IPO's squared loss, (logits - 1/(2 beta))^2, on summed log-probs as in LMFlow.
 
     TRL's `ipo` divides each log-ratio by its response length first; pass per-token averaged
     log-probs to get TRL's variant.
     """
-    logits = _logits(
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        len_penalty_term,
-    )
-    losses = (logits - 1.0 / (2.0 * beta)) ** 2
-    return _pair_loss(
-        losses,
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        beta,
-    )
+    return (t.logits - 1.0 / (2.0 * t.beta)) ** 2
 
 
-def cross_entropy_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    reference_chosen_logps: torch.Tensor,
-    reference_rejected_logps: torch.Tensor,
-    *,
-    beta: float,
-    margin: torch.Tensor | None = None,
-    len_penalty_term: torch.Tensor | float = 0.0,
-) -> PairLoss:
+@_pair_loss
+def cross_entropy_loss(t: _Terms) -> torch.Tensor:
     """-logsigmoid(beta * (policy_chosen - reference_chosen)): raises the chosen response only.
 
     The rejected response and the length penalty play no part, as in LMFlow.
     """
-    losses = -F.logsigmoid(beta * (policy_chosen_logps - reference_chosen_logps))
-    return _pair_loss(
-        losses,
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        beta,
-    )
+    return -F.logsigmoid(t.beta * (t.policy_chosen_logps - t.reference_chosen_logps))
 
 
-def raft_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    reference_chosen_logps: torch.Tensor,
-    reference_rejected_logps: torch.Tensor,
-    *,
-    beta: float,
-    margin: torch.Tensor | None = None,
-    len_penalty_term: torch.Tensor | float = 0.0,
-) -> PairLoss:
+@_pair_loss
+def raft_loss(t: _Terms) -> torch.Tensor:
     """RAFT: negative log-likelihood of the chosen response (summed over its tokens), i.e. SFT."""
-    losses = -policy_chosen_logps
-    return _pair_loss(
-        losses,
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        beta,
-    )
+    return -t.policy_chosen_logps
 
 
-def kl_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    reference_chosen_logps: torch.Tensor,
-    reference_rejected_logps: torch.Tensor,
-    *,
-    beta: float,
-    margin: torch.Tensor | None = None,
-    len_penalty_term: torch.Tensor | float = 0.0,
-) -> PairLoss:
+@_pair_loss
+def kl_loss(t: _Terms) -> torch.Tensor:
     """KL(p || p_gt) between two Bernoullis: p = min(sigmoid(beta * logits), 0.999) and the target
     p_gt = exp(m) / (1 + exp(m) + 1e-3).
 
@@ -262,74 +167,28 @@ def kl_loss(
     both logs come from logsigmoid, and the 0.999 cap is a clamp of beta * logits at log(999),
     above which the gradient is zero as in LMFlow.
     """
-    m = _require_margin(margin, "kl")
-    logits = _logits(
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        len_penalty_term,
-    )
-    z = torch.clamp(beta * logits, max=_LOGIT_MAX)
+    m = _require_margin(t.margin, "kl")
+    z = torch.clamp(t.beta * t.logits, max=_LOGIT_MAX)
     log_p, log_not_p = F.logsigmoid(z), F.logsigmoid(-z)
     target_z = m - _KL_TARGET_SHIFT
     log_gt, log_not_gt = F.logsigmoid(target_z), F.logsigmoid(-target_z)
     p = torch.exp(log_p)
-    losses = p * (log_p - log_gt) + (1.0 - p) * (log_not_p - log_not_gt)
-    return _pair_loss(
-        losses,
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        beta,
-    )
+    return p * (log_p - log_gt) + (1.0 - p) * (log_not_p - log_not_gt)
 
 
-def tv_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    reference_chosen_logps: torch.Tensor,
-    reference_rejected_logps: torch.Tensor,
-    *,
-    beta: float,
-    margin: torch.Tensor | None = None,
-    len_penalty_term: torch.Tensor | float = 0.0,
-) -> PairLoss:
+@_pair_loss
+def tv_loss(t: _Terms) -> torch.Tensor:
     """Total variation |p - sigmoid(m)| with p = sigmoid(beta * logits).
 
     LMFlow writes the target as exp(m) / (1 + exp(m)), which is NaN for m > 88 (float32); the
     equal sigmoid(m) is used instead.
     """
-    m = _require_margin(margin, "tv")
-    logits = _logits(
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        len_penalty_term,
-    )
-    losses = torch.abs(torch.sigmoid(beta * logits) - torch.sigmoid(m))
-    return _pair_loss(
-        losses,
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        beta,
-    )
+    m = _require_margin(t.margin, "tv")
+    return torch.abs(torch.sigmoid(t.beta * t.logits) - torch.sigmoid(m))
 
 
-def hellinger_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    reference_chosen_logps: torch.Tensor,
-    reference_rejected_logps: torch.Tensor,
-    *,
-    beta: float,
-    margin: torch.Tensor | None = None,
-    len_penalty_term: torch.Tensor | float = 0.0,
-) -> PairLoss:
+@_pair_loss
+def hellinger_loss(t: _Terms) -> torch.Tensor:
     """Squared Hellinger distance 0.5 * ((sqrt p - sqrt q)^2 + (sqrt(1-p) - sqrt(1-q))^2) between
     Bernoulli(p), p = min(sigmoid(beta * logits), 0.999), and Bernoulli(q), q = sigmoid(m).
 
@@ -338,61 +197,23 @@ def hellinger_loss(
     square root is exp(0.5 * logsigmoid(.)), whose gradient goes smoothly to zero, and the cap is a
     clamp of beta * logits at log(999).
     """
-    m = _require_margin(margin, "hellinger")
-    logits = _logits(
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        len_penalty_term,
-    )
-    z = torch.clamp(beta * logits, max=_LOGIT_MAX)
+    m = _require_margin(t.margin, "hellinger")
+    z = torch.clamp(t.beta * t.logits, max=_LOGIT_MAX)
     sqrt_p, sqrt_not_p = torch.exp(0.5 * F.logsigmoid(z)), torch.exp(0.5 * F.logsigmoid(-z))
     sqrt_q, sqrt_not_q = torch.exp(0.5 * F.logsigmoid(m)), torch.exp(0.5 * F.logsigmoid(-m))
-    losses = 0.5 * ((sqrt_p - sqrt_q) ** 2 + (sqrt_not_p - sqrt_not_q) ** 2)
-    return _pair_loss(
-        losses,
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        beta,
-    )
+    return 0.5 * ((sqrt_p - sqrt_q) ** 2 + (sqrt_not_p - sqrt_not_q) ** 2)
 
 
-def rev_kl_loss(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    reference_chosen_logps: torch.Tensor,
-    reference_rejected_logps: torch.Tensor,
-    *,
-    beta: float,
-    margin: torch.Tensor | None = None,
-    len_penalty_term: torch.Tensor | float = 0.0,
-) -> PairLoss:
+@_pair_loss
+def rev_kl_loss(t: _Terms) -> torch.Tensor:
     """Cross-entropy of p = sigmoid(beta * logits) against the soft label sigmoid(m):
     -sigmoid(m) * logsigmoid(beta * logits) - (1 - sigmoid(m)) * logsigmoid(-beta * logits).
 
     With m -> +inf it is the sigmoid loss. LMFlow's formula is already stable; it is kept as is.
     """
-    m = _require_margin(margin, "rev_kl")
-    logits = _logits(
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        len_penalty_term,
-    )
-    target = torch.sigmoid(m)
-    losses = -target * F.logsigmoid(beta * logits) - (1.0 - target) * F.logsigmoid(-beta * logits)
-    return _pair_loss(
-        losses,
-        policy_chosen_logps,
-        policy_rejected_logps,
-        reference_chosen_logps,
-        reference_rejected_logps,
-        beta,
-    )
+    m = _require_margin(t.margin, "rev_kl")
+    target, z = torch.sigmoid(m), t.beta * t.logits
+    return -target * F.logsigmoid(z) - (1.0 - target) * F.logsigmoid(-z)
 
 
 LOSSES: dict[str, LossFn] = {
