@@ -213,24 +213,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn responses(&mut self, out: &mut ScoredColumns) -> Option<()> {
-        self.eat(b'[')?;
-        self.skip_whitespace();
-        if self.eat(b']').is_some() {
-            return Some(());
-        }
-        loop {
-            self.skip_whitespace();
-            self.response(out)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        self.elements(|cursor| cursor.response(out))
     }
 
     fn response(&mut self, out: &mut ScoredColumns) -> Option<()> {
@@ -252,6 +235,28 @@ impl<'a> Cursor<'a> {
         })?;
         out.scores.push(score.filter(|s| s.is_finite())?);
         has_text.then_some(())
+    }
+
+    /// An array, calling `element` positioned at each element.
+    fn elements(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        self.skip_whitespace();
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.skip_whitespace();
+            element(self)?;
+            self.skip_whitespace();
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b']' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// An object, calling `member` with each key, positioned at the member's value.
@@ -356,26 +361,7 @@ impl<'a> Cursor<'a> {
         match self.peek()? {
             b'"' => self.string_into(&mut Vec::new()),
             b'{' => self.members(|cursor, _| cursor.skip_value(depth + 1)),
-            b'[' => {
-                self.pos += 1;
-                self.skip_whitespace();
-                if self.eat(b']').is_some() {
-                    return Some(());
-                }
-                loop {
-                    self.skip_whitespace();
-                    self.skip_value(depth + 1)?;
-                    self.skip_whitespace();
-                    match self.peek()? {
-                        b',' => self.pos += 1,
-                        b']' => {
-                            self.pos += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
+            b'[' => self.elements(|cursor| cursor.skip_value(depth + 1)),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
