@@ -39,7 +39,7 @@ check-wheel: $(VENV)/bin/python
 
 lint: $(VENV)/bin/python
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/mypy python/dpov2

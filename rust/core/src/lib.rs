@@ -17,20 +17,14 @@
 //!   prompt's global position, so they never depend on batching or thread count.
 
 mod error;
-mod json_instances;
-mod json_text;
 mod method;
 mod penalty;
 mod rng;
-mod scored_json;
 mod select;
 mod validate;
 
 pub use error::PairError;
-pub use json_instances::{Chunk, InstanceSplitter, SplitError};
-pub use json_text::{quote_strings, OffsetsError};
 pub use method::Method;
 pub use penalty::penalized_rewards;
 pub use rng::PromptRng;
-pub use scored_json::{parse_scored_lines, ScoredColumns};
 pub use select::{select_pairs, Options, Selection, Status};

@@ -223,9 +223,9 @@ fn random_picks_every_unordered_pair_equally_often() {
     }
     let expected = n_prompts as f64 / 6.0;
     let mut chi2 = 0.0;
-    for hi in 0..4 {
-        for lo in 0..hi {
-            chi2 += (counts[hi][lo] as f64 - expected).powi(2) / expected;
+    for (hi, row) in counts.iter().enumerate() {
+        for &count in &row[..hi] {
+            chi2 += (count as f64 - expected).powi(2) / expected;
         }
     }
     assert!(chi2 < 25.0, "chi2 = {chi2}, counts = {counts:?}");

@@ -1,4 +1,4 @@
-use dpov2_core::{quote_strings, OffsetsError};
+use dpov2_json::{quote_strings, OffsetsError};
 use proptest::prelude::*;
 
 fn quote(texts: &[&str]) -> Vec<String> {

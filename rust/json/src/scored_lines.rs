@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use crate::json_text::{skip_plain_utf8, unescape};
+use crate::text::{skip_plain_utf8, unescape};
 
 /// Deepest nesting accepted in skipped members.
 const MAX_DEPTH: usize = 256;

@@ -1,4 +1,4 @@
-use dpov2_core::{Chunk, InstanceSplitter, SplitError};
+use dpov2_json::{Chunk, InstanceSplitter, SplitError};
 use proptest::prelude::*;
 use std::io::Read;
 

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::io::{self, Read};
 
-use crate::json_text::{skip_plain, unescape};
+use crate::text::{skip_plain, unescape};
 
 const READ_BYTES: usize = 1 << 20;
 

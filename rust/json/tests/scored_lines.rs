@@ -1,4 +1,4 @@
-use dpov2_core::{parse_scored_lines, ScoredColumns};
+use dpov2_json::{parse_scored_lines, ScoredColumns};
 use proptest::prelude::*;
 
 /// An instance as (prompt, [(text, score)]).

@@ -1,0 +1,48 @@
+//! Every Rust error type turned into its Python exception, in one place; the functions of the
+//! other files only use `?`.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+pub struct Error(PyErr);
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> Self {
+        err.0
+    }
+}
+
+impl From<dpov2_core::PairError> for Error {
+    fn from(err: dpov2_core::PairError) -> Self {
+        Self(PyValueError::new_err(err.to_string()))
+    }
+}
+
+impl From<dpov2_json::SplitError> for Error {
+    fn from(err: dpov2_json::SplitError) -> Self {
+        Self(match err {
+            dpov2_json::SplitError::Io(io) => PyErr::from(io),
+            syntax => PyValueError::new_err(syntax.to_string()),
+        })
+    }
+}
+
+impl From<dpov2_json::OffsetsError> for Error {
+    fn from(err: dpov2_json::OffsetsError) -> Self {
+        Self(PyValueError::new_err(err.to_string()))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Self(PyErr::from(err))
+    }
+}
+
+impl From<PyErr> for Error {
+    fn from(err: PyErr) -> Self {
+        Self(err)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

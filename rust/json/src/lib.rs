@@ -1,0 +1,13 @@
+//! Reading and writing dpov2's datasets as JSON: JSON Lines and LMFlow's
+//! `{"type": ..., "instances": [...]}`, straight to and from columnar (Arrow-layout) buffers.
+//!
+//! Nothing here knows about Python or about pair selection; the PyO3 layer converts buffers
+//! and errors, and `dpov2-core` selects pairs.
+
+mod instances;
+mod scored_lines;
+mod text;
+
+pub use instances::{Chunk, InstanceSplitter, SplitError};
+pub use scored_lines::{parse_scored_lines, ScoredColumns};
+pub use text::{quote_strings, OffsetsError};
