@@ -24,6 +24,10 @@ rows in the same order, prompt, chosen and rejected equal, margins exactly equal
 1e-12 relative, said in the table). A contender whose tool cannot read an input gets a row
 saying why instead of figures.
 
+First, all three pair a small dataset full of ties (equal penalised rewards, equal maxima
+and minima, prompts of 0 and 1 responses) and the rows are compared the same way: the
+generated benchmark data has almost no ties.
+
 Datasets are generated once by ``make_scored_dataset.py`` into ``--data`` (git-ignored
 ``bench-out/`` by default) and reused; each input is read once before every run, so each
 contender reads from the page cache. Prints a Markdown table and the goals.
@@ -97,6 +101,7 @@ def main() -> int:
         fmt: ensure_dataset(data / f"{stem}.{fmt}", args.prompts, args.responses) for fmt in FORMATS
     }
 
+    print(check_ties(data / "ties.jsonl", args))
     reference_path = data / "pairs-reference.parquet"
     reference_run = run_contender("dpov2 pair", inputs["jsonl"], reference_path, args)
     reference = pq.read_table(reference_path).cast(PAIRS_SCHEMA)
@@ -257,6 +262,38 @@ def check_same_rows(reference: pa.Table, path: Path, what: str) -> str:
             f"{got[row].as_py()!r} where dpov2 has {expected[row].as_py()!r}"
         )
     return note
+
+
+def check_ties(path: Path, args: argparse.Namespace) -> str:
+    """Runs DuckDB and polars on a small dataset full of ties and checks their rows against
+    dpov2's: the generated benchmark data has almost none, so it alone would not show a
+    contender that breaks ties differently."""
+    rng = np.random.default_rng(7)
+    texts = ["", "ab", "é🙂", "abcd", 'x\ny"']  # 0, 2, 2, 4, 4 code points
+    with open(path, "w", encoding="utf-8") as file:
+        for p in range(3000):
+            output = [
+                {
+                    "text": texts[rng.integers(len(texts))],
+                    "score": float(rng.choice([0, 0.5, 1, 2])),
+                }
+                for _ in range(rng.integers(0, 7))
+            ]
+            file.write(json.dumps({"input": f"prompt {p}", "output": output}) + "\n")
+    tie_args = argparse.Namespace(**{**vars(args), "length_penalty": 0.25, "batch_size": None})
+    out = path.with_name("ties-pairs.parquet")
+    run_contender("dpov2 pair", path, out, tie_args)
+    reference = pq.read_table(out).cast(PAIRS_SCHEMA)
+    for name in TOOLS:
+        run = run_contender(name, path, out, tie_args)
+        if run.failed:
+            raise SystemExit(f"{name} failed on the tie check ({path}): {run.note}")
+        check_same_rows(reference, out, f"{name} on the tie check")
+    out.unlink()
+    return (
+        f"tie check: DuckDB and polars give dpov2's {reference.num_rows:,} pairs for 3,000 "
+        f"prompts full of equal penalised rewards ({path})"
+    )
 
 
 def run_lmflow(args: argparse.Namespace) -> Run:
