@@ -38,34 +38,29 @@ contender reads from the page cache. Prints a Markdown table and the goals.
 
 from __future__ import annotations
 
+# Only light modules here: this process must stay small (see measure()); NumPy, pyarrow and
+# datasets are imported by the workers that need them.
 import argparse
 import json
 import os
+import random
+import resource
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.json as pa_json
-import pyarrow.parquet as pq
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 HERE = Path(__file__).resolve().parent
 FORMATS = {"jsonl": "JSON Lines", "parquet": "Parquet", "json": "LMFlow JSON"}
 OUTPUTS = ("parquet", "jsonl")
 TOOLS = ("DuckDB", "polars")
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", "margin")
 MARGIN_RTOL = 1e-12
-PAIRS_SCHEMA = pa.schema(
-    [
-        ("prompt", pa.large_string()),
-        ("chosen", pa.large_string()),
-        ("rejected", pa.large_string()),
-        ("margin", pa.float64()),
-    ]
-)
 GOAL_VS_TOOLS = 1.0
 GOAL_VS_LMFLOW = 20.0
 GOAL_JSON_VS_JSONL = 2.0
@@ -94,6 +89,8 @@ def main() -> int:
     args = parse_args()
     if args.lmflow_worker:
         return lmflow_worker(Path(args.lmflow_worker), args.length_penalty)
+    if args.check_worker:
+        return check_worker(*args.check_worker)
     data = args.data
     data.mkdir(parents=True, exist_ok=True)
     stem = f"scored-{args.prompts}x{args.responses}"
@@ -102,13 +99,11 @@ def main() -> int:
     }
 
     print(check_ties(data / "ties.jsonl", args))
-    reference_path = data / "pairs-reference.parquet"
-    reference_run = run_contender("dpov2 pair", inputs["jsonl"], reference_path, args)
-    reference = pq.read_table(reference_path).cast(PAIRS_SCHEMA)
-    reference_path.unlink()
-    if not 0.99 * args.prompts <= reference.num_rows <= args.prompts:  # a few ties are dropped
-        raise SystemExit(f"dpov2 pair wrote {reference.num_rows} pairs for {args.prompts} prompts")
-    runs = [reference_run]
+    reference = data / "pairs-reference.parquet"
+    runs = [run_contender("dpov2 pair", inputs["jsonl"], reference, args)]
+    pairs, _ = check(reference, reference, "dpov2 pair from JSON Lines")
+    if not 0.99 * args.prompts <= pairs <= args.prompts:  # a few ties are dropped
+        raise SystemExit(f"dpov2 pair wrote {pairs} pairs for {args.prompts} prompts")
     for fmt, path in inputs.items():
         names = ["dpov2 pair", *(TOOLS if fmt in args.contender_inputs else ())]
         for output in OUTPUTS:
@@ -118,11 +113,14 @@ def main() -> int:
                 out = data / f"pairs-{name.split()[0].lower()}-from-{fmt}.{output}"
                 run = run_contender(name, path, out, args)
                 if not run.failed:
-                    run.note = check_same_rows(reference, out, f"{name} from {FORMATS[fmt]}")
+                    _, run.note = check(reference, out, f"{name} from {FORMATS[fmt]}")
                     out.unlink()
                 runs.append(run)
+    reference.unlink()
     lmflow = run_lmflow(args) if args.with_lmflow else None
     print_table(runs, lmflow, args)
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nThis process peaked at {floor:,.0f} MB, a floor under every peak RSS above.")
     return 0
 
 
@@ -145,6 +143,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lmflow-prompts", type=int, default=100_000, help="LMFlow subset")
     parser.add_argument("--data", type=Path, default=HERE.parent / "bench-out")
     parser.add_argument("--lmflow-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--check-worker", nargs=3, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -198,24 +197,32 @@ def run_contender(name: str, source: Path, out: Path, args: argparse.Namespace) 
     run = Run(name, FORMATS[fmt], FORMATS[out.suffix[1:]], threads, args.prompts, 0)
     run.input_bytes = source.stat().st_size
     warm(source)
-    stderr_path = out.with_name(out.name + ".stderr")
-    with open(stderr_path, "w+b") as stderr:
-        start = time.perf_counter()
-        process = subprocess.Popen([sys.executable, *command], env=env, stderr=stderr)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        stderr.seek(0)
-        errors = stderr.read().decode(errors="replace").strip()
-    stderr_path.unlink()
-    code = os.waitstatus_to_exitcode(status)
+    code, seconds, rss, errors = measure([sys.executable, *command], env)
     if code != 0:
         if name == "dpov2 pair":
             raise SystemExit(f"{' '.join(command)} failed with exit code {code}:\n{errors}")
         run.failed = True
         run.note = f"failed (exit code {code}): {errors.splitlines()[-1] if errors else ''}"
         return run
-    run.seconds, run.peak_rss_mb = seconds, usage.ru_maxrss / 1024  # Linux reports KiB
+    run.seconds, run.peak_rss_mb = seconds, rss
     return run
+
+
+def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[int, float, float, str]:
+    """Exit code, wall seconds, peak resident memory (MiB) and stderr of a subprocess.
+
+    The kernel starts a child's high-water mark at its parent's (Python spawns with vfork,
+    and exec keeps the mark), so the figure is at least this process's peak: this process
+    stays small, and the main loop prints its peak as the floor.
+    """
+    start = time.perf_counter()
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE) as process:
+        errors = process.stderr.read() if process.stderr else b""
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+    text = errors.decode(errors="replace").strip()
+    return process.returncode, seconds, usage.ru_maxrss / 1024, text  # Linux reports KiB
 
 
 def warm(path: Path) -> None:
@@ -225,27 +232,61 @@ def warm(path: Path) -> None:
             pass
 
 
-def check_same_rows(reference: pa.Table, path: Path, what: str) -> str:
-    """Raises ``SystemExit`` naming the first row and column where ``path`` differs from the
-    reference pairs; returns a note when margins are equal only within ``MARGIN_RTOL``."""
+def check(reference: Path, path: Path, what: str) -> tuple[int, str]:
+    """The number of pairs in ``path``, and a note on its margins, after checking in a
+    subprocess (see ``measure``) that its rows are those of ``reference``."""
+    command = [sys.executable, __file__, "--check-worker", str(reference), str(path), what]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr.strip() or f"{' '.join(command)} failed")
+    result = json.loads(done.stdout)
+    return int(result["pairs"]), str(result["note"])
+
+
+def check_worker(reference_path: str, path: str, what: str) -> int:
+    """Prints ``{"pairs": N, "note": ...}`` for the file at ``path`` if its rows are those of
+    ``reference_path`` (Parquet), else exits naming the first difference."""
+    import pyarrow.parquet as pq
+
+    schema = pairs_schema()
+    reference = pq.read_table(reference_path).cast(schema)
+    note = check_same_rows(reference, read_pairs(Path(path), schema), f"{what} ({path})")
+    print(json.dumps({"pairs": reference.num_rows, "note": note}))
+    return 0
+
+
+def pairs_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    strings = [pa.field(name, pa.large_string()) for name in PAIR_COLUMNS[:-1]]
+    return pa.schema([*strings, pa.field(PAIR_COLUMNS[-1], pa.float64())])
+
+
+def read_pairs(path: Path, schema: pa.Schema) -> pa.Table:
+    """A pairs file, Parquet or JSON Lines, cast to ``schema`` after checking its columns."""
+    import pyarrow.json as pa_json
+    import pyarrow.parquet as pq
+
     if path.suffix == ".parquet":
         table = pq.read_table(path)
     else:  # the schema given, so that no type is guessed; a missing field reads as nulls
-        parse = pa_json.ParseOptions(
-            explicit_schema=PAIRS_SCHEMA, unexpected_field_behavior="error"
-        )
+        parse = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
         table = pa_json.read_json(path, parse_options=parse)
-    if table.column_names != PAIRS_SCHEMA.names:
-        raise SystemExit(
-            f"{what}: {path} has columns {table.column_names}, expected {PAIRS_SCHEMA.names}"
-        )
-    table = table.cast(PAIRS_SCHEMA)
+    if tuple(table.column_names) != PAIR_COLUMNS:
+        raise SystemExit(f"{path} has columns {table.column_names}, expected {PAIR_COLUMNS}")
+    return table.cast(schema)
+
+
+def check_same_rows(reference: pa.Table, table: pa.Table, what: str) -> str:
+    """Raises ``SystemExit`` naming the first row and column where ``table`` differs from the
+    reference pairs; returns a note when margins are equal only within ``MARGIN_RTOL``."""
+    import numpy as np
+    import pyarrow.compute as pc
+
     if table.num_rows != reference.num_rows:
-        raise SystemExit(
-            f"{what}: {path} has {table.num_rows} pairs, dpov2 wrote {reference.num_rows}"
-        )
+        raise SystemExit(f"{what}: {table.num_rows} pairs, dpov2 wrote {reference.num_rows}")
     note = ""
-    for column in PAIRS_SCHEMA.names:
+    for column in PAIR_COLUMNS:
         expected, got = reference.column(column), table.column(column)
         if got.equals(expected):
             continue
@@ -258,7 +299,7 @@ def check_same_rows(reference: pa.Table, path: Path, what: str) -> str:
                 continue
         row = int(pc.index(pc.equal(got, expected).fill_null(False), False).as_py())
         raise SystemExit(
-            f"{what}: {path} differs from dpov2's pairs first at row {row}, column {column}: "
+            f"{what}: differs from dpov2's pairs first at row {row}, column {column}: "
             f"{got[row].as_py()!r} where dpov2 has {expected[row].as_py()!r}"
         )
     return note
@@ -268,30 +309,28 @@ def check_ties(path: Path, args: argparse.Namespace) -> str:
     """Runs DuckDB and polars on a small dataset full of ties and checks their rows against
     dpov2's: the generated benchmark data has almost none, so it alone would not show a
     contender that breaks ties differently."""
-    rng = np.random.default_rng(7)
+    rng = random.Random(7)
     texts = ["", "ab", "é🙂", "abcd", 'x\ny"']  # 0, 2, 2, 4, 4 code points
     with open(path, "w", encoding="utf-8") as file:
         for p in range(3000):
             output = [
-                {
-                    "text": texts[rng.integers(len(texts))],
-                    "score": float(rng.choice([0, 0.5, 1, 2])),
-                }
-                for _ in range(rng.integers(0, 7))
+                {"text": rng.choice(texts), "score": rng.choice([0.0, 0.5, 1.0, 2.0])}
+                for _ in range(rng.randint(0, 6))
             ]
             file.write(json.dumps({"input": f"prompt {p}", "output": output}) + "\n")
     tie_args = argparse.Namespace(**{**vars(args), "length_penalty": 0.25, "batch_size": None})
     out = path.with_name("ties-pairs.parquet")
-    run_contender("dpov2 pair", path, out, tie_args)
-    reference = pq.read_table(out).cast(PAIRS_SCHEMA)
+    reference = path.with_name("ties-reference.parquet")
+    run_contender("dpov2 pair", path, reference, tie_args)
     for name in TOOLS:
         run = run_contender(name, path, out, tie_args)
         if run.failed:
             raise SystemExit(f"{name} failed on the tie check ({path}): {run.note}")
-        check_same_rows(reference, out, f"{name} on the tie check")
+        pairs, _ = check(reference, out, f"{name} on the tie check")
     out.unlink()
+    reference.unlink()
     return (
-        f"tie check: DuckDB and polars give dpov2's {reference.num_rows:,} pairs for 3,000 "
+        f"tie check: DuckDB and polars give dpov2's {pairs:,} pairs for 3,000 "
         f"prompts full of equal penalised rewards ({path})"
     )
 
@@ -304,12 +343,9 @@ def run_lmflow(args: argparse.Namespace) -> Run:
     warm(path)
     command = [sys.executable, __file__, "--lmflow-worker", str(path)]
     command += ["--length-penalty", repr(args.length_penalty)]
-    start = time.perf_counter()
-    process = subprocess.Popen(command)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed with exit code {status}")
+    code, seconds, rss, errors = measure(command)
+    if code != 0:
+        raise SystemExit(f"{' '.join(command)} failed with exit code {code}:\n{errors}")
     note = "in memory; keeps ties, rows not compared"
     if lmflow_prompts < args.prompts:
         note += (
@@ -323,7 +359,7 @@ def run_lmflow(args: argparse.Namespace) -> Run:
         lmflow_prompts,
         path.stat().st_size,
         seconds,
-        usage.ru_maxrss / 1024,
+        rss,
         note,
     )
 
@@ -331,6 +367,7 @@ def run_lmflow(args: argparse.Namespace) -> Run:
 def lmflow_worker(path: Path, length_penalty: float) -> int:
     """The LMFlow way, end to end, as LMFlow's DPOv2 aligner does it (max_min method)."""
     import datasets
+    import numpy as np
 
     with open(path, encoding="utf-8") as file:
         data = json.load(file)
