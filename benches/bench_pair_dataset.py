@@ -22,11 +22,17 @@ Every contender writes Parquet and JSON Lines. Before any figure is printed, eve
 read back with pyarrow and compared with the pairs of ``dpov2 pair`` on JSON Lines: the same
 rows in the same order, prompt, chosen and rejected equal, margins exactly equal (or within
 1e-12 relative, said in the table). A contender whose tool cannot read an input gets a row
-saying why instead of figures.
+saying why instead of figures. "vs fastest" is the time of the faster of DuckDB and polars
+on the same input and output over this run's time: above 1x, this run is faster.
 
 First, all three pair a small dataset full of ties (equal penalised rewards, equal maxima
 and minima, prompts of 0 and 1 responses) and the rows are compared the same way: the
-generated benchmark data has almost no ties.
+generated benchmark data has almost no ties. Those runs also time each contender's fixed
+cost (interpreter start, imports), printed after the table: on small datasets it dominates.
+
+Peak RSS: the kernel carries a parent's high-water mark into its children, so this process
+keeps itself small (pyarrow loads only in its check and LMFlow workers) and prints its own
+peak, the floor under every figure.
 
 Datasets are generated once by ``make_scored_dataset.py`` into ``--data`` (git-ignored
 ``bench-out/`` by default) and reused; each input is read once before every run, so each
@@ -61,6 +67,7 @@ OUTPUTS = ("parquet", "jsonl")
 TOOLS = ("DuckDB", "polars")
 PAIR_COLUMNS = ("prompt", "chosen", "rejected", "margin")
 MARGIN_RTOL = 1e-12
+TIE_PROMPTS = 3000
 GOAL_VS_TOOLS = 1.0
 GOAL_VS_LMFLOW = 20.0
 GOAL_JSON_VS_JSONL = 2.0
@@ -98,7 +105,7 @@ def main() -> int:
         fmt: ensure_dataset(data / f"{stem}.{fmt}", args.prompts, args.responses) for fmt in FORMATS
     }
 
-    print(check_ties(data / "ties.jsonl", args))
+    tie_runs = check_ties(data / "ties.jsonl", args)
     reference = data / "pairs-reference.parquet"
     runs = [run_contender("dpov2 pair", inputs["jsonl"], reference, args)]
     pairs, _ = check(reference, reference, "dpov2 pair from JSON Lines")
@@ -119,6 +126,12 @@ def main() -> int:
     reference.unlink()
     lmflow = run_lmflow(args) if args.with_lmflow else None
     print_table(runs, lmflow, args)
+    costs = ", ".join(f"{run.name} {run.seconds:.2f} s" for run in tie_runs)
+    size = tie_runs[0].input_bytes / 1e3
+    print(
+        f"\nFixed cost of a process (start-up, imports), as timed on the tie check ({size:,.0f} kB "
+        f"of JSON Lines to Parquet, {TIE_PROMPTS:,} prompts, rows checked equal): {costs}."
+    )
     floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nThis process peaked at {floor:,.0f} MB, a floor under every peak RSS above.")
     return 0
@@ -305,34 +318,34 @@ def check_same_rows(reference: pa.Table, table: pa.Table, what: str) -> str:
     return note
 
 
-def check_ties(path: Path, args: argparse.Namespace) -> str:
-    """Runs DuckDB and polars on a small dataset full of ties and checks their rows against
-    dpov2's: the generated benchmark data has almost none, so it alone would not show a
-    contender that breaks ties differently."""
+def check_ties(path: Path, args: argparse.Namespace) -> list[Run]:
+    """Runs dpov2, DuckDB and polars on a small dataset full of ties and checks the rows of
+    the latter two against dpov2's: the generated benchmark data has almost none, so it alone
+    would not show a contender that breaks ties differently. Returns the three runs, which
+    time each contender's fixed cost."""
     rng = random.Random(7)
     texts = ["", "ab", "é🙂", "abcd", 'x\ny"']  # 0, 2, 2, 4, 4 code points
     with open(path, "w", encoding="utf-8") as file:
-        for p in range(3000):
+        for p in range(TIE_PROMPTS):
             output = [
                 {"text": rng.choice(texts), "score": rng.choice([0.0, 0.5, 1.0, 2.0])}
                 for _ in range(rng.randint(0, 6))
             ]
             file.write(json.dumps({"input": f"prompt {p}", "output": output}) + "\n")
-    tie_args = argparse.Namespace(**{**vars(args), "length_penalty": 0.25, "batch_size": None})
+    tie_options = {"length_penalty": 0.25, "batch_size": None, "prompts": TIE_PROMPTS}
+    tie_args = argparse.Namespace(**{**vars(args), **tie_options})
     out = path.with_name("ties-pairs.parquet")
     reference = path.with_name("ties-reference.parquet")
-    run_contender("dpov2 pair", path, reference, tie_args)
+    runs = [run_contender("dpov2 pair", path, reference, tie_args)]
     for name in TOOLS:
         run = run_contender(name, path, out, tie_args)
         if run.failed:
             raise SystemExit(f"{name} failed on the tie check ({path}): {run.note}")
-        pairs, _ = check(reference, out, f"{name} on the tie check")
+        check(reference, out, f"{name} on the tie check")
+        runs.append(run)
     out.unlink()
     reference.unlink()
-    return (
-        f"tie check: DuckDB and polars give dpov2's {pairs:,} pairs for 3,000 "
-        f"prompts full of equal penalised rewards ({path})"
-    )
+    return runs
 
 
 def run_lmflow(args: argparse.Namespace) -> Run:
