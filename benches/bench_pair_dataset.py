@@ -206,9 +206,8 @@ def run_contender(name: str, source: Path, out: Path, args: argparse.Namespace) 
         script = HERE / f"{name.lower()}_pairing.py"
         command = [str(script), str(source), str(out), *penalty, "--threads", str(args.threads)]
         threads = str(args.threads)
-    fmt = source.suffix[1:]
-    run = Run(name, FORMATS[fmt], FORMATS[out.suffix[1:]], threads, args.prompts, 0)
-    run.input_bytes = source.stat().st_size
+    formats = FORMATS[source.suffix[1:]], FORMATS[out.suffix[1:]]
+    run = Run(name, *formats, threads, args.prompts, source.stat().st_size)
     warm(source)
     code, seconds, rss, errors = measure([sys.executable, *command], env)
     if code != 0:
