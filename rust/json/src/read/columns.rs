@@ -261,11 +261,14 @@ impl Columns {
             Schema::Paired => {
                 let chosen = self.chosen.into_array(nulls.clone());
                 let rejected = self.rejected.into_array(nulls);
-                let margin = Float64Array::new(
-                    ScalarBuffer::from(self.margin),
-                    validity(self.margin_valid),
-                );
-                vec![prompt, Arc::new(chosen), Arc::new(rejected), Arc::new(margin)]
+                let margin =
+                    Float64Array::new(ScalarBuffer::from(self.margin), validity(self.margin_valid));
+                vec![
+                    prompt,
+                    Arc::new(chosen),
+                    Arc::new(rejected),
+                    Arc::new(margin),
+                ]
             }
         };
         // The arrays are built to the schema's types and all have `rows` rows.
@@ -310,11 +313,7 @@ pub(super) fn arrow_schema(schema: Schema, kind: Option<PromptKind>) -> SchemaRe
     let fields = match schema {
         Schema::Scored => vec![
             Field::new("input", prompt_type, true),
-            Field::new(
-                "output",
-                DataType::List(list_item(response_fields())),
-                true,
-            ),
+            Field::new("output", DataType::List(list_item(response_fields())), true),
         ],
         Schema::Paired => vec![
             Field::new("prompt", prompt_type, true),

@@ -327,12 +327,10 @@ impl Lmflow {
                     self.pos += 1;
                     self.state = State::Member;
                 }
-                (State::FirstMember | State::Member, b'"') => {
-                    match self.member(buf, eof, base)? {
-                        Some(next) => self.state = next,
-                        None => return Ok(Step::NeedMore),
-                    }
-                }
+                (State::FirstMember | State::Member, b'"') => match self.member(buf, eof, base)? {
+                    Some(next) => self.state = next,
+                    None => return Ok(Step::NeedMore),
+                },
                 (State::FirstMember | State::Member, _) => {
                     return Err(structure(
                         self.pos,
@@ -419,7 +417,11 @@ impl Lmflow {
         };
         let mut scan = Scan::default();
         let Scanned::End(name_end) = scan.value_end(buf, self.pos) else {
-            return if eof { Err(truncated(buf.len())) } else { Ok(None) };
+            return if eof {
+                Err(truncated(buf.len()))
+            } else {
+                Ok(None)
+            };
         };
         let mut names = Names::default();
         let mut name = Vec::new();

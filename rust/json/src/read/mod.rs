@@ -43,8 +43,9 @@
 //! `input[2].role`, `output[1].score`, `meta.x` (skipped members), or `None` for the row as a
 //! whole.
 //!
-//! Batches: at most `max_rows` rows and `max_bytes` bytes of input (a row over `max_bytes`
-//! makes a batch alone), and always under 2 GiB of input, so Arrow's 32-bit offsets hold
+//! Batches: at most `max_rows` rows and `max_bytes` bytes of input up to the end of their last
+//! row (a row over `max_bytes` makes a batch alone; what follows the last row of the input,
+//! such as the end of the LMFlow object, goes to the last batch), and always under 2 GiB of input, so Arrow's 32-bit offsets hold
 //! every column (a value is never longer than its JSON); a row that alone passes 2 GiB is a
 //! problem. Rows with a problem are null in every column, so batch row `i` is instance
 //! `first_row + i`. Memory is bounded by the batch limits, never by the input's size.
@@ -266,7 +267,7 @@ impl<R: Read + Send> Reader<R> {
         let mut ended = false;
         while spans.len() < max_rows {
             match self.framer.next(&self.buf, self.eof, self.base)? {
-                Step::Row { start, end } if !spans.is_empty() && end > max_bytes => {
+                Step::Row { start, end } if !spans.is_empty() && self.framer.pos() > max_bytes => {
                     self.pending = Some((start, end));
                     break;
                 }
@@ -342,7 +343,13 @@ impl<R: Read + Send> Reader<R> {
         let mut done = 0;
         while done < spans.len() && self.kind.is_none() {
             let row = self.next_row + done as u64;
-            ctx.parse(&spans[done..done + 1], row, &mut self.kind, &mut first, &mut names);
+            ctx.parse(
+                &spans[done..done + 1],
+                row,
+                &mut self.kind,
+                &mut first,
+                &mut names,
+            );
             done += 1;
         }
         let rest = &spans[done..];
@@ -358,7 +365,10 @@ impl<R: Read + Send> Reader<R> {
         let mut cuts = vec![0];
         for k in 1..pieces {
             let target = rest_start + (rest_end - rest_start) * k / pieces;
-            cuts.push(rest.partition_point(|&(start, _)| start < target).max(cuts[k - 1]));
+            cuts.push(
+                rest.partition_point(|&(start, _)| start < target)
+                    .max(cuts[k - 1]),
+            );
         }
         cuts.push(rest.len());
         let mut others: Vec<Columns> = cuts[1..pieces]
@@ -377,15 +387,18 @@ impl<R: Read + Send> Reader<R> {
             .collect();
         let first_rest_row = self.next_row + done as u64;
         let kind = self.kind;
-        targets
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(k, out)| {
-                let (a, b) = (cuts[k], cuts[k + 1]);
-                let mut kind = kind;
-                let mut names = Names::default();
-                ctx.parse(&rest[a..b], first_rest_row + a as u64, &mut kind, out, &mut names);
-            });
+        targets.par_iter_mut().enumerate().for_each(|(k, out)| {
+            let (a, b) = (cuts[k], cuts[k + 1]);
+            let mut kind = kind;
+            let mut names = Names::default();
+            ctx.parse(
+                &rest[a..b],
+                first_rest_row + a as u64,
+                &mut kind,
+                out,
+                &mut names,
+            );
+        });
         first.append(others);
         first
     }

@@ -241,7 +241,9 @@ impl<'a> Cursor<'a> {
         let duplicate = match &mut object.many {
             Some(set) => !set.insert(name.to_vec()),
             None => {
-                let found = earlier.iter().any(|&(s, e)| &self.names.arena[s..e] == name);
+                let found = earlier
+                    .iter()
+                    .any(|&(s, e)| &self.names.arena[s..e] == name);
                 if !found && earlier.len() >= FEW_MEMBERS {
                     let mut set: HashSet<Vec<u8>> = earlier
                         .iter()
@@ -536,7 +538,10 @@ impl<'a> Cursor<'a> {
                 message: format!("missing; expected {what}"),
             }))
         };
-        missing(0, &format!("a {prompt_name}: a string or a list of chat messages"))?;
+        missing(
+            0,
+            &format!("a {prompt_name}: a string or a list of chat messages"),
+        )?;
         match schema {
             Schema::Scored => missing(1, "a list of responses {\"text\": ..., \"score\": ...}")?,
             Schema::Paired => {
