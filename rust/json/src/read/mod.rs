@@ -264,27 +264,29 @@ impl<R: Read + Send> Reader<R> {
         let mut spans = std::mem::take(&mut self.spans);
         spans.clear();
         spans.extend(self.pending.take());
-        let mut ended = false;
-        while spans.len() < max_rows {
+        // The row after the last is found too, so that the end of the input is part of the
+        // last batch.
+        loop {
             match self.framer.next(&self.buf, self.eof, self.base)? {
-                Step::Row { start, end } if !spans.is_empty() && self.framer.pos() > max_bytes => {
+                Step::Row { start, end }
+                    if spans.len() == max_rows
+                        || (!spans.is_empty() && self.framer.pos() > max_bytes) =>
+                {
                     self.pending = Some((start, end));
                     break;
                 }
                 Step::Row { start, end } => spans.push((start, end)),
                 Step::NeedMore => self.fill(max_bytes)?,
                 Step::End => {
-                    ended = true;
+                    self.done = true;
                     break;
                 }
             }
         }
         let consumed = match self.pending {
-            _ if ended => self.buf.len(),
             Some((start, _)) => start,
-            None => self.framer.pos(),
+            None => self.buf.len(),
         };
-        self.done = ended;
         if spans.is_empty() {
             self.spans = spans;
             return Ok(None);
@@ -452,5 +454,35 @@ impl Context<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Framing, ReadOptions, Reader, Schema};
+
+    /// The 2 GiB limit, scaled down: a row over it is a problem of its own, and the rows
+    /// around it read normally.
+    #[test]
+    fn a_row_over_the_row_limit_is_a_problem() {
+        let small = "{\"input\": \"p\", \"output\": []}\n";
+        let big = format!("{{\"input\": \"{}\", \"output\": []}}\n", "x".repeat(100));
+        let input = format!("{small}{big}{small}");
+        let options = ReadOptions {
+            framing: Framing::Lines,
+            schema: Schema::Scored,
+            max_rows: 10,
+            max_bytes: 1 << 20,
+        };
+        let mut reader = Reader::with_max_row_bytes(input.as_bytes(), options, 64);
+        let batch = reader.next_batch().unwrap().unwrap();
+        assert_eq!(batch.columns.num_rows(), 3);
+        assert_eq!(batch.problems.len(), 1);
+        let problem = &batch.problems[0];
+        assert_eq!((problem.row, problem.byte), (1, small.len() as u64));
+        assert_eq!(
+            problem.message,
+            "the row is 123 bytes, over the 64 an Arrow batch can hold"
+        );
     }
 }
