@@ -432,7 +432,7 @@ impl Context<'_> {
                     pos: start,
                     path: String::new(),
                     message: format!(
-                        "the row is {} bytes, over the {} an Arrow batch can hold",
+                        "the row is {} bytes; rows may have at most {} (Arrow's 32-bit offsets)",
                         end - start,
                         self.max_row_bytes
                     ),
