@@ -480,9 +480,10 @@ mod tests {
         assert_eq!(batch.problems.len(), 1);
         let problem = &batch.problems[0];
         assert_eq!((problem.row, problem.byte), (1, small.len() as u64));
-        assert_eq!(
-            problem.message,
-            "the row is 123 bytes, over the 64 an Arrow batch can hold"
+        let expected = format!(
+            "the row is {} bytes; rows may have at most 64 (Arrow's 32-bit offsets)",
+            big.len() - 1
         );
+        assert_eq!(problem.message, expected);
     }
 }
