@@ -5,9 +5,13 @@
 //! and errors, and `dpov2-core` selects pairs.
 
 mod instances;
+mod read;
 mod scored_lines;
 mod text;
 
 pub use instances::{Chunk, InstanceSplitter, SplitError};
+pub use read::{
+    Batch, Framing, Problem, PromptKind, ReadError, ReadOptions, Reader, Schema, MAX_DEPTH,
+};
 pub use scored_lines::{parse_scored_lines, ScoredColumns};
 pub use text::{quote_strings, OffsetsError};

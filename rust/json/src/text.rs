@@ -134,7 +134,7 @@ pub(crate) fn unescape(bytes: &[u8], out: &mut Vec<u8>) -> Option<usize> {
 }
 
 /// Four hex digits (and nothing else: `from_str_radix` alone would take a leading `+`).
-fn hex4(digits: &[u8]) -> Option<u32> {
+pub(crate) fn hex4(digits: &[u8]) -> Option<u32> {
     if !digits.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }

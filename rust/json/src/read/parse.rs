@@ -1,0 +1,721 @@
+//! The one JSON value parser: a row's bytes straight into column buffers, or a located fault.
+//!
+//! Every rule of the module documentation that concerns values lives here, once: the grammar,
+//! strings (UTF-8, escapes, control bytes), numbers, duplicate names, nesting depth, and the
+//! two row schemas. Recursion follows nesting and is bounded by [`MAX_DEPTH`].
+
+use std::collections::HashSet;
+
+use super::columns::{Columns, PromptKind};
+use super::Schema;
+use crate::text::{hex4, skip_plain, unescape};
+
+/// Deepest nesting of objects and arrays in a row; the row's own object is level 1.
+pub const MAX_DEPTH: usize = 128;
+
+/// Objects with more members than this check duplicate names with a hash set instead of
+/// comparing with each earlier name.
+const FEW_MEMBERS: usize = 16;
+
+/// What went wrong in a row: at which byte of the buffer, in which field (`""`: the row
+/// itself), and what.
+#[derive(Debug)]
+pub(super) struct Fault {
+    pub pos: usize,
+    pub path: String,
+    pub message: String,
+}
+
+pub(super) type Res<T> = Result<T, Box<Fault>>;
+
+fn fault<T>(pos: usize, message: impl Into<String>) -> Res<T> {
+    Err(Box::new(Fault {
+        pos,
+        path: String::new(),
+        message: message.into(),
+    }))
+}
+
+impl Fault {
+    /// The same fault seen from the object holding it as member `name`.
+    fn in_member(mut self: Box<Self>, name: &str) -> Box<Self> {
+        self.path = match self.path.as_bytes().first() {
+            None => name.to_owned(),
+            Some(b'[') => format!("{name}{}", self.path),
+            Some(_) => format!("{name}.{}", self.path),
+        };
+        self
+    }
+
+    /// The same fault seen from the array holding it as element `index`.
+    fn in_element(mut self: Box<Self>, index: usize) -> Box<Self> {
+        self.path = match self.path.as_bytes().first() {
+            None => format!("[{index}]"),
+            Some(b'[') => format!("[{index}]{}", self.path),
+            Some(_) => format!("[{index}].{}", self.path),
+        };
+        self
+    }
+}
+
+/// The names of the objects being read, innermost last, to find duplicates.
+#[derive(Default)]
+pub(super) struct Names {
+    arena: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+}
+
+/// One open object: where its names start in [`Names`], how many members were read, and
+/// the hash set that takes over for large objects.
+struct Object {
+    mark: (usize, usize),
+    members: usize,
+    many: Option<HashSet<Vec<u8>>>,
+}
+
+/// One open array: its depth and how many elements were read.
+struct Array {
+    depth: usize,
+    elements: usize,
+}
+
+/// A cursor over one row: `bytes` ends where the row ends, so nothing past it is read.
+pub(super) struct Cursor<'a> {
+    bytes: &'a [u8],
+    pub pos: usize,
+    names: &'a mut Names,
+    /// Where skipped strings are unescaped (and then dropped).
+    scratch: Vec<u8>,
+}
+
+/// The member names of each object of the schemas, in the order of [`Key`] ids.
+const ROW_SCORED: &[&[u8]] = &[b"input", b"output"];
+const ROW_PAIRED: &[&[u8]] = &[b"prompt", b"chosen", b"rejected", b"margin"];
+const RESPONSE: &[&[u8]] = &[b"text", b"score"];
+const MESSAGE: &[&[u8]] = &[b"role", b"content"];
+
+/// A member name just read: its index among the known names, if it is one, and where it lies
+/// in [`Names`] (for paths).
+struct Key {
+    known: Option<usize>,
+    span: (usize, usize),
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(bytes: &'a [u8], pos: usize, names: &'a mut Names) -> Self {
+        names.arena.clear();
+        names.spans.clear();
+        Self {
+            bytes,
+            pos,
+            names,
+            scratch: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    #[inline]
+    pub fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.pos += 1;
+        }
+    }
+
+    /// Whether only whitespace is left.
+    pub fn at_end(&mut self) -> bool {
+        self.skip_whitespace();
+        self.pos == self.bytes.len()
+    }
+
+    /// What the value (or byte) at the cursor is, for messages: a short string or number is
+    /// quoted as written.
+    fn got(&self) -> String {
+        let rest = &self.bytes[self.pos..];
+        let Some(&first) = rest.first() else {
+            return "the end of the row".to_owned();
+        };
+        let literal = |text: &[u8]| String::from_utf8_lossy(text).into_owned();
+        match first {
+            b'{' => "an object".to_owned(),
+            b'[' => "an array".to_owned(),
+            b'"' => match rest[1..].iter().take(40).position(|&b| b == b'"') {
+                Some(end) => literal(&rest[..end + 2]),
+                None => "a string".to_owned(),
+            },
+            b'-' | b'0'..=b'9' => {
+                let len = rest
+                    .iter()
+                    .take(40)
+                    .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                    .unwrap_or(rest.len().min(40));
+                literal(&rest[..len])
+            }
+            _ => {
+                for word in [&b"true"[..], b"false", b"null"] {
+                    if rest.starts_with(word) {
+                        return literal(word);
+                    }
+                }
+                match std::str::from_utf8(&rest[..rest.len().min(4)]) {
+                    Ok(text) => format!("{:?}", text.chars().next().unwrap_or(' ')),
+                    Err(_) => format!("the byte {first:#04x}"),
+                }
+            }
+        }
+    }
+
+    fn expected<T>(&self, what: &str) -> Res<T> {
+        if self.bytes[self.pos..].starts_with(b"null") {
+            return fault(self.pos, format!("null; expected {what}"));
+        }
+        fault(self.pos, format!("expected {what}, got {}", self.got()))
+    }
+
+    fn eat(&mut self, byte: u8, what: &str) -> Res<()> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            fault(self.pos, format!("expected {what}, got {}", self.got()))
+        }
+    }
+
+    fn open_object(&mut self, depth: usize) -> Res<Object> {
+        if depth > MAX_DEPTH {
+            return fault(self.pos, format!("nested deeper than {MAX_DEPTH} levels"));
+        }
+        self.pos += 1; // the caller saw `{`
+        Ok(Object {
+            mark: (self.names.arena.len(), self.names.spans.len()),
+            members: 0,
+            many: None,
+        })
+    }
+
+    /// The next member of `object`, positioned at its value, or `None` after the closing
+    /// brace. A name seen before in the same object is a fault at that name.
+    fn next_key(&mut self, object: &mut Object, known: &[&[u8]]) -> Res<Option<Key>> {
+        self.skip_whitespace();
+        if object.members == 0 {
+            if self.peek() == Some(b'}') {
+                self.pos += 1;
+                return Ok(None);
+            }
+        } else {
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_whitespace();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    self.names.arena.truncate(object.mark.0);
+                    self.names.spans.truncate(object.mark.1);
+                    return Ok(None);
+                }
+                _ => {
+                    return fault(
+                        self.pos,
+                        format!("expected ',' or '}}' after a member, got {}", self.got()),
+                    )
+                }
+            }
+        }
+        let at = self.pos;
+        if self.peek() != Some(b'"') {
+            return fault(at, format!("expected a member name, got {}", self.got()));
+        }
+        let start = self.names.arena.len();
+        let mut arena = std::mem::take(&mut self.names.arena);
+        let read = self.string_into(&mut arena);
+        self.names.arena = arena;
+        read?;
+        let span = (start, self.names.arena.len());
+        let name = &self.names.arena[span.0..span.1];
+        let earlier = &self.names.spans[object.mark.1..];
+        let duplicate = match &mut object.many {
+            Some(set) => !set.insert(name.to_vec()),
+            None => {
+                let found = earlier
+                    .iter()
+                    .any(|&(s, e)| &self.names.arena[s..e] == name);
+                if !found && earlier.len() >= FEW_MEMBERS {
+                    let mut set: HashSet<Vec<u8>> = earlier
+                        .iter()
+                        .map(|&(s, e)| self.names.arena[s..e].to_vec())
+                        .collect();
+                    set.insert(name.to_vec());
+                    object.many = Some(set);
+                }
+                found
+            }
+        };
+        if duplicate {
+            let path = String::from_utf8_lossy(name).into_owned();
+            return Err(Box::new(Fault {
+                pos: at,
+                path,
+                message: "a duplicate member name; each name may appear once in an object"
+                    .to_owned(),
+            }));
+        }
+        let known = known.iter().position(|k| *k == name);
+        if object.many.is_none() {
+            self.names.spans.push(span);
+        }
+        object.members += 1;
+        self.skip_whitespace();
+        self.eat(b':', "':' after a member name")?;
+        self.skip_whitespace();
+        Ok(Some(Key { known, span, at }))
+    }
+
+    fn name(&self, key: &Key) -> String {
+        String::from_utf8_lossy(&self.names.arena[key.span.0..key.span.1]).into_owned()
+    }
+
+    fn open_array(&mut self, depth: usize) -> Res<Array> {
+        if depth > MAX_DEPTH {
+            return fault(self.pos, format!("nested deeper than {MAX_DEPTH} levels"));
+        }
+        self.pos += 1; // the caller saw `[`
+        Ok(Array { depth, elements: 0 })
+    }
+
+    /// Positions the cursor at the next element of `array`; `false` after the closing bracket.
+    fn next_element(&mut self, array: &mut Array) -> Res<bool> {
+        self.skip_whitespace();
+        if array.elements > 0 {
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_whitespace();
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(false);
+                }
+                _ => {
+                    return fault(
+                        self.pos,
+                        format!("expected ',' or ']' after an element, got {}", self.got()),
+                    )
+                }
+            }
+        } else if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(false);
+        }
+        array.elements += 1;
+        Ok(true)
+    }
+
+    /// The string at the cursor (which is at its `"`), unescaped and appended to `out`.
+    #[inline]
+    fn string_into(&mut self, out: &mut Vec<u8>) -> Res<()> {
+        self.string::<true>(out)
+    }
+
+    #[inline]
+    fn string<const KEEP: bool>(&mut self, out: &mut Vec<u8>) -> Res<()> {
+        self.pos += 1;
+        loop {
+            let rest = &self.bytes[self.pos..];
+            let plain = skip_plain(rest);
+            let run = &rest[..plain];
+            if let Err(err) = simdutf8::compat::from_utf8(run) {
+                return fault(self.pos + err.valid_up_to(), "invalid UTF-8 in a string");
+            }
+            if KEEP {
+                out.extend_from_slice(run);
+            }
+            self.pos += plain;
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    let bytes = self.bytes;
+                    let target = if KEEP { &mut *out } else { &mut self.scratch };
+                    match unescape(&bytes[self.pos..], target) {
+                        Some(used) => self.pos += used,
+                        None => return Err(self.escape_fault()),
+                    }
+                    if !KEEP {
+                        self.scratch.clear();
+                    }
+                }
+                Some(byte) => {
+                    return fault(
+                        self.pos,
+                        format!(
+                            "a raw control character (byte {byte:#04x}) in a string; \
+                             write it as \\u{byte:04x}"
+                        ),
+                    )
+                }
+                None => return fault(self.pos, "the string is not closed"),
+            }
+        }
+    }
+
+    /// Why the escape at the cursor is not one.
+    fn escape_fault(&self) -> Box<Fault> {
+        let escape = &self.bytes[self.pos..];
+        let message = match escape.get(1) {
+            None => "the string is not closed".to_owned(),
+            Some(b'u') => match escape.get(2..6).and_then(hex4) {
+                None => "\\u must be followed by four hex digits".to_owned(),
+                Some(code) if (0xD800..0xE000).contains(&code) => format!(
+                    "a lone surrogate \\u{code:04x}: a high surrogate (d800-dbff) must be \
+                     followed by a low one (\\udc00-\\udfff)"
+                ),
+                // A well-formed `\u` escape that is not a surrogate always decodes.
+                Some(code) => format!("invalid escape \\u{code:04x}"),
+            },
+            Some(&other) => format!(
+                "invalid escape \\{}; JSON knows \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX",
+                other.escape_ascii()
+            ),
+        };
+        Box::new(Fault {
+            pos: self.pos,
+            path: String::new(),
+            message,
+        })
+    }
+
+    /// A number in JSON's grammar, `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, read with
+    /// correct rounding; one too large for a float64 is a fault.
+    fn number(&mut self) -> Res<f64> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return fault(self.pos, format!("expected a digit, got {}", self.got())),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.digits_required()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            self.digits_required()?;
+        }
+        // The grammar above admits only ASCII, which `parse` reads with correct rounding.
+        let text = std::str::from_utf8(&self.bytes[start..self.pos]).unwrap_or_default();
+        match text.parse::<f64>() {
+            Ok(value) if value.is_finite() => Ok(value),
+            _ => fault(start, format!("{text} is out of the float64 range")),
+        }
+    }
+
+    #[inline]
+    fn digits(&mut self) {
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+    }
+
+    fn digits_required(&mut self) -> Res<()> {
+        let start = self.pos;
+        self.digits();
+        if self.pos == start {
+            return fault(self.pos, format!("expected a digit, got {}", self.got()));
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Res<()> {
+        if self.bytes[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            fault(self.pos, format!("expected a value, got {}", self.got()))
+        }
+    }
+
+    /// Any JSON value at `depth`, checked in full and dropped.
+    pub fn skip_value(&mut self, depth: usize) -> Res<()> {
+        match self.peek() {
+            Some(b'"') => self.string::<false>(&mut Vec::new()),
+            Some(b'{') => {
+                let mut object = self.open_object(depth)?;
+                while let Some(key) = self.next_key(&mut object, &[])? {
+                    if let Err(f) = self.skip_value(depth + 1) {
+                        return Err(f.in_member(&self.name(&key)));
+                    }
+                }
+                Ok(())
+            }
+            Some(b'[') => {
+                let mut array = self.open_array(depth)?;
+                while self.next_element(&mut array)? {
+                    self.skip_value(array.depth + 1)
+                        .map_err(|f| f.in_element(array.elements - 1))?;
+                }
+                Ok(())
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            _ => fault(self.pos, format!("expected a value, got {}", self.got())),
+        }
+    }
+
+    /// A string the schema requires.
+    pub fn required_string(&mut self, out: &mut Vec<u8>) -> Res<()> {
+        if self.peek() != Some(b'"') {
+            return self.expected("a string");
+        }
+        self.string_into(out)
+    }
+
+    /// A number the schema requires (not a string, bool or null).
+    fn required_number(&mut self) -> Res<f64> {
+        if !matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
+            return self.expected("a number");
+        }
+        self.number()
+    }
+
+    /// One row (the object at the cursor) of `schema` appended to `out`; `kind` is the prompt
+    /// kind of the rows before (set here by the first row with a valid prompt). On a fault,
+    /// `out` may hold part of the row: the caller rolls it back.
+    pub fn row(
+        &mut self,
+        schema: Schema,
+        kind: &mut Option<PromptKind>,
+        out: &mut Columns,
+    ) -> Res<()> {
+        self.skip_whitespace();
+        if self.peek() != Some(b'{') {
+            return self.expected("a JSON object");
+        }
+        let start = self.pos;
+        let (names, prompt_name) = match schema {
+            Schema::Scored => (ROW_SCORED, "input"),
+            Schema::Paired => (ROW_PAIRED, "prompt"),
+        };
+        let mut seen = [false; 4];
+        let mut object = self.open_object(1)?;
+        while let Some(key) = self.next_key(&mut object, names)? {
+            let read = match (schema, key.known) {
+                (_, Some(0)) => self.prompt(kind, out),
+                (Schema::Scored, Some(1)) => self.responses(out),
+                (Schema::Paired, Some(1)) => self.required_string(&mut out.chosen.data),
+                (Schema::Paired, Some(2)) => self.required_string(&mut out.rejected.data),
+                (Schema::Paired, Some(3)) => self.margin(out),
+                _ => self.skip_value(2),
+            };
+            if let Err(f) = read {
+                return Err(f.in_member(&self.name(&key)));
+            }
+            if let Some(id) = key.known {
+                seen[id] = true;
+            }
+        }
+        let missing = |id: usize, what: &str| -> Res<()> {
+            if seen[id] {
+                return Ok(());
+            }
+            Err(Box::new(Fault {
+                pos: start,
+                path: String::from_utf8_lossy(names[id]).into_owned(),
+                message: format!("missing; expected {what}"),
+            }))
+        };
+        missing(
+            0,
+            &format!("a {prompt_name}: a string or a list of chat messages"),
+        )?;
+        match schema {
+            Schema::Scored => missing(1, "a list of responses {\"text\": ..., \"score\": ...}")?,
+            Schema::Paired => {
+                missing(1, "a string")?;
+                missing(2, "a string")?;
+                if !seen[3] {
+                    out.margin.push(0.0);
+                    out.margin_valid.push(false);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A prompt: a string or a list of chat messages, of the same kind as the rows before.
+    fn prompt(&mut self, kind: &mut Option<PromptKind>, out: &mut Columns) -> Res<()> {
+        let found = match self.peek() {
+            Some(b'"') => PromptKind::Text,
+            Some(b'[') => PromptKind::Messages,
+            _ => return self.expected("a string or a list of chat messages"),
+        };
+        if let Some(expected) = *kind {
+            if expected != found {
+                return fault(
+                    self.pos,
+                    match expected {
+                        PromptKind::Text => {
+                            "expected a string prompt, like the rows before, got a list of chat \
+                             messages"
+                        }
+                        PromptKind::Messages => {
+                            "expected chat messages, like the rows before, got a string prompt"
+                        }
+                    },
+                );
+            }
+        }
+        match found {
+            PromptKind::Text => self.string_into(&mut out.prompt.data)?,
+            PromptKind::Messages => self.messages(out)?,
+        }
+        *kind = Some(found);
+        Ok(())
+    }
+
+    fn messages(&mut self, out: &mut Columns) -> Res<()> {
+        let mut array = self.open_array(2)?;
+        while self.next_element(&mut array)? {
+            self.message(out)
+                .map_err(|f| f.in_element(array.elements - 1))?;
+        }
+        Ok(())
+    }
+
+    /// `{"role": "...", "content": "..."}` and nothing else.
+    fn message(&mut self, out: &mut Columns) -> Res<()> {
+        if self.peek() != Some(b'{') {
+            return self.expected("a chat message {\"role\": ..., \"content\": ...}");
+        }
+        let start = self.pos;
+        let mut seen = [false; 2];
+        let mut object = self.open_object(3)?;
+        while let Some(key) = self.next_key(&mut object, MESSAGE)? {
+            let read = match key.known {
+                Some(0) => self.required_string(&mut out.roles.data),
+                Some(1) => self.required_string(&mut out.contents.data),
+                _ => {
+                    let name = self.name(&key);
+                    return Err(Box::new(Fault {
+                        pos: key.at,
+                        path: name,
+                        message: "a chat message has only \"role\" and \"content\"".to_owned(),
+                    }));
+                }
+            };
+            if let Err(f) = read {
+                return Err(f.in_member(&self.name(&key)));
+            }
+            if let Some(id) = key.known {
+                seen[id] = true;
+            }
+        }
+        for (id, name) in ["role", "content"].into_iter().enumerate() {
+            if !seen[id] {
+                return fault(start, "missing; expected a string").map_err(|f| f.in_member(name));
+            }
+        }
+        out.roles.end_value();
+        out.contents.end_value();
+        Ok(())
+    }
+
+    fn responses(&mut self, out: &mut Columns) -> Res<()> {
+        if self.peek() != Some(b'[') {
+            return self.expected("a list of responses {\"text\": ..., \"score\": ...}");
+        }
+        let mut array = self.open_array(2)?;
+        while self.next_element(&mut array)? {
+            self.response(out)
+                .map_err(|f| f.in_element(array.elements - 1))?;
+        }
+        Ok(())
+    }
+
+    /// `{"text": "...", "score": number}`; other members skipped.
+    fn response(&mut self, out: &mut Columns) -> Res<()> {
+        if self.peek() != Some(b'{') {
+            return self.expected("a response {\"text\": ..., \"score\": ...}");
+        }
+        let start = self.pos;
+        let mut seen = [false; 2];
+        let mut object = self.open_object(3)?;
+        while let Some(key) = self.next_key(&mut object, RESPONSE)? {
+            let read = match key.known {
+                Some(0) => self.required_string(&mut out.texts.data),
+                Some(1) => self.required_number().map(|score| out.scores.push(score)),
+                _ => self.skip_value(4),
+            };
+            if let Err(f) = read {
+                return Err(f.in_member(&self.name(&key)));
+            }
+            if let Some(id) = key.known {
+                seen[id] = true;
+            }
+        }
+        for (id, (name, what)) in [("text", "a string"), ("score", "a number")]
+            .into_iter()
+            .enumerate()
+        {
+            if !seen[id] {
+                return fault(start, format!("missing; expected {what}"))
+                    .map_err(|f| f.in_member(name));
+            }
+        }
+        out.texts.end_value();
+        Ok(())
+    }
+
+    /// `margin`: a number, or null for none.
+    fn margin(&mut self, out: &mut Columns) -> Res<()> {
+        if self.bytes[self.pos..].starts_with(b"null") {
+            self.pos += 4;
+            out.margin.push(0.0);
+            out.margin_valid.push(false);
+            return Ok(());
+        }
+        let margin = self.required_number()?;
+        out.margin.push(margin);
+        out.margin_valid.push(true);
+        Ok(())
+    }
+}
+
+/// Parses the row `bytes[start..end]` (a line or an instance) into `out`: one JSON object of
+/// `schema`, with only whitespace around it.
+pub(super) fn row(
+    bytes: &[u8],
+    start: usize,
+    end: usize,
+    schema: Schema,
+    kind: &mut Option<PromptKind>,
+    out: &mut Columns,
+    names: &mut Names,
+) -> Res<()> {
+    let mut cursor = Cursor::new(&bytes[..end], start, names);
+    cursor.row(schema, kind, out)?;
+    if !cursor.at_end() {
+        return fault(
+            cursor.pos,
+            format!(
+                "expected the end of the row after its object, got {}",
+                cursor.got()
+            ),
+        );
+    }
+    Ok(())
+}
