@@ -10,6 +10,7 @@ mod arrays;
 mod errors;
 mod json;
 mod select;
+mod threads;
 
 use pyo3::prelude::*;
 
