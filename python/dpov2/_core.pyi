@@ -35,9 +35,7 @@ def penalized_rewards(
 ) -> npt.NDArray[np.float64]:
     """``scores - length_penalty * lengths`` after validating both arrays."""
 
-def prompt_rng_below(
-    seed: int, key: int, bounds: npt.NDArray[np.uint64]
-) -> npt.NDArray[np.uint64]:
+def prompt_rng_below(seed: int, key: int, bounds: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     """Successive draws of prompt ``key``'s stream, draw ``i`` in ``range(bounds[i])``."""
 
 def resolve_threads(num_threads: int | None) -> int:
