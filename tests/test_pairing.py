@@ -17,6 +17,7 @@ from dpov2 import (
     sampling_paired_idx_from_rewards,
     select_pairs,
 )
+from dpov2.pairing.rng import PromptRng
 
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
 # Mostly small integers (ties are common), sometimes huge or arbitrary finite values.
@@ -29,6 +30,16 @@ LENGTH = st.one_of(st.integers(0, 50).map(float), st.sampled_from([0.0, 1e300]),
 PENALTY = st.one_of(st.just(0.0), st.sampled_from([0.5, -0.5, 1e-3, -2.0]), FINITE)
 
 
+# Integer lengths of each dtype: small, at the dtype's limits, and (rarely) negative.
+INT_LENGTH = {
+    np.int32: st.one_of(st.integers(0, 50), st.sampled_from([0, 2**31 - 1]), st.integers(-2, -1)),
+    np.int64: st.one_of(
+        st.integers(0, 50), st.sampled_from([2**53 + 1, 2**63 - 1]), st.integers(-2, -1)
+    ),
+}
+LENGTH_DTYPES = (np.float64, np.int64, np.int32)
+
+
 @st.composite
 def prompts(draw: st.DrawFn, max_prompts: int = 12) -> tuple[list[float], list[float], list[int]]:
     """Flat scores and lengths with offsets for 0..max_prompts prompts of 0..64 responses."""
@@ -39,6 +50,14 @@ def prompts(draw: st.DrawFn, max_prompts: int = 12) -> tuple[list[float], list[f
     scores = draw(st.lists(SCORE, min_size=offsets[-1], max_size=offsets[-1]))
     lengths = draw(st.lists(LENGTH, min_size=offsets[-1], max_size=offsets[-1]))
     return scores, lengths, offsets
+
+
+@st.composite
+def typed_lengths(draw: st.DrawFn, n: int) -> np.ndarray:
+    """``n`` lengths as a ``float64``, ``int64`` or ``int32`` array."""
+    dtype = draw(st.sampled_from(LENGTH_DTYPES))
+    element = LENGTH if dtype is np.float64 else INT_LENGTH[dtype]
+    return np.array(draw(st.lists(element, min_size=n, max_size=n)), dtype=dtype)
 
 
 def assert_same(a, b) -> None:  # type: ignore[no-untyped-def]
@@ -57,9 +76,11 @@ def assert_same(a, b) -> None:  # type: ignore[no-untyped-def]
     seed=st.integers(0, 2**64 - 1),
     first_key=st.integers(0, 2**40),
     keep_ties=st.booleans(),
+    draw=st.data(),
 )
-def test_fast_path_equals_reference_path(data, method, penalty, seed, first_key, keep_ties):  # type: ignore[no-untyped-def]
-    scores, lengths, offsets = data
+def test_fast_path_equals_reference_path(data, method, penalty, seed, first_key, keep_ties, draw):  # type: ignore[no-untyped-def]
+    scores, _, offsets = data
+    lengths = draw.draw(typed_lengths(len(scores)), label="lengths")
     kwargs = dict(
         method=method,
         lengths=lengths,
@@ -68,9 +89,111 @@ def test_fast_path_equals_reference_path(data, method, penalty, seed, first_key,
         first_key=first_key,
         keep_ties=keep_ties,
     )
-    fast = select_pairs(scores, offsets, use_fast=True, **kwargs)
-    slow = select_pairs(scores, offsets, use_fast=False, **kwargs)
-    assert_same(fast, slow)
+    assert_same_outcome(
+        lambda: select_pairs(scores, offsets, use_fast=True, **kwargs),
+        lambda: select_pairs(scores, offsets, use_fast=False, **kwargs),
+    )
+
+
+def assert_same_outcome(fast, slow) -> None:  # type: ignore[no-untyped-def]
+    """Both calls return equal selections, or both raise the same exception and message."""
+    outcomes = []
+    for run in (fast, slow):
+        try:
+            outcomes.append(run())
+        except (TypeError, ValueError) as err:
+            outcomes.append(err)
+    a, b = outcomes
+    if isinstance(a, Exception) or isinstance(b, Exception):
+        assert (type(a), str(a)) == (type(b), str(b))
+    else:
+        assert_same(a, b)
+
+
+@pytest.mark.parametrize("dtype", LENGTH_DTYPES)
+def test_lengths_of_every_dtype_select_as_their_values(dtype: type) -> None:
+    from dpov2.pairing import _as_lengths
+
+    rng = np.random.default_rng(1)
+    scores = np.round(rng.standard_normal(4000), 1)
+    lengths = rng.integers(0, 300, 4000).astype(dtype)
+    offsets = np.arange(0, 4001, 8)
+    assert np.shares_memory(_as_lengths(lengths), lengths)  # read as is, no copy
+    for method in METHODS:
+        kwargs = dict(method=method, length_penalty=0.01, seed=3)
+        typed = select_pairs(scores, offsets, lengths=lengths, **kwargs)
+        assert_same(typed, select_pairs(scores, offsets, lengths=lengths.astype(float), **kwargs))
+        small = slice(0, 801)
+        assert_same(
+            select_pairs(scores[:800], offsets[:101], lengths=lengths[:800], **kwargs),
+            select_pairs(
+                scores[:800], offsets[small][:101], lengths=lengths[:800], use_fast=False, **kwargs
+            ),
+        )
+
+
+# Values of many types for every scalar argument: valid ones, wrong values, wrong types.
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from([2**64, 2**70, -(2**70), 10**400, 1024, 1025]),
+    st.floats(),
+    st.text(max_size=3),
+    st.sampled_from(
+        ["random", "max_min", "max_max", "max_random", np.int64(2), np.bool_(True), np.float32(0.5)]
+    ),
+    st.just([1]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    arguments=st.fixed_dictionaries(
+        {},
+        optional={
+            name: ANY_VALUE
+            for name in ("method", "length_penalty", "seed", "first_key", "keep_ties")
+        }
+        | {"num_threads": st.one_of(ANY_VALUE, st.integers(1, 4))},
+    ),
+    with_lengths=st.booleans(),
+)
+def test_both_paths_accept_and_refuse_the_same_arguments(arguments, with_lengths):  # type: ignore[no-untyped-def]
+    arguments.setdefault("method", "max_random")
+    scores = [0.5, 1.0, 0.5, 2.0, -1.0]
+    lengths = np.array([3, 1, 4, 1, 5], dtype=np.int32) if with_lengths else None
+    assert_same_outcome(
+        lambda: select_pairs(scores, [0, 2, 5], lengths=lengths, use_fast=True, **arguments),
+        lambda: select_pairs(scores, [0, 2, 5], lengths=lengths, use_fast=False, **arguments),
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        (dict(method=None), TypeError, "method must be a str, got NoneType"),
+        (dict(keep_ties=1), TypeError, "keep_ties must be a bool, got int"),
+        (dict(keep_ties="yes"), TypeError, "keep_ties must be a bool, got str"),
+        (dict(keep_ties=None), TypeError, "keep_ties must be a bool, got NoneType"),
+        (dict(length_penalty="0.1"), TypeError, "length_penalty must be a real number, got str"),
+        (dict(length_penalty=10**400), ValueError, "length_penalty must be finite, got inf"),
+        (dict(num_threads=-1), ValueError, "num_threads must be from 1 to 1024, got -1"),
+        (dict(num_threads=2**70), ValueError, f"num_threads must be from 1 to 1024, got {2**70}"),
+        (dict(num_threads=True), TypeError, "num_threads must be an integer or None, got bool"),
+    ],
+)
+@pytest.mark.parametrize("use_fast", [True, False])
+def test_bad_arguments_raise_the_same_error_on_both_paths(
+    arguments: dict,
+    error: type,
+    message: str,
+    use_fast: bool,  # type: ignore[type-arg]
+) -> None:
+    kwargs = {"method": "random", "lengths": [1, 2], **arguments}
+    with pytest.raises(error) as info:
+        select_pairs([1.0, 2.0], [0, 2], use_fast=use_fast, **kwargs)
+    assert str(info.value) == message
 
 
 @settings(max_examples=200, deadline=None)
@@ -282,7 +405,7 @@ def test_bad_input_raises_value_error_naming_the_problem(
         (
             dict(scores=[1.0, 2.0], offsets=[0, 2], num_threads=0),
             ValueError,
-            r"num_threads must be at least 1",
+            r"num_threads must be from 1 to 1024, got 0",
         ),
     ],
 )
@@ -318,16 +441,25 @@ def test_per_prompt_api_without_seed_still_returns_a_valid_pair() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    data=st.lists(st.tuples(SCORE, LENGTH), max_size=64),
+    rewards=st.lists(SCORE, max_size=64),
     penalty=PENALTY,
+    draw=st.data(),
 )
-def test_length_penalty_arithmetic_matches_between_paths(data, penalty):  # type: ignore[no-untyped-def]
-    rewards = [s for s, _ in data]
-    lengths = [n for _, n in data]
-    fast = calc_reward_with_length_penalty(rewards, lengths, penalty, use_fast=True)
-    slow = calc_reward_with_length_penalty(rewards, lengths, penalty, use_fast=False)
+def test_length_penalty_arithmetic_matches_between_paths(rewards, penalty, draw):  # type: ignore[no-untyped-def]
+    lengths = draw.draw(typed_lengths(len(rewards)), label="lengths")
+    outcomes = []
+    for use_fast in (True, False):
+        try:
+            outcomes.append(calc_reward_with_length_penalty(rewards, lengths, penalty, use_fast))
+        except ValueError as err:
+            outcomes.append(err)
+    fast, slow = outcomes
+    if isinstance(fast, ValueError) or isinstance(slow, ValueError):
+        assert (type(fast), str(fast)) == (type(slow), str(slow))
+        return
     np.testing.assert_array_equal(fast, slow)
-    np.testing.assert_array_equal(fast, [s - penalty * n for s, n in data])
+    expected = [s - penalty * n for s, n in zip(rewards, lengths.tolist(), strict=True)]
+    np.testing.assert_array_equal(fast, expected)
 
 
 @pytest.mark.parametrize("use_fast", [True, False])
@@ -350,3 +482,53 @@ def test_native_module_refuses_wrong_arrays_with_python_errors() -> None:
         _core.select_pairs(np.zeros(2), np.array([0, -1, 2]), method="random", seed=0)
     with pytest.raises(OverflowError):
         _core.select_pairs(np.zeros(2), offsets, method="random", seed=-1)
+
+
+class ScriptedRng(PromptRng):
+    """The reference stream with its 64-bit draws replaced by a script."""
+
+    def __init__(self, draws: list[int]) -> None:
+        super().__init__(0, 0)
+        self.draws = draws
+
+    def next_u64(self) -> int:
+        return self.draws.pop(0)
+
+
+def test_reference_below_redraws_values_in_the_biased_tail() -> None:
+    n = 2**63 + 1  # 2**64 % n == 2**63 - 1: draws below that are redrawn
+    rng = ScriptedRng([5, 2**63 - 2, 2**63 + 7, 0])
+    assert rng.below(n) == 6  # plain modulo would give 5
+    assert rng.draws == [0]
+
+
+class CountingRng(PromptRng):
+    """The reference stream, counting its 64-bit draws."""
+
+    draws = 0
+
+    def next_u64(self) -> int:
+        self.draws += 1
+        return super().next_u64()
+
+
+@pytest.mark.parametrize(("n", "min_rejected"), [(2**63 + 1, 100), (3 * 2**62, 80), (5, 0)])
+def test_rust_and_python_streams_draw_alike_where_rejection_is_common(
+    n: int, min_rejected: int
+) -> None:
+    from dpov2 import _core
+
+    bounds = np.full(400, n, dtype=np.uint64)
+    bounds[1::2] = n // 2 + 1  # alternate bounds, so draws after a rejection are compared too
+    fast = _core.prompt_rng_below(7, 11, bounds).tolist()
+    reference = CountingRng(7, 11)
+    assert fast == [reference.below(int(b)) for b in bounds]
+    # The comparison reached the rejection branch, many times (about 1 in 3 draws).
+    assert reference.draws - len(bounds) >= min_rejected
+
+
+def test_bounded_draw_refuses_an_empty_range() -> None:
+    from dpov2 import _core
+
+    with pytest.raises(ValueError, match=r"bounds\[1\] is 0; bounds must be >= 1"):
+        _core.prompt_rng_below(0, 0, np.array([3, 0], dtype=np.uint64))

@@ -12,13 +12,17 @@ class ArrowArrayExportable(Protocol):
     def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]: ...
 
 METHODS: list[str]
+MAX_THREADS: int
+NUM_THREADS_ENV: str
+
+_Lengths = npt.NDArray[np.float64] | npt.NDArray[np.int64] | npt.NDArray[np.int32]
 
 def select_pairs(
     scores: npt.NDArray[np.float64],
     offsets: npt.NDArray[np.int64],
     *,
     method: str,
-    lengths: npt.NDArray[np.float64] | None = None,
+    lengths: _Lengths | None = None,
     length_penalty: float = 0.0,
     seed: int,
     first_key: int = 0,
@@ -31,9 +35,20 @@ def select_pairs(
     """
 
 def penalized_rewards(
-    scores: npt.NDArray[np.float64], lengths: npt.NDArray[np.float64], length_penalty: float
+    scores: npt.NDArray[np.float64],
+    lengths: _Lengths,
+    length_penalty: float,
+    *,
+    num_threads: int | None = None,
 ) -> npt.NDArray[np.float64]:
     """``scores - length_penalty * lengths`` after validating both arrays."""
+
+def prompt_rng_below(seed: int, key: int, bounds: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """Successive draws of prompt ``key``'s stream, draw ``i`` in ``range(bounds[i])``."""
+
+def resolve_threads(num_threads: int | None) -> int:
+    """The thread count ``num_threads`` stands for (``None``: ``DPOV2_NUM_THREADS``, else
+    the CPUs this process may use); ValueError outside ``1..MAX_THREADS``."""
 
 class InstanceSplitter:
     """Streams the ``instances`` of an LMFlow JSON file as chunks of NDJSON lines."""

@@ -164,6 +164,13 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="use the pure-Python reference path (same output, much slower)",
     )
+    run.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="threads for reading and pairing (default: $DPOV2_NUM_THREADS, else the CPUs "
+        "this process may use)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     run.add_argument(
         "--engine",
@@ -204,6 +211,7 @@ def run_pair(args: argparse.Namespace) -> int:
         keep_ties=args.keep_ties,
         skip_invalid=args.skip_invalid,
         provenance=args.provenance,
+        num_threads=args.threads,
     )
     start = time.perf_counter()
     if args.engine == "ray":
@@ -231,6 +239,7 @@ def run_pair(args: argparse.Namespace) -> int:
             input_format=args.input_format,
             batch_size=args.batch_size,
             max_samples=args.max_samples,
+            threads=args.threads,
         )
         with _progress_bar(source, disable=args.quiet) as advance:
             summary = write_pairs(

@@ -11,6 +11,7 @@ pub mod arrow;
 mod errors;
 mod json;
 mod select;
+mod threads;
 
 use pyo3::prelude::*;
 

@@ -1,34 +1,39 @@
 //! Pair selection and the length penalty (`dpov2-core`).
 
-use dpov2_core::{Method, Options};
+use dpov2_core::{Lengths, Method, Options, PromptRng};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::arrays::slice;
 use crate::errors::Result;
+use crate::threads;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(select_pairs, m)?)?;
     m.add_function(wrap_pyfunction!(penalized_rewards, m)?)?;
+    m.add_function(wrap_pyfunction!(prompt_rng_below, m)?)?;
     m.add("METHODS", Method::NAMES.to_vec())?;
+    // The thread setting belongs to every entry point; selection is the first to need it.
+    threads::register(m)?;
     Ok(())
 }
 
-/// Runs `work` on a pool of `num_threads` threads, or on rayon's global pool
-/// (`RAYON_NUM_THREADS`, default: one per core) when `None`.
-fn with_threads<T: Send>(
-    num_threads: Option<usize>,
-    work: impl FnOnce() -> T + Send,
-) -> PyResult<T> {
-    match num_threads {
-        None => Ok(work()),
-        Some(0) => Err(PyValueError::new_err("num_threads must be at least 1")),
-        Some(n) => rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .map(|pool| pool.install(work))
-            .map_err(|e| PyValueError::new_err(format!("cannot start {n} threads: {e}"))),
+/// Lengths as NumPy holds them: `float64`, `int64` or `int32`, read without conversion.
+#[derive(FromPyObject)]
+enum LengthArray<'py> {
+    F64(PyReadonlyArray1<'py, f64>),
+    I64(PyReadonlyArray1<'py, i64>),
+    I32(PyReadonlyArray1<'py, i32>),
+}
+
+impl LengthArray<'_> {
+    fn as_lengths(&self) -> PyResult<Lengths<'_>> {
+        Ok(match self {
+            Self::F64(a) => Lengths::F64(slice(a, "lengths")?),
+            Self::I64(a) => Lengths::I64(slice(a, "lengths")?),
+            Self::I32(a) => Lengths::I32(slice(a, "lengths")?),
+        })
     }
 }
 
@@ -50,7 +55,7 @@ fn select_pairs<'py>(
     scores: PyReadonlyArray1<'py, f64>,
     offsets: PyReadonlyArray1<'py, i64>,
     method: &str,
-    lengths: Option<PyReadonlyArray1<'py, f64>>,
+    lengths: Option<LengthArray<'py>>,
     length_penalty: f64,
     seed: u64,
     first_key: u64,
@@ -66,9 +71,9 @@ fn select_pairs<'py>(
     };
     let scores = slice(&scores, "scores")?;
     let offsets = slice(&offsets, "offsets")?;
-    let lengths = lengths.as_ref().map(|l| slice(l, "lengths")).transpose()?;
+    let lengths = lengths.as_ref().map(LengthArray::as_lengths).transpose()?;
     let selection = py.detach(|| {
-        with_threads(num_threads, || {
+        threads::install(num_threads, || {
             dpov2_core::select_pairs(scores, lengths, offsets, &options)
         })
     })??;
@@ -81,14 +86,39 @@ fn select_pairs<'py>(
 
 /// `scores - length_penalty * lengths`, element-wise, after validating both arrays.
 #[pyfunction]
+#[pyo3(signature = (scores, lengths, length_penalty, *, num_threads=None))]
 fn penalized_rewards<'py>(
     py: Python<'py>,
     scores: PyReadonlyArray1<'py, f64>,
-    lengths: PyReadonlyArray1<'py, f64>,
+    lengths: LengthArray<'py>,
     length_penalty: f64,
+    num_threads: Option<usize>,
 ) -> Result<Bound<'py, PyArray1<f64>>> {
     let scores = slice(&scores, "scores")?;
-    let lengths = slice(&lengths, "lengths")?;
-    let rewards = py.detach(|| dpov2_core::penalized_rewards(scores, lengths, length_penalty))?;
+    let lengths = lengths.as_lengths()?;
+    let rewards = py.detach(|| {
+        threads::install(num_threads, || {
+            dpov2_core::penalized_rewards(scores, lengths, length_penalty)
+        })
+    })??;
     Ok(rewards.into_pyarray(py))
+}
+
+/// Successive draws of the stream of prompt `key` under `seed`, draw `i` uniform in
+/// `range(bounds[i])`: the draw selection makes, exposed so that tests can compare it with
+/// the Python stream on bounds where rejection is common.
+#[pyfunction]
+fn prompt_rng_below<'py>(
+    py: Python<'py>,
+    seed: u64,
+    key: u64,
+    bounds: PyReadonlyArray1<'py, u64>,
+) -> Result<Bound<'py, PyArray1<u64>>> {
+    let bounds = slice(&bounds, "bounds")?;
+    if let Some(i) = bounds.iter().position(|&n| n == 0) {
+        return Err(PyValueError::new_err(format!("bounds[{i}] is 0; bounds must be >= 1")).into());
+    }
+    let mut rng = PromptRng::new(seed, key);
+    let draws: Vec<u64> = bounds.iter().map(|&n| rng.below(n)).collect();
+    Ok(draws.into_pyarray(py))
 }

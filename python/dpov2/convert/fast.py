@@ -67,6 +67,7 @@ def pair_batch(
         seed=options.seed,
         first_key=key_offset + batch.first_row,
         keep_ties=options.keep_ties,
+        num_threads=options.num_threads,
     )
     outcomes = selection.status.copy()
     outcomes[invalid] = Outcome.INVALID

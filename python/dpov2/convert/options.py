@@ -11,6 +11,7 @@ import pyarrow as pa
 from dpov2.convert.lengths import CHARACTERS, LengthUnit
 from dpov2.errors import InputError
 from dpov2.pairing import METHODS, PairStatus
+from dpov2.threads import resolve_threads
 
 __all__ = ["MARGIN_SOURCES", "Outcome", "PairOptions", "pairs_schema"]
 
@@ -39,6 +40,7 @@ class PairOptions:
     ``margin_from="penalized"``, over penalised rewards. Pairs whose margin is below
     ``min_margin`` are dropped; so are ties unless ``keep_ties``. Invalid rows stop the run
     unless ``skip_invalid``. ``provenance`` adds the two scores and response indices.
+    ``num_threads`` is the Rust core's thread count (:func:`dpov2.threads.resolve_threads`).
     """
 
     method: str = "random"
@@ -51,6 +53,7 @@ class PairOptions:
     keep_ties: bool = False
     skip_invalid: bool = False
     provenance: bool = False
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -70,6 +73,10 @@ class PairOptions:
                 raise InputError(f"{name} must be a finite number, got {value}")
         if isinstance(self.seed, bool) or not 0 <= self.seed < 2**64:
             raise InputError(f"seed must be an integer in [0, 2**64), got {self.seed}")
+        try:
+            resolve_threads(self.num_threads)
+        except (TypeError, ValueError) as err:
+            raise InputError(str(err)) from None
 
     @property
     def needs_lengths(self) -> bool:

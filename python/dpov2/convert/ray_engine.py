@@ -256,7 +256,7 @@ def _count_rows(item: dict[str, Any]) -> dict[str, Any]:
     elif item["format"] == "parquet":
         rows = parquet_rows(path)
     else:
-        source = open_scored(path, input_format=item["format"], threads=1)
+        source = open_scored(path, input_format=item["format"], threads=TASK_CPUS)
         rows = sum(batch.table.num_rows for batch in source.batches)
     return {"path": item["path"], "rows": rows}
 
@@ -278,12 +278,16 @@ def _records_in_order(
     yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
+#: CPUs each task asks Ray for, and so the threads it reads and pairs with.
+TASK_CPUS = 1
+
+
 def _task_args(workers: int | None) -> dict[str, Any]:
-    """One CPU per task, at most ``workers`` tasks at once."""
+    """``TASK_CPUS`` per task, at most ``workers`` tasks at once."""
     import ray.data
 
     compute = None if workers is None else ray.data.TaskPoolStrategy(size=workers)
-    return {"num_cpus": 1, "compute": compute}
+    return {"num_cpus": TASK_CPUS, "compute": compute}
 
 
 def _pair_shards(
@@ -298,13 +302,14 @@ def _pair_shards(
     """Runs on a worker: reads the shards listed in ``table``, pairs them batch by batch and
     yields their records; with ``parts`` (a folder), writes each shard's pairs there and
     yields only what the summary needs."""
+    options = dataclasses.replace(options, num_threads=TASK_CPUS)
     for shard in table.to_pylist():
         source = open_scored(
             shard["path"],
             input_format=shard["format"],
             batch_size=batch_size,
             max_samples=shard["rows"],
-            threads=1,
+            threads=TASK_CPUS,
         )
         batches = pair_batches(source, options, use_fast=use_fast, key_offset=shard["first_key"])
         if parts is None:

@@ -20,7 +20,7 @@ def select_pairs(
     offsets: Sequence[int],
     *,
     method: str,
-    lengths: Sequence[float] | None,
+    lengths: Sequence[float] | None,  # floats or integers
     length_penalty: float,
     seed: int,
     first_key: int,
@@ -96,10 +96,7 @@ def check_request(
     first_key: int,
 ) -> None:
     """Raises ``ValueError`` for the first problem found, in the documented order."""
-    if method not in METHODS:
-        raise ValueError(
-            f"unknown sampling method '{method}'; expected one of: {', '.join(METHODS)}"
-        )
+    check_method(method)
     check_penalty(length_penalty, has_lengths=lengths is not None)
     check_same_len(scores, lengths)
     check_offsets(offsets, len(scores))
@@ -107,6 +104,13 @@ def check_request(
     if n_prompts > 0 and first_key + n_prompts - 1 >= 2**64:
         raise ValueError(f"first_key={first_key} with {n_prompts} prompts runs past 2**64 - 1")
     check_values(scores, lengths, offsets)
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(
+            f"unknown sampling method '{method}'; expected one of: {', '.join(METHODS)}"
+        )
 
 
 def check_penalty(length_penalty: float, *, has_lengths: bool) -> None:

@@ -2,7 +2,8 @@
 //!
 //! The inputs are the layout a columnar dataset already has: one `scores` array with every
 //! response of every prompt, an optional `lengths` array beside it, and `offsets` (length
-//! `n_prompts + 1`) so that prompt `p` owns responses `offsets[p]..offsets[p + 1]`.
+//! `n_prompts + 1`) so that prompt `p` owns responses `offsets[p]..offsets[p + 1]`. Lengths
+//! are read in the dtype they come in (`f64`, `i64` or `i32`, see [`Lengths`]).
 //! Nothing here knows about Python; the PyO3 layer only converts arrays and errors.
 //!
 //! Semantics (shared, element for element, with the pure-Python reference in
@@ -19,6 +20,7 @@
 mod error;
 mod method;
 mod penalty;
+mod rewards;
 mod rng;
 mod select;
 mod validate;
@@ -26,5 +28,6 @@ mod validate;
 pub use error::PairError;
 pub use method::Method;
 pub use penalty::penalized_rewards;
+pub use rewards::Lengths;
 pub use rng::PromptRng;
 pub use select::{select_pairs, Options, Selection, Status};

@@ -39,13 +39,20 @@ impl PromptRng {
     /// rejected, so the accepted range is a whole multiple of `n`. `n` must be positive.
     #[inline]
     pub fn below(&mut self, n: u64) -> u64 {
-        debug_assert!(n > 0);
-        let threshold = n.wrapping_neg() % n; // == 2**64 mod n
-        loop {
-            let x = self.next_u64();
-            if x >= threshold {
-                return x % n;
-            }
+        below(n, || self.next_u64())
+    }
+}
+
+/// [`PromptRng::below`] over any source of uniform 64-bit draws, so that tests can feed it
+/// draws from the rejected tail.
+#[inline]
+fn below(n: u64, mut next: impl FnMut() -> u64) -> u64 {
+    debug_assert!(n > 0);
+    let threshold = n.wrapping_neg() % n; // == 2**64 mod n
+    loop {
+        let x = next();
+        if x >= threshold {
+            return x % n;
         }
     }
 }
@@ -86,13 +93,31 @@ mod tests {
     }
 
     #[test]
-    fn below_rejects_the_biased_tail() {
-        // n = 2**63 + 1: threshold is 2**63 - 1, so about half of all draws are rejected;
-        // every accepted value must still be in range.
+    fn below_redraws_values_in_the_biased_tail() {
+        // n = 2**63 + 1: 2**64 mod n = 2**63 - 1, so draws below that are redrawn. Plain
+        // `x % n` would return 5 for the first draw.
         let n = (1u64 << 63) + 1;
+        let mut draws = [5, (1 << 63) - 2, (1 << 63) + 7].into_iter();
+        assert_eq!(below(n, || draws.next().unwrap_or(0)), 6);
+        assert_eq!(
+            draws.next(),
+            None,
+            "both tail draws redrawn, the third accepted"
+        );
+        let mut draws = [(1u64 << 63) - 1].into_iter();
+        assert_eq!(below(n, || draws.next().unwrap_or(0)), (1 << 63) - 1);
+    }
+
+    #[test]
+    fn below_is_uniform_where_modulo_would_be_biased() {
+        // n = 3 * 2**62: `x % n` maps both [0, 2**62) and [n, 2**64) onto [0, 2**62), so a
+        // third of the range would get half the draws; unbiased, it gets a third.
+        let n = 3u64 << 62;
         let mut r = PromptRng::new(3, 9);
-        for _ in 0..1000 {
-            assert!(r.below(n) < n);
-        }
+        let low = (0..3000).filter(|_| r.below(n) < 1 << 62).count();
+        assert!(
+            (880..1120).contains(&low),
+            "{low} of 3000 in the lowest third"
+        );
     }
 }

@@ -1,4 +1,4 @@
-use dpov2_core::{select_pairs, Method, Options, PairError, Selection, Status};
+use dpov2_core::{select_pairs, Lengths, Method, Options, PairError, Selection, Status};
 use proptest::prelude::*;
 
 fn options(method: Method) -> Options {
@@ -77,13 +77,13 @@ fn length_penalty_changes_the_ranking() {
         length_penalty: 0.01,
         ..options(Method::MaxMin)
     };
-    let s = select_pairs(&scores, Some(&lengths), &[0, 2], &opts).unwrap();
+    let s = select_pairs(&scores, Some(lengths[..].into()), &[0, 2], &opts).unwrap();
     assert_eq!((s.chosen[0], s.rejected[0]), (0, 1));
     let opts = Options {
         length_penalty: -0.01,
         ..opts
     };
-    let s = select_pairs(&scores, Some(&lengths), &[0, 2], &opts).unwrap();
+    let s = select_pairs(&scores, Some(lengths[..].into()), &[0, 2], &opts).unwrap();
     assert_eq!((s.chosen[0], s.rejected[0]), (1, 0));
 }
 
@@ -112,6 +112,118 @@ fn bad_requests_are_errors_not_panics() {
         Err(PairError::KeyOverflow { .. })
     ));
     assert!("best".parse::<Method>().is_err());
+}
+
+#[test]
+fn offsets_errors_name_the_first_offending_prompt() {
+    let opts = options(Method::MaxMin);
+    let run = |scores: &[f64], offsets: &[i64]| select_pairs(scores, None, offsets, &opts);
+    assert_eq!(run(&[], &[]), Err(PairError::EmptyOffsets));
+    assert_eq!(run(&[0.0; 2], &[1, 2]), Err(PairError::OffsetsStart(1)));
+    assert_eq!(
+        run(&[0.0; 3], &[0, 2, 1, 0]),
+        Err(PairError::OffsetsDecrease {
+            prompt: 1,
+            start: 2,
+            end: 1
+        })
+    );
+    assert_eq!(
+        run(&[0.0; 3], &[0, 4, 5]),
+        Err(PairError::OffsetsPastEnd {
+            prompt: 0,
+            end: 4,
+            n_scores: 3
+        })
+    );
+    assert_eq!(
+        run(&[0.0; 3], &[0, 2]),
+        Err(PairError::OffsetsShort {
+            end: 2,
+            n_scores: 3
+        })
+    );
+    assert!(run(&[0.0; 3], &[0, 0, 3, 3]).is_ok());
+}
+
+#[test]
+fn offsets_errors_outrank_key_and_value_errors_anywhere() {
+    // Many prompts, so the bad value (prompt 0) and the bad offsets fall in different
+    // parallel tasks (of 2048 prompts).
+    let n_prompts = 10_000;
+    let mut offsets: Vec<i64> = (0..=n_prompts).map(|p| 2 * p as i64).collect();
+    let mut scores = vec![1.0; 2 * n_prompts];
+    scores[0] = f64::NAN;
+    let far = Options {
+        first_key: u64::MAX,
+        ..options(Method::Random)
+    };
+    let err = select_pairs(&scores, None, &offsets, &far).unwrap_err();
+    assert!(matches!(err, PairError::KeyOverflow { .. }), "{err}");
+    let err = select_pairs(&scores, None, &offsets, &options(Method::Random)).unwrap_err();
+    assert!(matches!(err, PairError::BadScore { index: 0, .. }), "{err}");
+    offsets[9001] = -5;
+    let err = select_pairs(&scores, None, &offsets, &far).unwrap_err();
+    assert_eq!(
+        err,
+        PairError::OffsetsDecrease {
+            prompt: 9000,
+            start: 18_000,
+            end: -5
+        }
+    );
+    offsets[9001] = 1 << 40;
+    let err = select_pairs(&scores, None, &offsets, &far).unwrap_err();
+    assert!(
+        matches!(err, PairError::OffsetsPastEnd { prompt: 9000, .. }),
+        "{err}"
+    );
+    // The last prompt of a task ends before 0: the next task starts there and must neither
+    // read out of bounds nor hide the error.
+    offsets[9001] = 18_002;
+    offsets[8192] = -5;
+    let err = select_pairs(&scores, None, &offsets, &far).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PairError::OffsetsDecrease {
+                prompt: 8191,
+                end: -5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn values_are_checked_in_flat_order_past_empty_prompts() {
+    let offsets = [0, 2, 2, 2, 4];
+    let opts = options(Method::MaxMax);
+    let err = select_pairs(&[0.0, 1.0, 2.0, f64::INFINITY], None, &offsets, &opts).unwrap_err();
+    assert_eq!(
+        err,
+        PairError::BadScore {
+            index: 3,
+            prompt: 3,
+            response: 1,
+            value: f64::INFINITY
+        }
+    );
+    let lengths = [1i32, 1, -1, -1];
+    let err = select_pairs(&[0.0; 4], Some(lengths[..].into()), &offsets, &opts).unwrap_err();
+    assert_eq!(
+        err,
+        PairError::BadLength {
+            index: 2,
+            prompt: 3,
+            response: 0,
+            value: -1.0
+        }
+    );
+    // A lone bad response (too few to pair) is still an error.
+    let err = select_pairs(&[f64::NAN], None, &[0, 1], &opts).unwrap_err();
+    assert!(matches!(err, PairError::BadScore { index: 0, .. }));
 }
 
 /// Prompts of 1..=12 responses with coarse scores, so ties are common.
@@ -145,7 +257,7 @@ proptest! {
         (scores, lengths, offsets) in prompts(), method in method(), seed: u64, lp in -0.2f64..0.2,
     ) {
         let opts = Options { method, length_penalty: lp, seed, first_key: 0, keep_ties: false };
-        let s = select_pairs(&scores, Some(&lengths), &offsets, &opts).unwrap();
+        let s = select_pairs(&scores, Some(lengths[..].into()), &offsets, &opts).unwrap();
         for p in 0..offsets.len() - 1 {
             if s.status[p] != Status::Paired as u8 {
                 prop_assert_eq!((s.chosen[p], s.rejected[p]), (-1, -1));
@@ -159,6 +271,18 @@ proptest! {
             let r = |i: usize| scores[i] - lp * lengths[i];
             prop_assert!(r(c) > r(j));
         }
+    }
+
+    #[test]
+    fn integer_lengths_select_as_their_float_values(
+        (scores, lengths, offsets) in prompts(), method in method(), seed: u64, lp in -0.2f64..0.2,
+    ) {
+        let opts = Options { method, length_penalty: lp, seed, first_key: 0, keep_ties: false };
+        let as_f64 = select_pairs(&scores, Some(Lengths::F64(&lengths)), &offsets, &opts).unwrap();
+        let i64s: Vec<i64> = lengths.iter().map(|&l| l as i64).collect();
+        let i32s: Vec<i32> = lengths.iter().map(|&l| l as i32).collect();
+        prop_assert_eq!(&select_pairs(&scores, Some(Lengths::I64(&i64s)), &offsets, &opts).unwrap(), &as_f64);
+        prop_assert_eq!(&select_pairs(&scores, Some(Lengths::I32(&i32s)), &offsets, &opts).unwrap(), &as_f64);
     }
 
     #[test]
