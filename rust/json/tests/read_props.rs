@@ -171,8 +171,46 @@ proptest! {
             .filter_map(|(i, r)| r.is_err().then_some(i as u64))
             .collect();
         prop_assert_eq!(whole.1.iter().map(|p| p.row).collect::<Vec<_>>(), broken);
-        prop_assert_eq!(whole.2, input.len() as u64);
+        // With no rows there is no batch to count the bytes in.
+        prop_assert_eq!(whole.2, if rows.is_empty() { 0 } else { input.len() as u64 });
         let cut = read_everything(&input, framing, max_rows, max_bytes, sizes, threads);
         prop_assert_eq!(cut, whole);
+    }
+}
+
+#[test]
+fn parallel_pieces_keep_rows_and_problems_in_place() {
+    // 400 rows of about 1 kB, every seventh broken: batches of 256 kB are cut into pieces.
+    let rows: Vec<Result<Scored, usize>> = (0..400)
+        .map(|i| {
+            if i % 7 == 3 {
+                Err(i % BROKEN.len())
+            } else {
+                Ok(Scored {
+                    input: Prompt::Text(format!("prompt {i} {}", "é".repeat(i % 50))),
+                    output: vec![(format!("{i}").repeat(300), i as f64 / 4.0)],
+                })
+            }
+        })
+        .collect();
+    let json: Vec<String> = rows
+        .iter()
+        .map(|r| match r {
+            Ok(row) => scored_json(row, false),
+            Err(k) => BROKEN[*k].to_owned(),
+        })
+        .collect();
+    for framing in [Framing::Lines, Framing::Lmflow] {
+        let (input, _) = frame(&json, framing);
+        let expected: Vec<Option<Scored>> = rows.iter().map(|r| r.clone().ok()).collect();
+        for threads in [1, 2, 3] {
+            let (got, problems, bytes) =
+                read_everything(&input, framing, 1000, 256 << 10, vec![100_000], threads);
+            assert_eq!(got, expected, "{threads} threads");
+            let rows: Vec<u64> = problems.iter().map(|p| p.row).collect();
+            let broken: Vec<u64> = (0..400).filter(|i| i % 7 == 3).collect();
+            assert_eq!(rows, broken, "{threads} threads");
+            assert_eq!(bytes, input.len() as u64);
+        }
     }
 }

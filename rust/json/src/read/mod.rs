@@ -178,8 +178,8 @@ impl From<io::Error> for ReadError {
 pub struct Batch {
     /// Instance index of the batch's first row.
     pub first_row: u64,
-    /// Bytes of the input this batch consumed (for progress bars); they add up to the input's
-    /// size once the reader is done, blank lines between batches aside.
+    /// Bytes of the input this batch consumed (for progress bars); over all batches they add
+    /// up to the input's size (an input without rows has no batch).
     pub bytes: u64,
     pub columns: RecordBatch,
     /// The problems of the null rows of `columns`, by row.
