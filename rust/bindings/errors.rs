@@ -3,6 +3,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 pub struct Error(PyErr);
 
@@ -53,3 +54,60 @@ impl From<PyErr> for Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// `dpov2.errors.InputError(message, file=..., row=..., byte=..., field=...)`: a user's file at
+/// fault, with the location as attributes (the CLI prints it on one line, exit code 2).
+pub fn input_error(
+    message: String,
+    file: &str,
+    row: Option<u64>,
+    byte: Option<u64>,
+    field: Option<String>,
+) -> PyErr {
+    Python::attach(|py| {
+        let raised = (|| -> PyResult<PyErr> {
+            let class = py.import("dpov2.errors")?.getattr("InputError")?;
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("file", file)?;
+            kwargs.set_item("row", row)?;
+            kwargs.set_item("byte", byte)?;
+            kwargs.set_item("field", field)?;
+            Ok(PyErr::from_value(class.call((message,), Some(&kwargs))?))
+        })();
+        raised.unwrap_or_else(|err| err)
+    })
+}
+
+/// Errors that need the name of the file they concern to become an `InputError`.
+pub trait WithFile<T> {
+    fn with_file(self, file: &str) -> Result<T>;
+}
+
+impl<T> WithFile<T> for std::result::Result<T, dpov2_json::ReadError> {
+    fn with_file(self, file: &str) -> Result<T> {
+        self.map_err(|err| {
+            Error(match err {
+                dpov2_json::ReadError::Io(io) => {
+                    input_error(format!("cannot read: {io}"), file, None, None, None)
+                }
+                dpov2_json::ReadError::Structure { byte, row, message } => {
+                    input_error(message, file, row, Some(byte), None)
+                }
+            })
+        })
+    }
+}
+
+impl<T> WithFile<T> for std::io::Result<T> {
+    fn with_file(self, file: &str) -> Result<T> {
+        self.map_err(|io| {
+            Error(input_error(
+                format!("cannot open: {io}"),
+                file,
+                None,
+                None,
+                None,
+            ))
+        })
+    }
+}

@@ -5,9 +5,12 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::arrays::slice;
-use crate::errors::Result;
+use crate::arrow::{export_batch, ArrowBatch};
+use crate::errors::{Result, WithFile};
+use crate::threads;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<JsonReader>()?;
     m.add_class::<InstanceSplitter>()?;
     m.add_function(wrap_pyfunction!(quote_json_strings, m)?)?;
     m.add_function(wrap_pyfunction!(parse_scored_lines, m)?)?;
@@ -105,4 +108,99 @@ fn parse_scored_lines<'py>(
             c.scores.into_pyarray(py),
         )
     }))
+}
+
+/// `(row, byte, field, message)` of each problem row of a batch.
+type Problems = Vec<(u64, u64, Option<String>, String)>;
+
+/// The one JSON reader (`dpov2_json::Reader`) over an open file: batches as Arrow record
+/// batches, problem rows as data; reading and parsing run with the GIL released, on the
+/// thread pool `num_threads` names.
+#[pyclass(module = "dpov2._core")]
+struct JsonReader {
+    file: String,
+    num_threads: Option<usize>,
+    inner: dpov2_json::Reader<std::fs::File>,
+}
+
+#[pymethods]
+impl JsonReader {
+    #[new]
+    #[pyo3(signature = (path, *, framing, schema, max_rows, max_bytes, num_threads=None))]
+    fn new(
+        path: String,
+        framing: &str,
+        schema: &str,
+        max_rows: usize,
+        max_bytes: usize,
+        num_threads: Option<usize>,
+    ) -> Result<Self> {
+        let framing = match framing {
+            "lines" => dpov2_json::Framing::Lines,
+            "lmflow" => dpov2_json::Framing::Lmflow,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown framing '{other}'; expected lines or lmflow"
+                ))
+                .into())
+            }
+        };
+        let schema = match schema {
+            "scored" => dpov2_json::Schema::Scored,
+            "paired" => dpov2_json::Schema::Paired,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown schema '{other}'; expected scored or paired"
+                ))
+                .into())
+            }
+        };
+        if max_rows == 0 || max_bytes == 0 {
+            return Err(PyValueError::new_err("max_rows and max_bytes must be at least 1").into());
+        }
+        threads::resolve(num_threads)?;
+        let file = std::fs::File::open(&path).with_file(&path)?;
+        let options = dpov2_json::ReadOptions {
+            framing,
+            schema,
+            max_rows,
+            max_bytes,
+        };
+        Ok(Self {
+            num_threads,
+            inner: dpov2_json::Reader::new(file, options),
+            file: path,
+        })
+    }
+
+    /// `(batch, first_row, bytes consumed, problems)` for the next batch, or `None` at the end.
+    fn next_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> Result<Option<(Bound<'py, ArrowBatch>, u64, u64, Problems)>> {
+        let (inner, num_threads) = (&mut self.inner, self.num_threads);
+        let batch = py
+            .detach(|| threads::install(num_threads, || inner.next_batch()))?
+            .with_file(&self.file)?;
+        let Some(batch) = batch else {
+            return Ok(None);
+        };
+        let problems = batch
+            .problems
+            .into_iter()
+            .map(|p| (p.row, p.byte, p.field, p.message))
+            .collect();
+        Ok(Some((
+            export_batch(py, batch.columns)?,
+            batch.first_row,
+            batch.bytes,
+            problems,
+        )))
+    }
+
+    /// LMFlow's `type` member, once read (`None` for JSON Lines).
+    #[getter]
+    fn dataset_type(&self) -> Option<String> {
+        self.inner.dataset_type().map(String::from)
+    }
 }

@@ -34,8 +34,9 @@ from dpov2.formats.instances import (
     ScoredBatch,
     scored_row_problem,
 )
-from dpov2.formats.jsonl import JsonLinesWriter, read_json_lines
-from dpov2.formats.lmflow_json import LmflowJsonWriter, read_lmflow_json
+from dpov2.formats.json_reader import JsonReader, check_dataset_type
+from dpov2.formats.jsonl import JsonLinesWriter
+from dpov2.formats.lmflow_json import LmflowJsonWriter
 from dpov2.formats.parquet import ParquetWriter, parquet_rows, read_parquet
 
 if TYPE_CHECKING:
@@ -123,14 +124,13 @@ def open_scored(
     """Opens a scored dataset (a path, or a ``datasets.Dataset``) for reading in batches.
 
     ``max_samples`` stops after that many instances; ``threads`` is the number of threads for
-    parsing JSON (default: all cores).
+    parsing JSON (default: ``DPOV2_NUM_THREADS``, else every CPU the process may use).
 
     Raises:
         InputError: a missing, empty or unreadable file, or an unknown format.
     """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
-    threads = threads or os.cpu_count() or 1
     if is_dataset(source):
         dataset: datasets.Dataset = source
         batches = read_dataset(dataset, "dataset", batch_size=batch_size)
@@ -141,11 +141,8 @@ def open_scored(
     fmt = detect_format(path, input_format)
     if fmt != "hf" and (not path.is_file() or path.stat().st_size == 0):
         raise InputError("is empty" if path.is_file() else "is not a file", file=str(path))
-    if fmt == "jsonl":
-        batches = read_json_lines(path, batch_size=batch_size, threads=threads)
-        opened = ScoredSource(str(path), batches, path.stat().st_size, "B")
-    elif fmt == "json":
-        batches = read_lmflow_json(path, batch_size=batch_size, threads=threads)
+    if fmt in ("jsonl", "json"):
+        batches = read_scored_json(path, fmt, batch_size=batch_size, threads=threads)
         opened = ScoredSource(str(path), batches, path.stat().st_size, "B")
     elif fmt == "parquet":
         batches = read_parquet(path, batch_size=batch_size)
@@ -155,6 +152,23 @@ def open_scored(
         batches = read_dataset(dataset, str(path), batch_size=batch_size)
         opened = ScoredSource(str(path), batches, len(dataset), "rows")
     return _limit(opened, max_samples)
+
+
+def read_scored_json(
+    path: Path, fmt: str, *, batch_size: int, threads: int | None
+) -> Iterator[ScoredBatch]:
+    """A scored JSON Lines (``fmt="jsonl"``) or LMFlow JSON file's batches; an LMFlow file
+    must say ``"type": "text_to_scored_textlist"``."""
+    framing = "lines" if fmt == "jsonl" else "lmflow"
+    reader = JsonReader(
+        path, framing=framing, schema="scored", batch_size=batch_size, threads=threads
+    )
+    for batch in reader:
+        if framing == "lmflow":
+            check_dataset_type(reader, SCORED_TYPE, final=False)
+        yield batch
+    if framing == "lmflow":
+        check_dataset_type(reader, SCORED_TYPE, final=True)
 
 
 def _limit(source: ScoredSource, max_samples: int | None) -> ScoredSource:

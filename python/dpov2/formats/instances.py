@@ -26,6 +26,7 @@ __all__ = [
     "batch_rows",
     "conform_scored_table",
     "is_prompt_type",
+    "paired_row_problem",
     "scored_row_problem",
 ]
 
@@ -47,13 +48,15 @@ def batch_rows(batch_size: int, bytes_per_row: float) -> int:
 
 @dataclass(frozen=True)
 class RowProblem:
-    """Why one instance cannot be used: the ``field`` at fault (``None``: the whole row)."""
+    """Why one instance cannot be used: the ``field`` at fault (``None``: the whole row), and
+    the ``byte`` of the file where it was found, when the reader knows it."""
 
     field: str | None
     message: str
+    byte: int | None = None
 
     def error(self, file: str, row: int) -> InputError:
-        return InputError(self.message, file=file, row=row, field=self.field)
+        return InputError(self.message, file=file, row=row, field=self.field, byte=self.byte)
 
 
 @dataclass(frozen=True)
@@ -140,23 +143,22 @@ def _cast_output(outputs: pa.ChunkedArray, file: str) -> pa.ChunkedArray:
 
 
 def scored_row_problem(row: object) -> RowProblem | None:
-    """The first thing wrong with one instance as plain Python values, or ``None``.
+    """The first thing wrong with one scored instance as plain Python values, or ``None``.
 
-    This is the definition of a valid row: readers use it on rows that Arrow could not type,
-    the reference path on every row, and the fast path to word its vectorised findings.
+    This is the readable definition of a valid row: the reference pairing path checks every
+    row with it, the fast path words its vectorised findings with it, and the tests hold the
+    Rust JSON reader (``rust/json/src/read``) to it.
     """
     if not isinstance(row, dict):
         return RowProblem(None, f"expected an object with 'input' and 'output', got {_show(row)}")
-    prompt = row.get("input")
-    if prompt is None:
-        return RowProblem("input", "missing or null; expected the prompt (text or chat messages)")
-    if not isinstance(prompt, (str, list)):
-        return RowProblem(
-            "input", f"expected a string or a list of chat messages, got {_show(prompt)}"
-        )
-    output = row.get("output")
+    problem = _prompt_problem(row, "input")
+    if problem is not None:
+        return problem
+    if "output" not in row:
+        return RowProblem("output", "missing; expected a list of {text, score}")
+    output = row["output"]
     if output is None:
-        return RowProblem("output", "missing or null; expected a list of {text, score}")
+        return RowProblem("output", "null; expected a list of {text, score}")
     if not isinstance(output, list):
         return RowProblem("output", f"expected a list of {{text, score}}, got {_show(output)}")
     for k, response in enumerate(output):
@@ -165,17 +167,83 @@ def scored_row_problem(row: object) -> RowProblem | None:
             return RowProblem(
                 where, f"expected an object with text and score, got {_show(response)}"
             )
-        text, score = response.get("text"), response.get("score")
-        if text is None:
-            return RowProblem(f"{where}.text", "missing or null; expected a string")
-        if not isinstance(text, str):
-            return RowProblem(f"{where}.text", f"expected a string, got {_show(text)}")
-        if score is None:
-            return RowProblem(f"{where}.score", "missing or null; expected a number")
-        if isinstance(score, bool) or not isinstance(score, (int, float)):
-            return RowProblem(f"{where}.score", f"expected a number, got {_show(score)}")
-        if not _is_finite(score):
-            return RowProblem(f"{where}.score", f"must be a finite number, got {score}")
+        problem = _text_problem(response, "text", f"{where}.text") or _number_problem(
+            response, "score", f"{where}.score"
+        )
+        if problem is not None:
+            return problem
+    return None
+
+
+def paired_row_problem(row: object) -> RowProblem | None:
+    """The first thing wrong with one paired instance (``prompt``, ``chosen``, ``rejected``,
+    optional ``margin``), or ``None``; the counterpart of :func:`scored_row_problem`."""
+    if not isinstance(row, dict):
+        return RowProblem(
+            None, f"expected an object with 'prompt', 'chosen' and 'rejected', got {_show(row)}"
+        )
+    problem = (
+        _prompt_problem(row, "prompt")
+        or _text_problem(row, "chosen", "chosen")
+        or _text_problem(row, "rejected", "rejected")
+    )
+    if problem is None and row.get("margin") is not None:
+        problem = _number_problem(row, "margin", "margin")
+    return problem
+
+
+def _prompt_problem(row: dict[str, object], name: str) -> RowProblem | None:
+    """A prompt is a string, or chat messages: objects with exactly a string ``role`` and a
+    string ``content`` (other members are refused rather than dropped)."""
+    if name not in row:
+        return RowProblem(name, "missing; expected the prompt (text or chat messages)")
+    prompt = row[name]
+    if prompt is None:
+        return RowProblem(name, "null; expected the prompt (text or chat messages)")
+    if isinstance(prompt, str):
+        return None
+    if not isinstance(prompt, list):
+        return RowProblem(
+            name, f"expected a string or a list of chat messages, got {_show(prompt)}"
+        )
+    for i, message in enumerate(prompt):
+        where = f"{name}[{i}]"
+        if not isinstance(message, dict):
+            return RowProblem(where, f"expected a message {{role, content}}, got {_show(message)}")
+        problem = _text_problem(message, "role", f"{where}.role") or _text_problem(
+            message, "content", f"{where}.content"
+        )
+        if problem is not None:
+            return problem
+        for key in message:
+            if key not in ("role", "content"):
+                return RowProblem(
+                    f"{where}.{key}", "unexpected member; a message has only role and content"
+                )
+    return None
+
+
+def _text_problem(parent: dict[str, object], key: str, where: str) -> RowProblem | None:
+    if key not in parent:
+        return RowProblem(where, "missing; expected a string")
+    value = parent[key]
+    if value is None:
+        return RowProblem(where, "null; expected a string")
+    if not isinstance(value, str):
+        return RowProblem(where, f"expected a string, got {_show(value)}")
+    return None
+
+
+def _number_problem(parent: dict[str, object], key: str, where: str) -> RowProblem | None:
+    if key not in parent:
+        return RowProblem(where, "missing; expected a number")
+    value = parent[key]
+    if value is None:
+        return RowProblem(where, "null; expected a number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return RowProblem(where, f"expected a number, got {_show(value)}")
+    if not _is_finite(value):
+        return RowProblem(where, f"must be a finite number, got {value}")
     return None
 
 

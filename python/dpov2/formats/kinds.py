@@ -7,25 +7,27 @@ A dataset is LMFlow's ``text_to_scored_textlist`` (columns ``input`` and ``outpu
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow.json as pa_json
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dpov2 import _core
 from dpov2.errors import InputError
 from dpov2.formats import PAIRED_TYPE, SCORED_TYPE, detect_format
-from dpov2.formats.hf import is_dataset, load_saved_dataset, to_dataset
-from dpov2.formats.instances import BATCH_BYTES
+from dpov2.formats.hf import is_dataset, load_saved_dataset
+from dpov2.formats.json_reader import JsonReader, check_dataset_type
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["PAIR_COLUMNS", "dataset_type", "read_pairs"]
+__all__ = ["PAIR_COLUMNS", "dataset_type", "mapped_dataset", "read_pairs"]
 
 SCORED_COLUMNS = ("input", "output")
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -59,8 +61,12 @@ def dataset_type(source: str | os.PathLike[str] | datasets.Dataset) -> str:
 def read_pairs(source: str | os.PathLike[str] | datasets.Dataset) -> datasets.Dataset:
     """A paired dataset as a ``datasets.Dataset`` (a given one is returned as it is).
 
+    Files are streamed batch by batch into a memory-mapped Arrow file (see
+    :func:`mapped_dataset`), never loaded whole; JSON goes through the one JSON reader, so a bad
+    row is named by file, row, byte and field.
+
     Raises:
-        InputError: an unreadable file, or one that is not a paired dataset.
+        InputError: an unreadable file, one that is not a paired dataset, or a bad row.
     """
     if dataset_type(source) != PAIRED_TYPE:
         raise InputError(f"is a {SCORED_TYPE} dataset, not {PAIRED_TYPE}", file=str(source))
@@ -72,19 +78,47 @@ def read_pairs(source: str | os.PathLike[str] | datasets.Dataset) -> datasets.Da
     if fmt == "hf":
         return load_saved_dataset(path)
     if fmt == "parquet":
-        table = pq.read_table(path)
-    elif fmt == "jsonl":
-        try:
-            table = pa_json.read_json(path)
-        except ValueError as err:  # pyarrow.ArrowInvalid
-            raise InputError(f"not valid JSON Lines: {err}", file=str(path)) from None
-    else:
-        with open(path, encoding="utf-8") as file:
-            instances = json.load(file)["instances"]  # the splitter has checked the structure
-        import datasets
+        parquet = pq.ParquetFile(path)
+        return mapped_dataset(
+            (pa.Table.from_batches([b]) for b in parquet.iter_batches()), parquet.schema_arrow
+        )
+    return mapped_dataset(_json_pairs(path, fmt), None)
 
-        return datasets.Dataset.from_list(instances)
-    return to_dataset(table)
+
+def _json_pairs(path: Path, fmt: str) -> Iterator[pa.Table]:
+    framing = "lmflow" if fmt == "json" else "lines"
+    reader = JsonReader(path, framing=framing, schema="paired")
+    for batch in reader:
+        if batch.problems:
+            row = min(batch.problems)
+            raise batch.problems[row].error(str(path), batch.first_row + row)
+        if framing == "lmflow":
+            check_dataset_type(reader, PAIRED_TYPE, final=False)
+        yield batch.table
+    if framing == "lmflow":
+        check_dataset_type(reader, PAIRED_TYPE, final=True)
+
+
+def mapped_dataset(tables: Iterable[pa.Table], schema: pa.Schema | None) -> datasets.Dataset:
+    """A ``datasets.Dataset`` over ``tables`` written one by one to an Arrow file that it
+    memory-maps, so memory holds one table at a time, whatever the dataset's size. The file
+    lives in a temporary folder removed when the process exits. ``schema`` serves when there
+    is no table (``None``: the tables' own, or no columns)."""
+    import datasets
+
+    folder = Path(tempfile.mkdtemp(prefix="dpov2-pairs-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    file = folder / "pairs.arrow"
+    writer: pa.ipc.RecordBatchStreamWriter | None = None
+    with pa.OSFile(str(file), "wb") as sink:
+        for table in tables:
+            if writer is None:
+                writer = pa.ipc.new_stream(sink, table.schema)
+            writer.write_table(table)
+        if writer is None:
+            writer = pa.ipc.new_stream(sink, schema or pa.schema([]))
+        writer.close()
+    return datasets.Dataset.from_file(str(file))
 
 
 def _type_from_columns(columns: Sequence[str], name: str) -> str:
@@ -102,17 +136,13 @@ def _type_from_columns(columns: Sequence[str], name: str) -> str:
 def _lmflow_type(path: Path) -> str:
     """The ``type`` of an LMFlow JSON file, streamed up to where it is (usually the start)."""
     file = str(path)
-    try:
-        splitter = _core.InstanceSplitter(file)
-        while splitter.dataset_type is None and splitter.next_chunk(8192, BATCH_BYTES):
-            pass
-    except OSError as err:
-        raise InputError(f"cannot read: {err.strerror}", file=file) from None
-    except ValueError as err:  # a structural error, with its byte offset
-        raise InputError(str(err), file=file) from None
-    kind = splitter.dataset_type
+    reader = JsonReader(path, framing="lmflow", schema="scored")
+    for _ in reader:
+        if reader.dataset_type is not None:
+            break
+    kind = reader.dataset_type
     if kind is None:
-        raise InputError(f'no "type" key; expected "{SCORED_TYPE}" or "{PAIRED_TYPE}"', file=file)
+        raise InputError(f'no "type" member; expected "{SCORED_TYPE}" or "{PAIRED_TYPE}"', file=file)
     if kind not in (SCORED_TYPE, PAIRED_TYPE):
         raise InputError(
             f'dataset type "{kind}" is not supported here; expected "{SCORED_TYPE}" or '

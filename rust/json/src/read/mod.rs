@@ -21,8 +21,9 @@
 //!   object of exactly the strings `role` and `content`: another member is a problem (no data
 //!   is dropped silently). Responses may carry other members (skipped).
 //! - The prompt (`input` or `prompt`) is a string or a list of chat messages. Its kind is
-//!   fixed by the first row, in file order, whose prompt was read validly (even if the row
-//!   then failed), and is required of every later row. Until then, batches have a Null-typed
+//!   fixed by the first valid row, in file order (a row that fails does not fix it, so the
+//!   result never depends on the order of a row's members), and is required of every later
+//!   row. Until then, batches have a Null-typed
 //!   prompt column (all their rows are problems) and [`Reader::schema`] is `None`.
 //!
 //! Framing:
@@ -427,6 +428,8 @@ impl Context<'_> {
     ) {
         for (k, &(start, end)) in spans.iter().enumerate() {
             let mark = out.mark();
+            // Only a valid row fixes the prompt kind, whatever the order of its members.
+            let mut row_kind = *kind;
             let parsed = if end - start > self.max_row_bytes {
                 Err(Box::new(Fault {
                     pos: start,
@@ -438,10 +441,21 @@ impl Context<'_> {
                     ),
                 }))
             } else {
-                parse::row(self.bytes, start, end, self.schema, kind, out, names)
+                parse::row(
+                    self.bytes,
+                    start,
+                    end,
+                    self.schema,
+                    &mut row_kind,
+                    out,
+                    names,
+                )
             };
             match parsed {
-                Ok(()) => out.end_row(),
+                Ok(()) => {
+                    *kind = row_kind;
+                    out.end_row();
+                }
                 Err(fault) => {
                     let Fault { pos, path, message } = *fault;
                     let problem = Problem {

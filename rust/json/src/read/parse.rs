@@ -493,7 +493,8 @@ impl<'a> Cursor<'a> {
     }
 
     /// One row (the object at the cursor) of `schema` appended to `out`; `kind` is the prompt
-    /// kind of the rows before (set here by the first row with a valid prompt). On a fault,
+    /// kind of the rows before (set here when the prompt is read; the caller keeps it only
+    /// if the whole row is valid). On a fault,
     /// `out` may hold part of the row: the caller rolls it back.
     pub fn row(
         &mut self,
