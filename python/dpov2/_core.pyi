@@ -1,7 +1,15 @@
 """Type stubs for the Rust extension ``dpov2._core`` (see rust/bindings/lib.rs)."""
 
+from typing import Any, Protocol
+
 import numpy as np
 import numpy.typing as npt
+
+class ArrowArrayExportable(Protocol):
+    """Anything that exports Arrow data through the PyCapsule protocol (a ``pyarrow.Array``,
+    ``pyarrow.RecordBatch``, or another library's)."""
+
+    def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]: ...
 
 METHODS: list[str]
 
@@ -73,3 +81,19 @@ def parse_scored_lines(
     text_offsets, text_data, scores)``; ``None`` if any line has a non-string prompt, a
     missing, null or mistyped field, a non-finite score or malformed JSON (or the chunk is over
     2 GiB). Offsets are Arrow's 32-bit ones. Up to ``parts`` pieces are parsed in parallel."""
+
+class ArrowBatch:
+    """A record batch held in Rust; ``pyarrow.record_batch(batch)`` takes it zero-copy."""
+
+    def __init__(self, batch: ArrowArrayExportable) -> None:
+        """Imports ``batch`` (a struct array export, such as a ``pyarrow.RecordBatch``)
+        zero-copy. TypeError for anything else, ValueError for a malformed export."""
+
+    def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]:
+        """``(schema, array)`` capsules; ``requested_schema`` is not acted on."""
+
+    def __arrow_c_schema__(self) -> Any:
+        """The schema capsule."""
+
+    @property
+    def num_rows(self) -> int: ...

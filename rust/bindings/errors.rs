@@ -33,6 +33,13 @@ impl From<dpov2_json::OffsetsError> for Error {
     }
 }
 
+/// Arrow data that arrow-rs refuses: a malformed export or mismatched columns.
+impl From<arrow_schema::ArrowError> for Error {
+    fn from(err: arrow_schema::ArrowError) -> Self {
+        Self(PyValueError::new_err(err.to_string()))
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Self {
         Self(PyErr::from(err))

@@ -7,6 +7,7 @@
 //! `dpov2` package, which makes contiguous arrays of the right dtype first.
 
 mod arrays;
+pub mod arrow;
 mod errors;
 mod json;
 mod select;
@@ -17,5 +18,6 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     select::register(m)?;
     json::register(m)?;
+    arrow::register(m)?;
     Ok(())
 }
