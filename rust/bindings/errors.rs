@@ -27,9 +27,21 @@ impl From<dpov2_json::SplitError> for Error {
     }
 }
 
-impl From<dpov2_json::OffsetsError> for Error {
-    fn from(err: dpov2_json::OffsetsError) -> Self {
-        Self(PyValueError::new_err(err.to_string()))
+/// A value the writers refuse: `dpov2.errors.InputError` with its row and field (the column
+/// path) set, and the problem as the message.
+impl From<dpov2_json::WriteError> for Error {
+    fn from(err: dpov2_json::WriteError) -> Self {
+        Self(Python::attach(|py| {
+            let input_error = || -> PyResult<PyErr> {
+                let class = py.import("dpov2.errors")?.getattr("InputError")?;
+                let kwargs = pyo3::types::PyDict::new(py);
+                kwargs.set_item("row", err.row)?;
+                kwargs.set_item("field", &err.column)?;
+                let value = class.call((err.problem.to_string(),), Some(&kwargs))?;
+                Ok(PyErr::from_value(value))
+            };
+            input_error().unwrap_or_else(|failed| failed)
+        }))
     }
 }
 

@@ -9,6 +9,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dpov2 import _core
 from dpov2.errors import InputError
 from dpov2.formats.instances import ScoredBatch, batch_rows, conform_scored_table
 
@@ -53,16 +54,24 @@ def _open(path: Path) -> pq.ParquetFile:
 
 class ParquetWriter:
     """Buffers tables into row groups of :data:`ROW_GROUP_ROWS` rows, so the file is the same
-    whatever batches it was written in."""
+    whatever batches it was written in.
+
+    Refuses, as the JSON writers do, non-finite floats and strings that are not UTF-8
+    (:class:`~dpov2.errors.InputError` naming the row and field), so that every format holds
+    the same values.
+    """
 
     def __init__(self, file: BinaryIO, row_group_rows: int = ROW_GROUP_ROWS) -> None:
         self.file = file
         self.row_group_rows = row_group_rows
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
+        self.rows = 0  # every row given to write, for the row numbers of errors
         self.writer: pq.ParquetWriter | None = None
 
     def write(self, table: pa.Table) -> None:
+        _core.check_batches(table.to_batches(), self.rows)
+        self.rows += table.num_rows
         self.pending.append(table)
         self.pending_rows += table.num_rows
         while self.pending_rows >= self.row_group_rows:

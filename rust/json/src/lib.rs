@@ -7,7 +7,8 @@
 mod instances;
 mod scored_lines;
 mod text;
+mod write;
 
 pub use instances::{Chunk, InstanceSplitter, SplitError};
 pub use scored_lines::{parse_scored_lines, ScoredColumns};
-pub use text::{quote_strings, OffsetsError};
+pub use write::{check_rows, write_rows, Framing, JsonWriter, Problem, WriteError};
