@@ -81,10 +81,6 @@ class JsonEncoder:
     def finish(self) -> bytes:
         """The bytes that complete the dataset; ValueError if called twice."""
 
-    @property
-    def rows(self) -> int:
-        """Rows encoded so far."""
-
 def check_batches(batches: Sequence[ArrowArrayExportable], first_row: int) -> None:
     """Raises dpov2.errors.InputError, as JsonEncoder.encode would, for a non-finite float or a
     string that is not UTF-8 in ``batches`` (rows counted from ``first_row``); columns of

@@ -153,12 +153,6 @@ impl JsonEncoder {
         writer.finish(&mut out);
         Ok(PyBytes::new(py, &out))
     }
-
-    /// Rows encoded so far.
-    #[getter]
-    fn rows(&self) -> Result<usize> {
-        Ok(self.writer()?.rows())
-    }
 }
 
 impl JsonEncoder {
