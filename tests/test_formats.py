@@ -28,7 +28,6 @@ from dpov2.formats import (
     scored_row_problem,
 )
 from dpov2.formats.instances import OUTPUT_TYPE, conform_scored_table
-from dpov2.formats.json_encode import encode_rows, encoded_bytes
 from dpov2.formats.jsonl import LineChunker
 from dpov2.formats.ndjson import NdjsonParser
 from dpov2.formats.parquet import ParquetWriter
@@ -374,30 +373,6 @@ def test_line_chunks_are_whole_lines_that_add_up_to_the_file(
     assert b"".join(pieces) == data
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**62), 2**62) | scores | texts,
-    lambda inner: st.lists(inner, max_size=3),
-    max_leaves=8,
-)
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(texts, scores, st.lists(texts, max_size=3), st.booleans()), max_size=8))
-def test_encoded_rows_are_json_equal_to_the_table(
-    values: list[tuple[str, float, list[str], bool]],
-) -> None:
-    rows = [{"s": s, "f": f, "l": strings, "b": b, "m": {"k": s}} for s, f, strings, b in values]
-    table = pa.Table.from_pylist(rows) if rows else pa.table({"s": pa.array([], pa.string())})
-    encoded = bytes(encoded_bytes(encode_rows(table, "\n"))).decode()
-    assert [json.loads(line) for line in encoded.split("\n")[:-1]] == rows
-
-
-def test_encoding_handles_nulls_non_finite_floats_and_slices() -> None:
-    table = pa.table({"a": [1.5, None, math.inf], "b": [None, "x", "y"], "c": [[1], None, []]})
-    encoded = bytes(encoded_bytes(encode_rows(table.slice(1), ",\n"))).decode()
-    assert encoded == '{"a": null, "b": "x", "c": null},\n{"a": null, "b": "y", "c": []},\n'
-
-
 def test_parquet_files_do_not_depend_on_how_the_rows_were_batched(tmp_path: Path) -> None:
     table = scored_table(INSTANCES * 5)
     digests = []
@@ -411,6 +386,17 @@ def test_parquet_files_do_not_depend_on_how_the_rows_were_batched(tmp_path: Path
         assert pq.ParquetFile(path).metadata.row_group(0).num_rows == 7
         digests.append(path.read_bytes())
     assert digests[0] == digests[1] == digests[2]
+
+
+def test_parquet_is_written_with_zstd_and_no_dictionary(tmp_path: Path) -> None:
+    path = tmp_path / "out.parquet"
+    with open_writer(path) as writer:
+        writer.write(pa.table({"prompt": ["same text"] * 10, "margin": [0.5] * 10}))
+        writer.finish(pa.schema([]))
+    for i in range(2):
+        column = pq.ParquetFile(path).metadata.row_group(0).column(i)
+        assert column.compression == "ZSTD"
+        assert not column.has_dictionary_page
 
 
 def test_an_empty_output_still_has_its_schema(tmp_path: Path) -> None:

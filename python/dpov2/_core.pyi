@@ -1,5 +1,6 @@
 """Type stubs for the Rust extension ``dpov2._core`` (see rust/bindings/lib.rs)."""
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -73,11 +74,32 @@ class InstanceSplitter:
     def bytes_read(self) -> int:
         """Bytes of the file consumed so far."""
 
-def quote_json_strings(
-    offsets: npt.NDArray[np.int64], data: npt.NDArray[np.uint8]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-    """Each string ``data[offsets[i]:offsets[i + 1]]`` as a quoted, escaped JSON string:
-    the new ``(offsets, data)``, offsets starting at 0. ValueError for bad offsets."""
+class JsonEncoder:
+    """A JSON dataset written batch by batch by the Rust writer (``dpov2_json::JsonWriter``)."""
+
+    @staticmethod
+    def json_lines() -> JsonEncoder:
+        """JSON Lines: one object per line."""
+
+    @staticmethod
+    def lmflow(dataset_type: str) -> JsonEncoder:
+        """LMFlow JSON: ``{"type": dataset_type, "instances": [...]}``."""
+
+    def encode(self, batches: Sequence[ArrowArrayExportable]) -> bytes:
+        """The bytes of every row of ``batches`` (record batches), after those before.
+
+        Raises dpov2.errors.InputError (``row`` counted from the dataset's first row,
+        ``field`` the column path) for a non-finite float, a string that is not UTF-8 or a type
+        JSON cannot hold; the encoder is then as it was. TypeError for a non-batch.
+        """
+
+    def finish(self) -> bytes:
+        """The bytes that complete the dataset; ValueError if called twice."""
+
+def check_batches(batches: Sequence[ArrowArrayExportable], first_row: int) -> None:
+    """Raises dpov2.errors.InputError, as JsonEncoder.encode would, for a non-finite float or a
+    string that is not UTF-8 in ``batches`` (rows counted from ``first_row``); columns of
+    types JSON cannot hold are not looked into."""
 
 def parse_scored_lines(
     chunk: npt.NDArray[np.uint8], parts: int

@@ -28,9 +28,18 @@ impl From<dpov2_json::SplitError> for Error {
     }
 }
 
-impl From<dpov2_json::OffsetsError> for Error {
-    fn from(err: dpov2_json::OffsetsError) -> Self {
-        Self(PyValueError::new_err(err.to_string()))
+/// A value the writers refuse: `dpov2.errors.InputError` with its row and field (the column
+/// path) set, and the problem as the message.
+impl From<dpov2_json::WriteError> for Error {
+    fn from(err: dpov2_json::WriteError) -> Self {
+        let row = err.row.map(|row| row as u64);
+        Self(input_error(
+            err.problem.to_string(),
+            None,
+            row,
+            None,
+            Some(err.column),
+        ))
     }
 }
 
@@ -59,7 +68,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// fault, with the location as attributes (the CLI prints it on one line, exit code 2).
 pub fn input_error(
     message: String,
-    file: &str,
+    file: Option<&str>,
     row: Option<u64>,
     byte: Option<u64>,
     field: Option<String>,
@@ -88,10 +97,10 @@ impl<T> WithFile<T> for std::result::Result<T, dpov2_json::ReadError> {
         self.map_err(|err| {
             Error(match err {
                 dpov2_json::ReadError::Io(io) => {
-                    input_error(format!("cannot read: {io}"), file, None, None, None)
+                    input_error(format!("cannot read: {io}"), Some(file), None, None, None)
                 }
                 dpov2_json::ReadError::Structure { byte, row, message } => {
-                    input_error(message, file, row, Some(byte), None)
+                    input_error(message, Some(file), row, Some(byte), None)
                 }
             })
         })
@@ -103,7 +112,7 @@ impl<T> WithFile<T> for std::io::Result<T> {
         self.map_err(|io| {
             Error(input_error(
                 format!("cannot open: {io}"),
-                file,
+                Some(file),
                 None,
                 None,
                 None,

@@ -3,16 +3,18 @@
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::arrays::slice;
-use crate::arrow::{export_batch, ArrowBatch};
+use crate::arrow::{export_batch, import_batch, ArrowBatch};
 use crate::errors::{Result, WithFile};
 use crate::threads;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<JsonReader>()?;
     m.add_class::<InstanceSplitter>()?;
-    m.add_function(wrap_pyfunction!(quote_json_strings, m)?)?;
+    m.add_class::<JsonEncoder>()?;
+    m.add_function(wrap_pyfunction!(check_batches, m)?)?;
     m.add_function(wrap_pyfunction!(parse_scored_lines, m)?)?;
     Ok(())
 }
@@ -61,22 +63,6 @@ impl InstanceSplitter {
     fn bytes_read(&self) -> u64 {
         self.inner.bytes_read()
     }
-}
-
-type StringArrays<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<u8>>);
-
-/// Quoted, escaped JSON string literals for Arrow-style string data: returns the new
-/// `(offsets, data)`, offsets starting at 0.
-#[pyfunction]
-fn quote_json_strings<'py>(
-    py: Python<'py>,
-    offsets: PyReadonlyArray1<'py, i64>,
-    data: PyReadonlyArray1<'py, u8>,
-) -> Result<StringArrays<'py>> {
-    let offsets = slice(&offsets, "offsets")?;
-    let data = slice(&data, "data")?;
-    let (offsets, data) = py.detach(|| dpov2_json::quote_strings(offsets, data))?;
-    Ok((offsets.into_pyarray(py), data.into_pyarray(py)))
 }
 
 type ScoredArrays<'py> = (
@@ -203,4 +189,92 @@ impl JsonReader {
     fn dataset_type(&self) -> Option<String> {
         self.inner.dataset_type().map(String::from)
     }
+}
+
+/// Writes a JSON dataset batch by batch (`dpov2_json::JsonWriter`): JSON Lines or LMFlow
+/// JSON, whose separators and row numbers run across batches. Encoding runs with the GIL
+/// released; the bytes come back as `bytes` (one copy, small beside the encoding).
+#[pyclass(module = "dpov2._core")]
+struct JsonEncoder {
+    /// `None` once finished.
+    writer: Option<dpov2_json::JsonWriter>,
+}
+
+#[pymethods]
+impl JsonEncoder {
+    /// JSON Lines: one object per line.
+    #[staticmethod]
+    fn json_lines() -> Self {
+        Self {
+            writer: Some(dpov2_json::JsonWriter::json_lines()),
+        }
+    }
+
+    /// LMFlow JSON: `{"type": dataset_type, "instances": [...]}`.
+    #[staticmethod]
+    fn lmflow(dataset_type: &str) -> Self {
+        Self {
+            writer: Some(dpov2_json::JsonWriter::lmflow(dataset_type)),
+        }
+    }
+
+    /// The JSON of every row of `batches` (objects with `__arrow_c_array__`, such as a
+    /// table's `to_batches()`), after what came before. All or nothing: on error (an
+    /// `InputError` naming the row and column) the encoder is as it was.
+    fn encode<'py>(
+        &mut self,
+        py: Python<'py>,
+        batches: Vec<Bound<'py, PyAny>>,
+    ) -> Result<Bound<'py, PyBytes>> {
+        let batches = batches
+            .iter()
+            .map(import_batch)
+            .collect::<Result<Vec<_>>>()?;
+        let mut writer = self.writer()?.clone();
+        let out = py.detach(|| {
+            let mut out = Vec::new();
+            for batch in &batches {
+                writer.write(batch, &mut out)?;
+            }
+            Ok::<_, dpov2_json::WriteError>(out)
+        })?;
+        self.writer = Some(writer);
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// What completes the dataset (LMFlow's closing brackets); the encoder is done after.
+    fn finish<'py>(&mut self, py: Python<'py>) -> Result<Bound<'py, PyBytes>> {
+        let writer = self.writer()?.clone();
+        self.writer = None;
+        let mut out = Vec::new();
+        writer.finish(&mut out);
+        Ok(PyBytes::new(py, &out))
+    }
+}
+
+impl JsonEncoder {
+    fn writer(&self) -> Result<&dpov2_json::JsonWriter> {
+        self.writer
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err("the JSON encoder is finished").into())
+    }
+}
+
+/// Refuses what JSON writing refuses (non-finite floats, strings that are not UTF-8) in
+/// `batches`, for writers of other formats; rows in the error count from `first_row`.
+#[pyfunction]
+fn check_batches(py: Python<'_>, batches: Vec<Bound<'_, PyAny>>, first_row: usize) -> Result<()> {
+    let batches = batches
+        .iter()
+        .map(import_batch)
+        .collect::<Result<Vec<_>>>()?;
+    py.detach(|| {
+        let mut row = first_row;
+        for batch in &batches {
+            dpov2_json::check_rows(batch).map_err(|err| err.offset_rows(row))?;
+            row += batch.num_rows();
+        }
+        Ok::<_, dpov2_json::WriteError>(())
+    })?;
+    Ok(())
 }

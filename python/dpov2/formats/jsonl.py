@@ -9,8 +9,8 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
+from dpov2 import _core
 from dpov2.formats.instances import ScoredBatch, batch_rows
-from dpov2.formats.json_encode import encode_rows, encoded_bytes
 from dpov2.formats.ndjson import NdjsonParser
 
 __all__ = ["JsonLinesWriter", "LineChunker", "read_json_lines"]
@@ -94,13 +94,18 @@ class LineChunker:
 
 
 class JsonLinesWriter:
-    """Appends each table as JSON objects, one per line."""
+    """Appends each table as JSON objects, one per line, written by the Rust JSON writer.
+
+    Raises :class:`~dpov2.errors.InputError` (with ``row`` and ``field``) for a value that
+    cannot be written faithfully: a non-finite float, a string that is not UTF-8.
+    """
 
     def __init__(self, file: BinaryIO) -> None:
         self.file = file
+        self.encoder = _core.JsonEncoder.json_lines()
 
     def write(self, table: pa.Table) -> None:
-        self.file.write(encoded_bytes(encode_rows(table, "\n")))
+        self.file.write(self.encoder.encode(table.to_batches()))
 
     def finish(self, schema: pa.Schema) -> None:
         del schema  # nothing to add: an empty file is an empty JSON Lines dataset

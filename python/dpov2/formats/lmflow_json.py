@@ -2,7 +2,8 @@
 
 Reading streams the ``instances`` array: the Rust splitter (``dpov2._core``) copies each
 instance's bytes out as one line of NDJSON, a batch at a time, for the same parser as JSON
-Lines; the file is never held whole. Writing emits the header, then instances batch by batch.
+Lines; the file is never held whole. Writing (by the Rust JSON writer) emits the header, then
+instances batch by batch.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import pyarrow as pa
 from dpov2 import _core
 from dpov2.errors import InputError
 from dpov2.formats.instances import BATCH_BYTES, SCORED_TYPE, ScoredBatch
-from dpov2.formats.json_encode import encode_rows, encoded_bytes
 from dpov2.formats.ndjson import NdjsonParser
 from dpov2.formats.prefetch import prefetch
 
@@ -80,22 +80,19 @@ def _check_type(dataset_type: str, file: str) -> None:
 
 
 class LmflowJsonWriter:
-    """``{"type": dataset_type, "instances": [`` then one instance per line, then ``]}``."""
+    """``{"type": dataset_type, "instances": [`` then one instance per line, then ``]}``.
+
+    Raises :class:`~dpov2.errors.InputError` (with ``row`` and ``field``) for a value that
+    cannot be written faithfully: a non-finite float, a string that is not UTF-8.
+    """
 
     def __init__(self, file: BinaryIO, dataset_type: str) -> None:
         self.file = file
-        self.file.write(f'{{"type": "{dataset_type}", "instances": [\n'.encode())
-        self.first = True
+        self.encoder = _core.JsonEncoder.lmflow(dataset_type)
 
     def write(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        data = encoded_bytes(encode_rows(table, ",\n"))
-        if not self.first:
-            self.file.write(b",\n")
-        self.file.write(data[:-2])  # the separator after the last instance comes with the next
-        self.first = False
+        self.file.write(self.encoder.encode(table.to_batches()))
 
     def finish(self, schema: pa.Schema) -> None:
         del schema  # the header and closing brackets are all an empty dataset needs
-        self.file.write(b"\n]}\n")
+        self.file.write(self.encoder.finish())

@@ -9,6 +9,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dpov2 import _core
 from dpov2.errors import InputError
 from dpov2.formats.instances import ScoredBatch, batch_rows, conform_scored_table
 
@@ -17,6 +18,14 @@ __all__ = ["ParquetWriter", "parquet_rows", "read_parquet"]
 # Rows per written row group: large enough for efficient reads, small enough to buffer.
 ROW_GROUP_ROWS = 65_536
 READ_BUFFER_BYTES = 1 << 20
+# Written pairs are mostly long, distinct texts. Measured on 20,000 pairs of ~500-character
+# texts (30 MB of Arrow data, pyarrow 26, 2 shared cores): dictionary encoding gains nothing
+# (each text appears once) and doubled the uncompressed write time (0.04 s against 0.017 s);
+# zstd (its default level) wrote 160-200 MB/s and made the file 2.2x (random words) to 6.4x
+# (prose) smaller, where snappy, pyarrow's default, took about as long and made it only 1.06x
+# to 2x smaller. zstd's level 9 was five times slower.
+USE_DICTIONARY = False
+COMPRESSION = "zstd"
 
 
 def parquet_rows(path: Path) -> int:
@@ -53,16 +62,24 @@ def _open(path: Path) -> pq.ParquetFile:
 
 class ParquetWriter:
     """Buffers tables into row groups of :data:`ROW_GROUP_ROWS` rows, so the file is the same
-    whatever batches it was written in."""
+    whatever batches it was written in.
+
+    Refuses, as the JSON writers do, non-finite floats and strings that are not UTF-8
+    (:class:`~dpov2.errors.InputError` naming the row and field), so that every format holds
+    the same values.
+    """
 
     def __init__(self, file: BinaryIO, row_group_rows: int = ROW_GROUP_ROWS) -> None:
         self.file = file
         self.row_group_rows = row_group_rows
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
+        self.rows = 0  # every row given to write, for the row numbers of errors
         self.writer: pq.ParquetWriter | None = None
 
     def write(self, table: pa.Table) -> None:
+        _core.check_batches(table.to_batches(), self.rows)
+        self.rows += table.num_rows
         self.pending.append(table)
         self.pending_rows += table.num_rows
         while self.pending_rows >= self.row_group_rows:
@@ -81,5 +98,7 @@ class ParquetWriter:
 
     def _write_group(self, table: pa.Table) -> None:
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.file, table.schema, use_dictionary=False)
+            self.writer = pq.ParquetWriter(
+                self.file, table.schema, use_dictionary=USE_DICTIONARY, compression=COMPRESSION
+            )
         self.writer.write_table(table.combine_chunks(), row_group_size=max(1, table.num_rows))

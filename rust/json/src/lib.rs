@@ -8,10 +8,11 @@ mod instances;
 mod read;
 mod scored_lines;
 mod text;
+mod write;
 
 pub use instances::{Chunk, InstanceSplitter, SplitError};
 pub use read::{
     Batch, Framing, Problem, PromptKind, ReadError, ReadOptions, Reader, Schema, MAX_DEPTH,
 };
 pub use scored_lines::{parse_scored_lines, ScoredColumns};
-pub use text::{quote_strings, OffsetsError};
+pub use write::{check_rows, write_rows, JsonWriter, Layout, WriteError, WriteProblem};

@@ -1,77 +1,24 @@
-//! JSON string literals for a whole column of UTF-8 strings, in one pass.
-//!
-//! The column comes as Arrow lays it out: one byte buffer and `n + 1` offsets. Writing JSON
-//! is mostly copying; only `"`, `\` and control characters need escaping, and those are found
-//! eight bytes at a time.
+//! JSON strings: the escaper (for writing), the escape decoder (for reading) and the scan for
+//! the bytes either has to look at (`"`, `\`, control characters), 16 bytes at a time.
 
-use std::fmt;
-
-/// Offsets that do not delimit the data: they must start anywhere within it, never decrease,
-/// and end within it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OffsetsError {
-    pub index: usize,
-    pub offset: i64,
-    pub data_len: usize,
-}
-
-impl fmt::Display for OffsetsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "string offsets[{}]={} is out of order or outside the {}-byte data",
-            self.index, self.offset, self.data_len
-        )
-    }
-}
-
-impl std::error::Error for OffsetsError {}
-
-/// Every string `data[offsets[i]..offsets[i + 1]]` as a quoted, escaped JSON string (RFC 8259
-/// section 7: `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as
-/// `\u00XX`; everything else, non-ASCII included, copied as is). Returns the new offsets
-/// (starting at 0) and bytes.
-pub fn quote_strings(offsets: &[i64], data: &[u8]) -> Result<(Vec<i64>, Vec<u8>), OffsetsError> {
-    check_offsets(offsets, data.len())?;
-    let n = offsets.len().saturating_sub(1);
-    let span = match (offsets.first(), offsets.last()) {
-        (Some(&first), Some(&last)) => (last - first) as usize,
-        _ => 0,
-    };
-    let mut out = Vec::with_capacity(span + span / 16 + 2 * n);
-    let mut out_offsets = Vec::with_capacity(n + 1);
-    out_offsets.push(0);
-    for pair in offsets.windows(2) {
-        out.push(b'"');
-        escape_into(&data[pair[0] as usize..pair[1] as usize], &mut out);
-        out.push(b'"');
-        out_offsets.push(out.len() as i64);
-    }
-    Ok((out_offsets, out))
-}
-
-fn check_offsets(offsets: &[i64], data_len: usize) -> Result<(), OffsetsError> {
-    let mut previous = 0;
-    for (index, &offset) in offsets.iter().enumerate() {
-        if offset < previous || offset as u64 > data_len as u64 {
-            return Err(OffsetsError {
-                index,
-                offset,
-                data_len,
-            });
-        }
-        previous = offset;
-    }
-    Ok(())
-}
-
-fn escape_into(mut text: &[u8], out: &mut Vec<u8>) {
+/// Appends `text` to `out` as the inside of a JSON string (RFC 8259 section 7): `\"`, `\\`,
+/// `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as `\u00XX`; everything else,
+/// non-ASCII included, copied as is. The one JSON escaper: the writer's strings and keys all
+/// go through it.
+///
+/// Checks that `text` is UTF-8 on the way (Arrow and Parquet data need not be): on invalid
+/// UTF-8, returns the index of the first byte that is not, with part of `text` in `out`.
+pub(crate) fn escape_into(mut text: &[u8], out: &mut Vec<u8>) -> Result<(), usize> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let len = text.len();
     loop {
-        let plain = skip_plain(text);
+        let Some(plain) = skip_plain_utf8(text) else {
+            let valid = std::str::from_utf8(text).map_or_else(|e| e.valid_up_to(), |_| 0);
+            return Err(len - text.len() + valid);
+        };
         out.extend_from_slice(&text[..plain]);
         let Some(&special) = text.get(plain) else {
-            return;
+            return Ok(());
         };
         match special {
             b'"' => out.extend_from_slice(b"\\\""),
