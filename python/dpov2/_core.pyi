@@ -51,28 +51,33 @@ def resolve_threads(num_threads: int | None) -> int:
     """The thread count ``num_threads`` stands for (``None``: ``DPOV2_NUM_THREADS``, else
     the CPUs this process may use); ValueError outside ``1..MAX_THREADS``."""
 
-class InstanceSplitter:
-    """Streams the ``instances`` of an LMFlow JSON file as chunks of NDJSON lines."""
+class JsonReader:
+    """The one JSON reader (``dpov2_json::Reader``) over a file: JSON Lines or LMFlow JSON,
+    scored or paired rows, as Arrow record batches with located problems."""
 
-    def __init__(self, path: str) -> None:
-        """Opens ``path``; raises OSError if it cannot be opened."""
+    def __init__(
+        self,
+        path: str,
+        *,
+        framing: str,
+        schema: str,
+        max_rows: int,
+        max_bytes: int,
+        num_threads: int | None = None,
+    ) -> None:
+        """Opens ``path``; ``framing`` is ``lines`` or ``lmflow``, ``schema`` ``scored`` or
+        ``paired``. InputError if it cannot be opened, ValueError for bad arguments."""
 
-    def next_chunk(
-        self, max_instances: int, max_bytes: int
-    ) -> tuple[npt.NDArray[np.uint8], int] | None:
-        """``(lines, count)``: instances one per line, at most ``max_instances`` and no more
-        once ``max_bytes`` are reached; ``None`` at the end of the file.
-
-        Raises ValueError naming the byte (and row) of a structural error, OSError on I/O.
-        """
+    def next_batch(
+        self,
+    ) -> tuple[ArrowBatch, int, int, list[tuple[int, int, str | None, str]]] | None:
+        """``(batch, first_row, bytes consumed, problems)``, each problem ``(row, byte, field,
+        message)`` of a row that is null in the batch; ``None`` at the end. InputError (with
+        ``file``, ``row``, ``byte``) for a fault of the file as a whole."""
 
     @property
     def dataset_type(self) -> str | None:
-        """The ``type`` member, once it has been read."""
-
-    @property
-    def bytes_read(self) -> int:
-        """Bytes of the file consumed so far."""
+        """LMFlow's ``type`` member, once read (``None`` for JSON Lines)."""
 
 class JsonEncoder:
     """A JSON dataset written batch by batch by the Rust writer (``dpov2_json::JsonWriter``)."""
@@ -100,24 +105,6 @@ def check_batches(batches: Sequence[ArrowArrayExportable], first_row: int) -> No
     """Raises dpov2.errors.InputError, as JsonEncoder.encode would, for a non-finite float or a
     string that is not UTF-8 in ``batches`` (rows counted from ``first_row``); columns of
     types JSON cannot hold are not looked into."""
-
-def parse_scored_lines(
-    chunk: npt.NDArray[np.uint8], parts: int
-) -> (
-    tuple[
-        npt.NDArray[np.int32],
-        npt.NDArray[np.uint8],
-        npt.NDArray[np.int32],
-        npt.NDArray[np.int32],
-        npt.NDArray[np.uint8],
-        npt.NDArray[np.float64],
-    ]
-    | None
-):
-    """Scored instances, one per line, as ``(prompt_offsets, prompt_data, output_offsets,
-    text_offsets, text_data, scores)``; ``None`` if any line has a non-string prompt, a
-    missing, null or mistyped field, a non-finite score or malformed JSON (or the chunk is over
-    2 GiB). Offsets are Arrow's 32-bit ones. Up to ``parts`` pieces are parsed in parallel."""
 
 class ArrowBatch:
     """A record batch held in Rust; ``pyarrow.record_batch(batch)`` takes it zero-copy."""

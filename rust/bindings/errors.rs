@@ -19,15 +19,6 @@ impl From<dpov2_core::PairError> for Error {
     }
 }
 
-impl From<dpov2_json::SplitError> for Error {
-    fn from(err: dpov2_json::SplitError) -> Self {
-        Self(match err {
-            dpov2_json::SplitError::Io(io) => PyErr::from(io),
-            syntax => PyValueError::new_err(syntax.to_string()),
-        })
-    }
-}
-
 /// A value the writers refuse: `dpov2.errors.InputError` with its row and field (the column
 /// path) set, and the problem as the message.
 impl From<dpov2_json::WriteError> for Error {

@@ -1,99 +1,18 @@
 //! Reading and writing JSON datasets (`dpov2-json`).
 
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::arrays::slice;
 use crate::arrow::{export_batch, import_batch, ArrowBatch};
 use crate::errors::{Result, WithFile};
 use crate::threads;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<JsonReader>()?;
-    m.add_class::<InstanceSplitter>()?;
     m.add_class::<JsonEncoder>()?;
     m.add_function(wrap_pyfunction!(check_batches, m)?)?;
-    m.add_function(wrap_pyfunction!(parse_scored_lines, m)?)?;
     Ok(())
-}
-
-/// Streams the `instances` of an LMFlow JSON file as NDJSON chunks (`dpov2_json::InstanceSplitter`
-/// over the open file); reading and splitting run with the GIL released.
-#[pyclass(module = "dpov2._core")]
-struct InstanceSplitter {
-    inner: dpov2_json::InstanceSplitter<std::fs::File>,
-}
-
-#[pymethods]
-impl InstanceSplitter {
-    #[new]
-    fn new(path: std::path::PathBuf) -> Result<Self> {
-        let file = std::fs::File::open(path)?;
-        Ok(Self {
-            inner: dpov2_json::InstanceSplitter::new(file),
-        })
-    }
-
-    /// `(lines, count)` for the next instances (at most `max_instances`, and no more once
-    /// `max_bytes` are reached), or `None`.
-    fn next_chunk<'py>(
-        &mut self,
-        py: Python<'py>,
-        max_instances: usize,
-        max_bytes: usize,
-    ) -> Result<Option<(Bound<'py, PyArray1<u8>>, usize)>> {
-        if max_instances == 0 {
-            return Err(PyValueError::new_err("max_instances must be at least 1").into());
-        }
-        let inner = &mut self.inner;
-        let chunk = py.detach(|| inner.next_chunk(max_instances, max_bytes))?;
-        Ok(chunk.map(|c| (c.lines.into_pyarray(py), c.count)))
-    }
-
-    /// The dataset's `type` member, once read.
-    #[getter]
-    fn dataset_type(&self) -> Option<String> {
-        self.inner.dataset_type().map(String::from)
-    }
-
-    /// Bytes of the file consumed so far.
-    #[getter]
-    fn bytes_read(&self) -> u64 {
-        self.inner.bytes_read()
-    }
-}
-
-type ScoredArrays<'py> = (
-    Bound<'py, PyArray1<i32>>,
-    Bound<'py, PyArray1<u8>>,
-    Bound<'py, PyArray1<i32>>,
-    Bound<'py, PyArray1<i32>>,
-    Bound<'py, PyArray1<u8>>,
-    Bound<'py, PyArray1<f64>>,
-);
-
-/// Scored JSON lines straight to columns: `(prompt_offsets, prompt_data, output_offsets,
-/// text_offsets, text_data, scores)`, or `None` when a line is outside the simple case.
-#[pyfunction]
-fn parse_scored_lines<'py>(
-    py: Python<'py>,
-    chunk: PyReadonlyArray1<'py, u8>,
-    parts: usize,
-) -> Result<Option<ScoredArrays<'py>>> {
-    let chunk = slice(&chunk, "chunk")?;
-    let columns = py.detach(|| dpov2_json::parse_scored_lines(chunk, parts));
-    Ok(columns.map(|c| {
-        (
-            c.prompt_offsets.into_pyarray(py),
-            c.prompt_data.into_pyarray(py),
-            c.output_offsets.into_pyarray(py),
-            c.text_offsets.into_pyarray(py),
-            c.text_data.into_pyarray(py),
-            c.scores.into_pyarray(py),
-        )
-    }))
 }
 
 /// `(row, byte, field, message)` of each problem row of a batch.

@@ -35,8 +35,7 @@ from dpov2.formats.instances import (
     scored_row_problem,
 )
 from dpov2.formats.json_reader import JsonReader, check_dataset_type
-from dpov2.formats.jsonl import JsonLinesWriter
-from dpov2.formats.lmflow_json import LmflowJsonWriter
+from dpov2.formats.json_writer import JsonWriter
 from dpov2.formats.parquet import ParquetWriter, parquet_rows, read_parquet
 
 if TYPE_CHECKING:
@@ -214,8 +213,8 @@ def open_writer(
     fmt = detect_format(target, output_format, output=True)
     with atomic_output(target, overwrite=overwrite) as file:
         if fmt == "jsonl":
-            yield JsonLinesWriter(file)
+            yield JsonWriter(file)
         elif fmt == "json":
-            yield LmflowJsonWriter(file, dataset_type)
+            yield JsonWriter(file, dataset_type)
         else:
             yield ParquetWriter(file)

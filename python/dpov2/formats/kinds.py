@@ -8,7 +8,6 @@ A dataset is LMFlow's ``text_to_scored_textlist`` (columns ``input`` and ``outpu
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ import pyarrow.parquet as pq
 from dpov2.errors import InputError
 from dpov2.formats import PAIRED_TYPE, SCORED_TYPE, detect_format
 from dpov2.formats.hf import is_dataset, load_saved_dataset
+from dpov2.formats.instances import RowProblem
 from dpov2.formats.json_reader import JsonReader, check_dataset_type
 
 if TYPE_CHECKING:
@@ -50,8 +50,8 @@ def dataset_type(source: str | os.PathLike[str] | datasets.Dataset) -> str:
     if fmt == "json":
         return _lmflow_type(path)
     if fmt == "jsonl":
-        columns = list(_first_json_line(path))
-    elif fmt == "parquet":
+        return _json_lines_type(path)
+    if fmt == "parquet":
         columns = pq.read_schema(path).names
     else:
         columns = load_saved_dataset(path).column_names
@@ -152,15 +152,25 @@ def _lmflow_type(path: Path) -> str:
     return kind
 
 
-def _first_json_line(path: Path) -> dict[str, object]:
-    with open(path, encoding="utf-8") as file:
-        for number, line in enumerate(file):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except ValueError as err:
-                    raise InputError(f"not valid JSON: {err}", file=str(path), row=number) from None
-                if not isinstance(row, dict):
-                    raise InputError("expected a JSON object", file=str(path), row=number)
-                return row
-    raise InputError("is empty", file=str(path))
+def _json_lines_type(path: Path) -> str:
+    """The type of a JSON Lines file, from its first row read as each type by the JSON reader:
+    the type it is valid as, else the one whose members it has (its problem lies deeper: the
+    pairing names it), else neither."""
+    problems: dict[str, RowProblem] = {}
+    for kind, schema, members in (
+        (SCORED_TYPE, "scored", SCORED_COLUMNS),
+        (PAIRED_TYPE, "paired", PAIR_COLUMNS),
+    ):
+        batch = next(iter(JsonReader(path, framing="lines", schema=schema, batch_size=1)), None)
+        if batch is None:
+            raise InputError("has no rows", file=str(path))
+        problem = batch.problems.get(0)
+        if problem is None or problem.field is not None and problem.field not in members:
+            return kind
+        problems[kind] = problem
+    raise InputError(
+        f"row 0 is neither a {SCORED_TYPE} row ({problems[SCORED_TYPE].field or 'row'}: "
+        f"{problems[SCORED_TYPE].message}) nor a {PAIRED_TYPE} one "
+        f"({problems[PAIRED_TYPE].field or 'row'}: {problems[PAIRED_TYPE].message})",
+        file=str(path),
+    )

@@ -1,0 +1,38 @@
+"""JSON Lines and LMFlow JSON files, written batch by batch by the one Rust JSON writer
+(``rust/json/src/write``): escaping, structure and float formatting in one place, floats in the
+shortest form that reads back exactly."""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+import pyarrow as pa
+
+from dpov2 import _core
+
+__all__ = ["JsonWriter"]
+
+
+class JsonWriter:
+    """Appends tables to ``file`` as JSON Lines (``dataset_type=None``) or as LMFlow's
+    ``{"type": dataset_type, "instances": [...]}``, whose separators run across tables.
+
+    Raises :class:`~dpov2.errors.InputError` (with ``row`` and ``field``) for a value that
+    cannot be written faithfully: a non-finite float, a string that is not UTF-8.
+    """
+
+    def __init__(self, file: BinaryIO, dataset_type: str | None = None) -> None:
+        self.file = file
+        self.encoder = (
+            _core.JsonEncoder.json_lines()
+            if dataset_type is None
+            else _core.JsonEncoder.lmflow(dataset_type)
+        )
+
+    def write(self, table: pa.Table) -> None:
+        self.file.write(self.encoder.encode(table.to_batches()))
+
+    def finish(self, schema: pa.Schema) -> None:
+        """Completes the file (LMFlow's closing brackets; nothing for JSON Lines)."""
+        del schema  # an empty dataset needs no schema in JSON
+        self.file.write(self.encoder.finish())
