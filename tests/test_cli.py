@@ -185,61 +185,61 @@ def bad_score(value: str) -> str:
 
 
 CASES = [
-    ("missing.jsonl", '{"output": []}\n', r"row 0, field 'input': missing or null"),
-    ("missing2.jsonl", '{"input": "p"}\n', r"row 0, field 'output': missing or null"),
+    ("missing.jsonl", '{"output": []}\n', r"row 0 \(byte 0\), field 'input': missing; expected the prompt"),
+    ("missing2.jsonl", '{"input": "p"}\n', r"row 0 \(byte 0\), field 'output': missing; expected a list"),
     (
         "type.jsonl",
         '{"input": "p", "output": [{"text": 5, "score": 1}]}\n',
-        r"row 0, field 'output\[0\]\.text': expected a string, got 5",
+        r"row 0 \(byte \d+\), field 'output\[0\]\.text': expected a string, got 5",
     ),
     (
         "notlist.jsonl",
         '{"input": "p", "output": {"text": "a", "score": 1}}\n',
-        r"row 0, field 'output': expected a list of \{text, score\}, got \{",
+        r"row 0 \(byte \d+\), field 'output': expected a list of responses .*, got an object",
     ),
     (
         "score.jsonl",
         bad_score('"high"'),
-        r"row 1, field 'output\[1\]\.score': expected a number, got \"high\"",
+        r"row 1 \(byte \d+\), field 'output\[1\]\.score': expected a number, got \"high\"",
     ),
     (
         "nan.jsonl",
         bad_score("NaN"),
-        r"row 1, field 'output\[1\]\.score': must be a finite number, got nan",
+        r"row 1 \(byte \d+\), field 'output\[1\]\.score': expected a number, got 'N'",
     ),
     (
         "inf.jsonl",
         bad_score("1e999"),
-        r"row 1, field 'output\[1\]\.score': must be a finite number, got inf",
+        r"row 1 \(byte \d+\), field 'output\[1\]\.score': 1e999 is out of the float64 range",
     ),
     (
         "null.jsonl",
         bad_score("null"),
-        r"row 1, field 'output\[1\]\.score': missing or null; expected a number",
+        r"row 1 \(byte \d+\), field 'output\[1\]\.score': null; expected a number",
     ),
     (
         "malformed.jsonl",
         json.dumps(ROWS[0]) + '\n{"input": "p", "output": [\n',
-        r"row 1: malformed JSON: ",
+        r"row 1 \(byte \d+\), field 'output\[0\]': expected a response .*, got the end of the row",
     ),
     ("empty.jsonl", "", r"empty\.jsonl: is empty$"),
-    ("blank.json", "   \n", r"blank\.json: byte 4: empty file"),
+    ("blank.json", "   \n", r"blank\.json: byte 4: empty input; expected an LMFlow object"),
     (
         "type.json",
         '{"type": "text2text", "instances": []}',
-        r'type\.json: unknown dataset type "text2text"; expected "text_to_scored_textlist"',
+        r'type\.json: dataset type "text2text"; expected "text_to_scored_textlist"',
     ),
     (
         "truncated.json",
         '{"type": "text_to_scored_textlist", "instances": [{"input": "p", "output": [',
-        r"truncated\.json: row 0 \(byte \d+\): the file ends inside the instance",
+        r"truncated\.json: row 0 \(byte \d+\): the instance starting here never ends",
     ),
     (
         "lmrow.json",
         '{"type": "text_to_scored_textlist", "instances": ['
         + json.dumps(ROWS[0])
         + ', {"input": "p", "output": [{"text": "a", "score": "x"}]}]}',
-        r"lmrow\.json: row 1, field 'output\[0\]\.score': expected a number",
+        r"lmrow\.json: row 1 \(byte \d+\), field 'output\[0\]\.score': expected a number",
     ),
 ]
 

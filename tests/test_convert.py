@@ -196,7 +196,7 @@ def test_invalid_rows_stop_the_run_naming_row_and_field() -> None:
     rows = [*ROWS, {"input": "bad", "output": [{"text": "x", "score": None}]}]
     for path in (fast, reference):
         with pytest.raises(
-            InputError, match=r"^f: row 105, field 'output\[0\]\.score': missing or null"
+            InputError, match=r"^f: row 105, field 'output\[0\]\.score': null; expected a number"
         ):
             path.pair_batch(batch(rows, first_row=100), PairOptions(), "f")
 

@@ -18,6 +18,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// `(row, byte, field, message)` of each problem row of a batch.
 type Problems = Vec<(u64, u64, Option<String>, String)>;
 
+/// A batch for Python: `(columns, first_row, bytes consumed, problems)`.
+type ReadBatch<'py> = (Bound<'py, ArrowBatch>, u64, u64, Problems);
+
 /// The one JSON reader (`dpov2_json::Reader`) over an open file: batches as Arrow record
 /// batches, problem rows as data; reading and parsing run with the GIL released, on the
 /// thread pool `num_threads` names.
@@ -79,10 +82,7 @@ impl JsonReader {
     }
 
     /// `(batch, first_row, bytes consumed, problems)` for the next batch, or `None` at the end.
-    fn next_batch<'py>(
-        &mut self,
-        py: Python<'py>,
-    ) -> Result<Option<(Bound<'py, ArrowBatch>, u64, u64, Problems)>> {
+    fn next_batch<'py>(&mut self, py: Python<'py>) -> Result<Option<ReadBatch<'py>>> {
         let (inner, num_threads) = (&mut self.inner, self.num_threads);
         let batch = py
             .detach(|| threads::install(num_threads, || inner.next_batch()))?

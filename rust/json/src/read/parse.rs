@@ -507,9 +507,9 @@ impl<'a> Cursor<'a> {
             return self.expected("a JSON object");
         }
         let start = self.pos;
-        let (names, prompt_name) = match schema {
-            Schema::Scored => (ROW_SCORED, "input"),
-            Schema::Paired => (ROW_PAIRED, "prompt"),
+        let names = match schema {
+            Schema::Scored => ROW_SCORED,
+            Schema::Paired => ROW_PAIRED,
         };
         let mut seen = [false; 4];
         let mut object = self.open_object(1)?;
@@ -539,10 +539,7 @@ impl<'a> Cursor<'a> {
                 message: format!("missing; expected {what}"),
             }))
         };
-        missing(
-            0,
-            &format!("a {prompt_name}: a string or a list of chat messages"),
-        )?;
+        missing(0, "the prompt (a string or a list of chat messages)")?;
         match schema {
             Schema::Scored => missing(1, "a list of responses {\"text\": ..., \"score\": ...}")?,
             Schema::Paired => {

@@ -88,6 +88,12 @@ fn prompt(column: &ArrayRef, i: usize) -> Prompt {
     }
 }
 
+/// Whether the prompt of row `i` is null: a Null-typed column (no row fixed the prompt kind
+/// yet) has no validity bitmap, so `is_null` alone says no.
+fn prompt_is_null(prompts: &dyn Array, i: usize) -> bool {
+    prompts.data_type().is_null() || prompts.is_null(i)
+}
+
 pub fn scored_rows(batches: &[Batch]) -> Vec<Option<Scored>> {
     let mut rows = Vec::new();
     for batch in batches {
@@ -96,7 +102,7 @@ pub fn scored_rows(batches: &[Batch]) -> Vec<Option<Scored>> {
         let input = columns.column(0);
         let output = columns.column(1).as_list::<i32>();
         for i in 0..columns.num_rows() {
-            assert_eq!(input.is_null(i), output.is_null(i), "row {i}");
+            assert_eq!(prompt_is_null(input, i), output.is_null(i), "row {i}");
             if output.is_null(i) {
                 rows.push(None);
                 continue;
@@ -126,7 +132,11 @@ pub fn paired_rows(batches: &[Batch]) -> Vec<Option<Paired>> {
         let margin = columns.column(3).as_primitive::<Float64Type>();
         for i in 0..columns.num_rows() {
             if chosen.is_null(i) {
-                assert!(rejected.is_null(i) && margin.is_null(i) && columns.column(0).is_null(i));
+                assert!(
+                    rejected.is_null(i)
+                        && margin.is_null(i)
+                        && prompt_is_null(columns.column(0), i)
+                );
                 rows.push(None);
                 continue;
             }
