@@ -56,7 +56,7 @@ import numpy as np
 import pyarrow as pa
 
 from dpov2.convert import pair_batches
-from dpov2.convert.options import Outcome, PairOptions, pairs_schema
+from dpov2.convert.options import PAIRED, PairOptions, pairs_schema
 from dpov2.convert.result import PairedBatch
 from dpov2.convert.summary import PairSummary
 from dpov2.errors import InputError
@@ -328,7 +328,7 @@ def _records(paired: PairedBatch) -> pa.Table:
     only its outcome (the summary needs no more of it)."""
     pairs = paired.table.append_column(KEY, pa.array(paired.rows, pa.int64()))
     pairs = pairs.append_column(OUTCOME, pa.array(np.zeros(pairs.num_rows, np.uint8)))
-    unpaired = paired.outcomes[paired.outcomes != Outcome.PAIRED]
+    unpaired = paired.outcomes[paired.outcomes != PAIRED]
     if len(unpaired) == 0:
         return pairs
     nulls = [pa.nulls(len(unpaired), field.type) for field in pairs.schema][:-1]
@@ -339,7 +339,7 @@ def _records(paired: PairedBatch) -> pa.Table:
 def _add_records(summary: PairSummary, table: pa.Table) -> pa.Table:
     """Counts a record table into ``summary``; returns its pairs."""
     outcomes = table.column(OUTCOME).to_numpy()
-    paired = outcomes == Outcome.PAIRED
+    paired = outcomes == PAIRED
     pairs = table if paired.all() else table.filter(pa.array(paired))
     margins = pairs.column("margin").to_numpy()
     summary.add(outcomes, margins, pairs.column(KEY).to_numpy())
