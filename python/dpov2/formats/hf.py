@@ -20,7 +20,7 @@ from dpov2.formats.parquet import columnar_batch
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["is_dataset", "load_saved_dataset", "read_dataset", "to_dataset"]
+__all__ = ["is_dataset", "load_saved_dataset", "one_line", "read_dataset", "to_dataset"]
 
 
 def is_dataset(source: object) -> bool:
@@ -42,9 +42,8 @@ def load_saved_dataset(path: Path) -> datasets.Dataset:
     try:
         loaded = datasets.load_from_disk(str(path))
     except _DAMAGED as err:
-        reason = " ".join(str(err).split())[:200] or type(err).__name__
         raise InputError(
-            f"not a folder saved by datasets' save_to_disk, or a damaged one ({reason})",
+            f"not a folder saved by datasets' save_to_disk, or a damaged one ({one_line(err)})",
             file=str(path),
         ) from None
     if isinstance(loaded, datasets.DatasetDict):
@@ -88,6 +87,15 @@ _DAMAGED = (
     IndexError,
     pa.ArrowException,
 )
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An error of the Hugging Face libraries (which run over several lines, some ending in a
+    colon before a list) on one line, cut to ``limit`` characters."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, KeyError):  # str() of a KeyError is only the key
+        text = f"missing key {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _saved_without_rows(path: Path) -> bool:
