@@ -69,7 +69,7 @@ from dpov2.formats import (
     open_scored,
     open_writer,
 )
-from dpov2.formats.atomic import check_apart
+from dpov2.formats.atomic import check_apart, check_output_folder
 from dpov2.formats.parquet import parquet_rows
 
 __all__ = ["Shard", "find_shards", "write_pairs_on_ray"]
@@ -182,7 +182,9 @@ def write_pairs_on_ray(
     found = find_shards(source, input_format)
     given = [Path(source)] if isinstance(source, (str, os.PathLike)) else []
     check_apart(Path(output), [*given, *(path for path, _ in found)])
-    if not output_shards:
+    if output_shards:
+        check_output_folder(Path(output), overwrite=overwrite, owned=_is_part)
+    else:
         check_output_path(Path(output), overwrite=overwrite)
     if max_samples is not None and max_samples < 0:
         raise InputError(f"max samples must be >= 0, got {max_samples}")

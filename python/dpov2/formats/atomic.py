@@ -23,7 +23,14 @@ from typing import BinaryIO
 
 from dpov2.errors import InputError
 
-__all__ = ["atomic_folder", "atomic_output", "check_apart", "check_output_path"]
+__all__ = [
+    "atomic_folder",
+    "atomic_output",
+    "check_apart",
+    "check_output_folder",
+    "check_output_path",
+    "remove_dead_partials",
+]
 
 # The temporary names: `.{output name}.{host}.{pid}.{8 random characters}{suffix}`.
 _TEMPORARY_SUFFIXES = (".partial", ".old")
@@ -104,13 +111,7 @@ def atomic_folder(path: Path, *, overwrite: bool, owned: Callable[[str], bool]) 
     whose name ``owned`` accepts (what an earlier run wrote there); anything else is named
     and refused, before any work and again just before the replacement.
     """
-    if path.exists() and not path.is_dir():
-        raise InputError("is a file; expected a folder name", file=str(path))
-    if path.exists() and not overwrite:
-        raise InputError("already exists; pass --overwrite to replace it", file=str(path))
-    if not path.parent.is_dir():
-        raise InputError(f"output folder {path.parent} does not exist", file=str(path))
-    _check_only_owned(path, owned)
+    check_output_folder(path, overwrite=overwrite, owned=owned)
     remove_dead_partials(path)
     prefix = _temporary_prefix(path)
     tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=path.parent))
@@ -133,6 +134,19 @@ def atomic_folder(path: Path, *, overwrite: bool, owned: Callable[[str], bool]) 
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def check_output_folder(path: Path, *, overwrite: bool, owned: Callable[[str], bool]) -> None:
+    """Refuses, before any work is done, what :func:`atomic_folder` would refuse: a file, an
+    existing folder (without ``overwrite``, or holding anything ``owned`` does not accept), or
+    a missing parent folder."""
+    if path.exists() and not path.is_dir():
+        raise InputError("is a file; expected a folder name", file=str(path))
+    if path.exists() and not overwrite:
+        raise InputError("already exists; pass --overwrite to replace it", file=str(path))
+    if not path.parent.is_dir():
+        raise InputError(f"output folder {path.parent} does not exist", file=str(path))
+    _check_only_owned(path, owned)
 
 
 def _check_only_owned(path: Path, owned: Callable[[str], bool]) -> None:

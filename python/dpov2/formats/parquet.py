@@ -120,7 +120,7 @@ def _invalid_utf8_rows(table: pa.Table) -> dict[int, RowProblem]:
         if not _valid(prompts.slice(i, 1)):
             where = "input"
         elif not _valid(outputs.slice(i, 1)):
-            texts = outputs.slice(i, 1).combine_chunks().values.field("text")
+            texts = outputs.slice(i, 1).combine_chunks().flatten().field("text")
             k = next(k for k in range(len(texts)) if not _valid(texts.slice(k, 1)))
             where = f"output[{k}].text"
         if where is not None:
