@@ -274,8 +274,7 @@ def test_skip_invalid_drops_and_counts_bad_rows(
     assert run("pair", source, tmp_path / "o.jsonl", "--skip-invalid") == 0
     assert (
         "prompts dropped: 4 (1 too few responses, 0 tie, 3 invalid, 0 below min margin, "
-        "0 non finite margin)"
-        in capsys.readouterr().out
+        "0 non finite margin)" in capsys.readouterr().out
     )
 
 

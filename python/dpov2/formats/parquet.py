@@ -107,31 +107,30 @@ def _scores_as_float(table: pa.Table) -> pa.Table:
 
 def _invalid_utf8_rows(table: pa.Table) -> dict[int, RowProblem]:
     """The rows holding a string that is not valid UTF-8, with the field it is in. A full
-    validation of the batch is cheap; only when it fails are rows looked at one by one."""
+    validation of the batch is cheap; only when it fails are rows decoded one by one (a
+    list's validation covers all its values, not one row's, so rows are decoded instead)."""
     try:
         table.validate(full=True)
         return {}
     except pa.ArrowInvalid:
         pass
     problems = {}
-    prompts, outputs = table.column("input"), table.column("output")
+    prompts = table.column("input").combine_chunks()
+    outputs = table.column("output").combine_chunks()
     for i in range(table.num_rows):
-        where = None
-        if not _valid(prompts.slice(i, 1)):
-            where = "input"
-        elif not _valid(outputs.slice(i, 1)):
-            texts = outputs.slice(i, 1).combine_chunks().flatten().field("text")
-            k = next(k for k in range(len(texts)) if not _valid(texts.slice(k, 1)))
-            where = f"output[{k}].text"
-        if where is not None:
-            problems[i] = RowProblem(where, "is not valid UTF-8 text")
+        if not _decodes(prompts[i]):
+            problems[i] = RowProblem("input", "is not valid UTF-8 text")
+        elif not _decodes(outputs[i]):
+            texts = outputs.slice(i, 1).flatten().field("text")
+            k = next(k for k in range(len(texts)) if not _decodes(texts[k]))
+            problems[i] = RowProblem(f"output[{k}].text", "is not valid UTF-8 text")
     return problems
 
 
-def _valid(array: pa.Array | pa.ChunkedArray) -> bool:
+def _decodes(value: pa.Scalar) -> bool:
     try:
-        array.validate(full=True)
-    except pa.ArrowInvalid:
+        value.as_py()
+    except UnicodeDecodeError:
         return False
     return True
 
