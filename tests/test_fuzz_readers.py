@@ -206,11 +206,13 @@ def _fixed_cases() -> dict[str, tuple[str, bytes]]:
         "huge.jsonl": ("jsonl", jsonl.replace(b"0.5", b"1e400", 1)),
         "huge-int.jsonl": ("jsonl", jsonl.replace(b"0.5", b"9" * 400, 1)),
         "huge.json": ("json", lmflow.replace(b"0.5", b"1e400", 1)),
+        "junk.jsonl": ("jsonl", b"\x80\x00 not UTF-8"),
     }
 
 
-# Failing today (found by this suite): deep nesting kills the reader process (pyarrow), and
-# invalid UTF-8 in a JSON string escapes as a UnicodeDecodeError or is accepted into a row.
+# Failing today (found by this suite): deep nesting overflows the recursion of the Python JSON
+# parser or kills the reader process (pyarrow), and invalid UTF-8 in a JSON file escapes as a
+# UnicodeDecodeError. The random test above meets these too, until the new reader lands.
 FAILING_TODAY = {
     "deep.jsonl",
     "deep.json",
@@ -218,6 +220,7 @@ FAILING_TODAY = {
     "utf8.jsonl",
     "utf8.json",
     "utf8-paired.jsonl",
+    "junk.jsonl",  # dataset_type decodes the first line with Python: UnicodeDecodeError
 }
 
 
