@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,train,hf,ray
 
-.PHONY: dev build-dev demo example test test-rust test-python check-wheel lint format bench bench-ray clean
+.PHONY: dev build-dev demo example test test-rust test-python check-wheel fuzz lint format bench bench-ray clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -32,6 +32,11 @@ test-rust:
 
 test-python:
 	$(PY) -m pytest
+
+# The reader fuzz test at length (the default run in `make test` is a few batches).
+FUZZ_EXAMPLES ?= 500
+fuzz: dev
+	DPOV2_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz_readers.py -q
 
 # An abi3 wheel installs and works in a fresh virtual environment with no Rust toolchain.
 check-wheel: $(VENV)/bin/python

@@ -216,8 +216,10 @@ def test_memory_safe_child_failure_raises_with_its_exit_code_and_message(tmp_pat
         aligner.align(stream=output)
     assert raised.value.returncode == 2  # the CLI's code for a user mistake
     last_line = raised.value.output_tail.strip().splitlines()[-1]
-    assert last_line.startswith("dpov2 align: error: field 'model_name_or_path': ")
-    assert str(missing) in last_line
+    assert last_line == (
+        f"dpov2 align: error: {missing}: field 'model_name_or_path': no such folder; expected a "
+        "model folder, a Hugging Face Hub name (org/name) or dpov2:tiny"
+    )
     assert "exited with code 2" in str(raised.value)
     assert output.getvalue().endswith(raised.value.output_tail)
 

@@ -62,7 +62,8 @@ def test_pair_writes_the_pairs_and_a_summary(
     assert out[:3] == [
         "prompts read: 40",
         "pairs written: 24",
-        "prompts dropped: 16 (10 too few responses, 6 tie, 0 invalid, 0 below min margin)",
+        "prompts dropped: 16 (10 too few responses, 6 tie, 0 invalid, 0 below min margin, "
+        "0 non finite margin)",
     ]
     assert out[3].startswith("margin: mean ") and out[4].startswith(
         f"wrote {tmp_path / out_name} in "
@@ -272,8 +273,8 @@ def test_skip_invalid_drops_and_counts_bad_rows(
     source.write_text("\n".join(lines) + "\n")
     assert run("pair", source, tmp_path / "o.jsonl", "--skip-invalid") == 0
     assert (
-        "prompts dropped: 4 (1 too few responses, 0 tie, 3 invalid, 0 below min margin)"
-        in capsys.readouterr().out
+        "prompts dropped: 4 (1 too few responses, 0 tie, 3 invalid, 0 below min margin, "
+        "0 non finite margin)" in capsys.readouterr().out
     )
 
 

@@ -316,19 +316,45 @@ def test_peft_adapter_trains_against_its_base_model(tmp_path: Path, tokenizer) -
 
 
 def test_gradient_checkpointing_and_bf16_do_not_change_the_run(tmp_path: Path, tokenizer) -> None:
-    runs = {}
+    runs, layer_calls, output_dtypes = {}, {}, {}
     for name, overrides in {
         "plain": {"gradient_checkpointing": False},
         "checkpointed": {"gradient_checkpointing": True},
         "bf16": {"gradient_checkpointing": True, "bf16": True},
     }.items():
+        model = build_tiny_model(tokenizer)
         trainer = DPOv2Trainer(
-            build_tiny_model(tokenizer),
+            model,
             args=_config(tmp_path / name, max_steps=4, **overrides),
             train_dataset=_pairs(32),
             processing_class=tokenizer,
         )
+        # What each option switches on, seen from inside the policy's forward passes: a
+        # checkpointed layer's modules run again in the backward pass, and under bf16 autocast
+        # its projections compute in bfloat16.
+        calls, dtypes = [0], set()
+
+        def record(
+            module: torch.nn.Module,
+            inputs: Any,
+            out: torch.Tensor,
+            calls: list[int] = calls,
+            dtypes: set[torch.dtype] = dtypes,
+        ) -> None:
+            calls[0] += 1
+            dtypes.add(out.dtype)
+
+        model.model.layers[0].self_attn.q_proj.register_forward_hook(record)
         runs[name] = [log["loss"] for log in _train_logs(trainer)]
+        layer_calls[name], output_dtypes[name] = calls[0], dtypes
+    assert layer_calls["plain"] == 4  # one forward pass of the policy per step
+    assert layer_calls["checkpointed"] == 2 * layer_calls["plain"]  # recomputed once
+    assert layer_calls["bf16"] == layer_calls["checkpointed"]
+    assert output_dtypes == {
+        "plain": {torch.float32},
+        "checkpointed": {torch.float32},
+        "bf16": {torch.bfloat16},
+    }
     assert runs["checkpointed"] == pytest.approx(runs["plain"], rel=1e-5)
     assert runs["bf16"] == pytest.approx(runs["plain"], abs=0.01)
 

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+import numpy as np
+import pyarrow as pa
 import torch
 from accelerate.utils.memory import clear_device_cache
 from transformers import (
@@ -36,6 +38,7 @@ from transformers import (
 )
 
 from dpov2.args import (
+    REFERENCE_PREFIX,
     TORCH_DTYPES,
     AlignArguments,
     DatasetArguments,
@@ -46,8 +49,9 @@ from dpov2.args import (
 from dpov2.convert import convert_to_paired_dataset
 from dpov2.errors import InputError
 from dpov2.formats import SCORED_TYPE
-from dpov2.formats.hf import is_dataset
-from dpov2.formats.kinds import dataset_type, read_pairs
+from dpov2.formats.hf import is_dataset, one_line
+from dpov2.formats.instances import is_prompt_type
+from dpov2.formats.kinds import PAIR_COLUMNS, dataset_type, read_pairs
 from dpov2.pairing import sampling_paired_idx_from_rewards
 from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
 from dpov2.trainer import DPOv2Trainer
@@ -119,20 +123,27 @@ def load_tokenizer(
     Raises:
         InputError: no model named, or one that cannot be loaded.
     """
+    field = "tokenizer_name" if args.tokenizer_name else "model_name_or_path"
     name = args.tokenizer_name or _model_name(args)
     if name == TINY_MODEL:
         return build_tiny_tokenizer()
+    _check_local(name, field)
     try:
         tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
             name, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError) as err:
-        raise InputError(_first_line(err), field="tokenizer_name") from None
+    except _LOAD_ERRORS as err:
+        raise InputError(
+            f"cannot load a tokenizer: {one_line(err)}", file=name, field=field
+        ) from None
     return tokenizer
 
 
-def load_model(args: ModelArguments, *, trust_remote_code: bool = False) -> PreTrainedModel:
-    """The causal LM named by `model_name_or_path`, in `torch_dtype`.
+def load_model(
+    args: ModelArguments, *, trust_remote_code: bool = False, prefix: str = ""
+) -> PreTrainedModel:
+    """The causal LM named by `model_name_or_path`, in `torch_dtype`; errors name the fields
+    with `prefix` (`reference_` for the reference model's arguments).
 
     `dpov2:tiny` builds `dpov2.tiny_model`'s model (seed 0) instead of loading one: the same
     weights every time, so it also serves as its own reference, and nothing is downloaded.
@@ -140,36 +151,54 @@ def load_model(args: ModelArguments, *, trust_remote_code: bool = False) -> PreT
     Raises:
         InputError: no model named, an unknown dtype, or a model that cannot be loaded.
     """
-    name = _model_name(args)
+    field = prefix + "model_name_or_path"
+    name = _model_name(args, prefix)
     if args.torch_dtype not in TORCH_DTYPES:
         raise InputError(
-            f"unknown torch_dtype {args.torch_dtype!r}; expected {', '.join(TORCH_DTYPES)}"
+            f"unknown torch_dtype {args.torch_dtype!r}; expected {', '.join(TORCH_DTYPES)}",
+            field=prefix + "torch_dtype",
         )
     dtype = DTYPES.get(args.torch_dtype, torch.float32)
     if name == TINY_MODEL:
         return build_tiny_model(build_tiny_tokenizer(), dtype=dtype)
+    _check_local(name, field)
     try:
         model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
             name,
             dtype="auto" if args.torch_dtype == "auto" else dtype,
             trust_remote_code=trust_remote_code,
         )
-    except (OSError, ValueError) as err:
-        raise InputError(_first_line(err), field="model_name_or_path") from None
+    except _LOAD_ERRORS as err:
+        raise InputError(f"cannot load a model: {one_line(err)}", file=name, field=field) from None
     return model
 
 
-def _model_name(args: ModelArguments) -> str:
+# What loading a checkpoint raises for a folder that is not one, or is damaged (configs of
+# valid JSON but the wrong shape fail in the parser with whatever it met first).
+_LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError)
+
+
+def _model_name(args: ModelArguments, prefix: str = "") -> str:
     if not args.model_name_or_path:
         raise InputError(
-            f"no model given; set model_name_or_path (a folder, a Hub name or {TINY_MODEL})"
+            f"no model given; set {prefix}model_name_or_path (a folder, a Hub name or {TINY_MODEL})"
         )
     return args.model_name_or_path
 
 
-def _first_line(err: BaseException) -> str:
-    """transformers' loading errors run over several lines; the first says what failed."""
-    return str(err).strip().splitlines()[0]
+def _check_local(name: str, field: str) -> None:
+    """Refuses a name written as a local path (absolute, ``./``, ``../``, ``~``, or with more
+    than one ``/``, which no Hub repo id has) when there is no such folder, rather than
+    letting it be taken for a Hub repo id."""
+    if os.path.isdir(os.path.expanduser(name)):
+        return
+    if name.startswith(("/", "./", "../", "~", ".\\")) or name.count("/") > 1 or "\\" in name:
+        what = "is not a folder" if os.path.exists(name) else "no such folder"
+        raise InputError(
+            f"{what}; expected a model folder, a Hugging Face Hub name (org/name) or {TINY_MODEL}",
+            file=name,
+            field=field,
+        )
 
 
 class DPOv2Aligner:
@@ -266,7 +295,9 @@ class DPOv2Aligner:
         """The pairs from `source`, and where they came from (for the log)."""
         shown = "a datasets.Dataset" if is_dataset(source) else str(source)
         if dataset_type(source) != SCORED_TYPE:
-            return read_pairs(source), f"read from {shown}"
+            paired = read_pairs(source)
+            _check_pair_columns(paired, shown)
+            return paired, f"read from {shown}"
         args = self.aligner_args
         pairs = convert_to_paired_dataset(
             source,
@@ -279,6 +310,27 @@ class DPOv2Aligner:
             raise InputError(f"the {name} dataset yielded no pairs", file=shown)
         method = f"{args.sampling_paired_method} (seed {args.random_seed})"
         return pairs, f"from the scored {shown}, paired by {method}"
+
+
+def _check_pair_columns(pairs: datasets.Dataset, shown: str) -> None:
+    """Refuses a paired dataset whose prompt, chosen or rejected column is not text (or chat
+    messages) in every row, naming the first row at fault; the trainer would fail deep in
+    tokenisation. (Margins are the trainer's to check: only some losses need them.)"""
+    for name in PAIR_COLUMNS:
+        column = pairs.data.column(name)
+        kind = column.type
+        if not (is_prompt_type(kind) or pa.types.is_null(kind)):
+            raise InputError(
+                f"has type {kind}; expected text or a list of chat messages", file=shown, field=name
+            )
+        if column.null_count:
+            row = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
+            raise InputError(
+                "missing or null; expected text or a list of chat messages",
+                file=shown,
+                row=row,
+                field=name,
+            )
 
 
 def run_alignment(args: AlignArguments) -> list[dict[str, float]]:
@@ -294,7 +346,7 @@ def run_alignment(args: AlignArguments) -> list[dict[str, float]]:
     model = load_model(args.model, trust_remote_code=trust)
     ref_model = None
     if args.reference.model_name_or_path:
-        ref_model = load_model(args.reference, trust_remote_code=trust)
+        ref_model = load_model(args.reference, trust_remote_code=trust, prefix=REFERENCE_PREFIX)
     aligner = DPOv2Aligner(args.model, args.data, args.aligner, args.reference)
     return aligner.align(model, ref_model, args.data.dataset_path, args.data.eval_dataset_path)
 
@@ -357,9 +409,17 @@ class MemorySafeDPOv2Aligner:
         `sys.stdout`) line by line. Ctrl-C or any error here stops the child and its workers.
 
         Raises:
+            InputError: an `accelerate_config_file` that does not exist.
             AlignmentError: the child exited with a non-zero code.
         """
         out = sys.stdout if stream is None else stream
+        accelerate_config = self.args.aligner.accelerate_config_file
+        if accelerate_config is not None and not os.path.isfile(accelerate_config):
+            raise InputError(
+                "no such file; expected an accelerate config file (`accelerate config` writes one)",
+                file=accelerate_config,
+                field="accelerate_config_file",
+            )
         with tempfile.TemporaryDirectory(prefix="dpov2-align-") as folder:
             config_file = Path(folder) / "align.json"
             config_file.write_text(json.dumps(to_config(self.args)), encoding="utf-8")

@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import enum
 import json
+import math
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -185,6 +186,14 @@ class DPOv2AlignerArguments(DPOv2Config):
                 f"sampling_paired_method={self.sampling_paired_method!r}; expected one of "
                 f"{', '.join(METHODS)}"
             )
+        for name in ("margin_scale", "length_penalty"):
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        seed = self.random_seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise ValueError(f"random_seed must be an integer in [0, 2**64), got {seed!r}")
         if self.len_penalty is None:
             self.len_penalty = self.length_penalty
         super().__post_init__()

@@ -31,6 +31,7 @@ from trl.trainer.dpo_config import DPOConfig
 from trl.trainer.dpo_trainer import DPOTrainer
 from trl.trainer.utils import global_then_local_main_first
 
+from dpov2.errors import InputError
 from dpov2.losses import LOSSES, MARGIN_LOSS_TYPES, PairLoss, get_loss
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ class DPOv2Config(DPOConfig):
             )
         if not math.isfinite(self.len_penalty):
             raise ValueError(f"len_penalty must be a finite float, got {self.len_penalty}")
+        _check_ranges(self)
         if self.max_prompt_length is not None:
             if self.max_prompt_length < 1:
                 raise ValueError(f"max_prompt_length must be >= 1, got {self.max_prompt_length}")
@@ -117,6 +119,34 @@ class DPOv2Config(DPOConfig):
                 )
         super().__post_init__()  # type: ignore[no-untyped-call]  # wraps loss_type in a list
         self.loss_type = loss_type
+
+
+# The numeric training options and the range each must lie in, besides being finite: a NaN
+# beta trains a NaN model without a word, beta=0 divides by zero in the ipo loss.
+_RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "beta": ("> 0", lambda v: v > 0),
+    "learning_rate": (">= 0", lambda v: v >= 0),
+    "weight_decay": (">= 0", lambda v: v >= 0),
+    "adam_beta1": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "adam_beta2": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "adam_epsilon": ("> 0", lambda v: v > 0),
+    "max_grad_norm": (">= 0", lambda v: v >= 0),
+    "num_train_epochs": (">= 0", lambda v: v >= 0),
+    "warmup_steps": (">= 0", lambda v: v >= 0),
+    "label_smoothing": ("in [0, 0.5]", lambda v: 0 <= v <= 0.5),
+    "max_length": (">= 1 (or None: no truncation)", lambda v: v >= 1),
+}
+
+
+def _check_ranges(config: DPOv2Config) -> None:
+    """Refuses, naming it, a numeric option that is not a finite number in its range."""
+    for name, (expected, in_range) in _RANGES.items():
+        value = getattr(config, name)
+        if name == "max_length" and value is None:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and in_range(value)):
+            raise ValueError(f"{name} must be a finite number {expected}, got {value!r}")
 
 
 def truncate_pair(
@@ -161,24 +191,26 @@ class MarginCollator:
 
 
 def _check_margins(dataset: Dataset | IterableDataset, loss_type: str, name: str) -> None:
-    """Fail early, naming the row, when a margin-aware loss meets missing or non-finite margins."""
+    """Fail early, naming the row, when a margin-aware loss meets missing or non-finite margins:
+    a mistake in the data, so an :class:`InputError` (a ``ValueError``)."""
     if loss_type not in MARGIN_LOSS_TYPES:
         return
     columns = dataset.column_names or list(next(iter(dataset)).keys())
     if "margin" not in columns:
-        raise ValueError(
+        raise InputError(
             f"loss_type={loss_type!r} needs a float `margin` column in the {name} dataset "
             f"(chosen score minus rejected score); found columns {columns}"
         )
     if isinstance(dataset, Dataset):
-        margins = np.array(
-            [np.nan if m is None else m for m in dataset["margin"]], dtype=np.float64
-        )
+        given = dataset["margin"]
+        margins = np.array([np.nan if m is None else m for m in given], dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(margins))
         if bad.size:
-            raise ValueError(
-                f"{name} dataset row {int(bad[0])}: margin is {margins[bad[0]]}, expected a finite "
-                f"float ({bad.size} such rows)"
+            first = int(bad[0])
+            shown = "null" if given[first] is None else margins[first]
+            raise InputError(
+                f"{name} dataset row {first}: margin is {shown}, expected a finite float "
+                f"({bad.size} such rows)"
             )
 
 

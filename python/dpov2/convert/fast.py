@@ -14,7 +14,15 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from dpov2.convert.options import Outcome, PairOptions, pairs_schema
+from dpov2.convert.options import (
+    BELOW_MIN_MARGIN,
+    INVALID,
+    NON_FINITE_MARGIN,
+    PAIRED,
+    PairOptions,
+    non_finite_margin_error,
+    pairs_schema,
+)
 from dpov2.convert.result import PairedBatch
 from dpov2.formats import ScoredBatch, scored_row_problem
 from dpov2.pairing import select_pairs
@@ -33,7 +41,8 @@ def pair_batch(
     :func:`dpov2.convert.pair_batches`); errors name the row within ``file``.
 
     Raises:
-        InputError: the first invalid row, unless ``options.skip_invalid``.
+        InputError: the first invalid row or pair whose margin overflows, unless
+            ``options.skip_invalid`` (then they are dropped and counted).
     """
     prompts = batch.table.column("input").combine_chunks()
     outputs = batch.table.column("output").combine_chunks()
@@ -47,8 +56,6 @@ def pair_batch(
     scores = _numbers(responses.field("score"), np.float64)  # nulls read as NaN
 
     invalid = _invalid_rows(batch, prompts, outputs, responses, texts, scores, offsets)
-    if invalid.any() and not options.skip_invalid:
-        raise _first_problem(batch, invalid, file)
     valid_responses = np.repeat(~invalid, sizes)
     # Invalid rows keep their place (their random draws depend on their index) with no
     # responses; `flat` maps the remaining responses back to their position in `responses`.
@@ -70,27 +77,33 @@ def pair_batch(
         num_threads=options.num_threads,
     )
     outcomes = selection.status.copy()
-    outcomes[invalid] = Outcome.INVALID
-    rows = np.flatnonzero(outcomes == Outcome.PAIRED)
+    outcomes[invalid] = INVALID
+    rows = np.flatnonzero(outcomes == PAIRED)
     chosen = flat[selection.chosen[rows]]
     rejected = flat[selection.rejected[rows]]
 
-    if options.margin_from == "penalized" and lengths is not None:
-        penalty = options.length_penalty
-        chosen_reward = scores[chosen] - penalty * lengths[chosen]
-        rejected_reward = scores[rejected] - penalty * lengths[rejected]
-        margins = (chosen_reward - rejected_reward) * options.margin_scale
-    else:
-        margins = (scores[chosen] - scores[rejected]) * options.margin_scale
-    if options.min_margin is not None:
-        below = margins < options.min_margin
-        outcomes[rows[below]] = Outcome.BELOW_MIN_MARGIN
-        rows, chosen, rejected, margins = (
-            rows[~below],
-            chosen[~below],
-            rejected[~below],
-            margins[~below],
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is found and reported below
+        if options.margin_from == "penalized" and lengths is not None:
+            penalty = options.length_penalty
+            chosen_reward = scores[chosen] - penalty * lengths[chosen]
+            rejected_reward = scores[rejected] - penalty * lengths[rejected]
+            margins = (chosen_reward - rejected_reward) * options.margin_scale
+        else:
+            margins = (scores[chosen] - scores[rejected]) * options.margin_scale
+    overflowed = ~np.isfinite(margins)
+    if not options.skip_invalid and (invalid.any() or overflowed.any()):
+        raise _first_error(
+            batch, invalid, overflowed, (rows, chosen, rejected), (offsets, scores), file, options
         )
+    outcomes[rows[overflowed]] = NON_FINITE_MARGIN
+    dropped = overflowed
+    if options.min_margin is not None:
+        below = (margins < options.min_margin) & ~overflowed
+        outcomes[rows[below]] = BELOW_MIN_MARGIN
+        dropped = dropped | below
+    if dropped.any():
+        kept = ~dropped
+        rows, chosen, rejected, margins = rows[kept], chosen[kept], rejected[kept], margins[kept]
 
     columns: list[pa.Array] = [
         prompts.take(pa.array(rows)),
@@ -136,6 +149,35 @@ def _invalid_rows(
     if batch.problems:
         invalid[list(batch.problems)] = True
     return invalid
+
+
+def _first_error(
+    batch: ScoredBatch,
+    invalid: npt.NDArray[np.bool_],
+    overflowed: npt.NDArray[np.bool_],
+    pairs: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    responses: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]],
+    file: str,
+    options: PairOptions,
+) -> Exception:
+    """The error for the first row that stops the run, the one the reference path meets
+    first: an invalid row, or a pair whose margin overflows. ``pairs`` holds each pair's row
+    in the batch and its chosen and rejected positions among the batch's responses,
+    ``responses`` the rows' offsets into them and their scores."""
+    rows, chosen, rejected = pairs
+    offsets, scores = responses
+    first_invalid = int(np.argmax(invalid)) if invalid.any() else len(invalid)
+    if not overflowed.any() or first_invalid < rows[np.argmax(overflowed)]:
+        return _first_problem(batch, invalid, file)
+    k = int(np.argmax(overflowed))
+    start, c, r = int(offsets[rows[k]]), int(chosen[k]), int(rejected[k])
+    return non_finite_margin_error(
+        file,
+        batch.first_row + int(rows[k]),
+        (c - start, float(scores[c])),
+        (r - start, float(scores[r])),
+        options,
+    )
 
 
 def _first_problem(batch: ScoredBatch, invalid: npt.NDArray[np.bool_], file: str) -> Exception:

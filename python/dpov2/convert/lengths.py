@@ -79,8 +79,15 @@ def length_unit(tokenizer: str | os.PathLike[str] | Any | None) -> LengthUnit:
         raise InputError("no such folder; expected a local tokenizer folder", file=path)
     from transformers import AutoTokenizer
 
+    from dpov2.formats.hf import one_line
+
+    # Loading, then a first use: a folder of valid JSON files that is not a tokenizer fails
+    # in either with whatever the parser met first (KeyError, TypeError, the tokenizers
+    # crate's bare Exception...); each is the folder's fault, so one line naming it.
     try:
         loaded = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot load a tokenizer: {err}".splitlines()[0], file=path) from None
-    return TokenLengths(loaded)
+        unit = TokenLengths(loaded)
+        unit.measure_one("length probe")
+    except Exception as err:  # (see above)
+        raise InputError(f"cannot load a tokenizer: {one_line(err)}", file=path) from None
+    return unit

@@ -13,7 +13,17 @@ from dpov2.errors import InputError
 from dpov2.pairing import METHODS, PairStatus
 from dpov2.threads import resolve_threads
 
-__all__ = ["MARGIN_SOURCES", "Outcome", "PairOptions", "pairs_schema"]
+__all__ = [
+    "BELOW_MIN_MARGIN",
+    "INVALID",
+    "MARGIN_SOURCES",
+    "NON_FINITE_MARGIN",
+    "PAIRED",
+    "Outcome",
+    "PairOptions",
+    "non_finite_margin_error",
+    "pairs_schema",
+]
 
 MARGIN_SOURCES = ("raw", "penalized")
 
@@ -28,6 +38,17 @@ class Outcome(enum.IntEnum):
     INVALID = 3
     #: The pair's margin was below ``min_margin``.
     BELOW_MIN_MARGIN = 4
+    #: The pair's margin overflowed the float64 range (only with ``skip_invalid``).
+    NON_FINITE_MARGIN = 5
+
+
+# The codes as plain ints, for comparisons with NumPy arrays and in per-row loops: comparing an
+# array with an enum member makes NumPy run Python code on the enum type, which can swallow a
+# KeyboardInterrupt that arrives meanwhile.
+PAIRED = int(Outcome.PAIRED)
+INVALID = int(Outcome.INVALID)
+BELOW_MIN_MARGIN = int(Outcome.BELOW_MIN_MARGIN)
+NON_FINITE_MARGIN = int(Outcome.NON_FINITE_MARGIN)
 
 
 @dataclass(frozen=True)
@@ -81,6 +102,28 @@ class PairOptions:
     @property
     def needs_lengths(self) -> bool:
         return self.length_penalty != 0
+
+
+def non_finite_margin_error(
+    file: str,
+    row: int,
+    chosen: tuple[int, float],
+    rejected: tuple[int, float],
+    options: PairOptions,
+) -> InputError:
+    """The error for a pair whose margin overflows the float64 range; ``chosen`` and
+    ``rejected`` are (response index, raw score). Both paths raise exactly this."""
+    (c, chosen_score), (r, rejected_score) = chosen, rejected
+    source = "penalised rewards" if options.margin_from == "penalized" else "scores"
+    return InputError(
+        f"the margin of output[{c}] (score {chosen_score!r}) over output[{r}] (score "
+        f"{rejected_score!r}) from {source} times margin scale {options.margin_scale!r} "
+        "overflows the float64 range; rescale the scores or lower --margin-scale "
+        "(--skip-invalid drops such rows)",
+        file=file,
+        row=row,
+        field="margin",
+    )
 
 
 def pairs_schema(prompt_type: pa.DataType, provenance: bool) -> pa.Schema:

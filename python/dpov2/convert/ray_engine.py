@@ -48,6 +48,7 @@ import functools
 import glob
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ import numpy as np
 import pyarrow as pa
 
 from dpov2.convert import pair_batches
-from dpov2.convert.options import Outcome, PairOptions, pairs_schema
+from dpov2.convert.options import PAIRED, PairOptions, pairs_schema
 from dpov2.convert.result import PairedBatch
 from dpov2.convert.summary import PairSummary
 from dpov2.errors import InputError
@@ -68,6 +69,7 @@ from dpov2.formats import (
     open_scored,
     open_writer,
 )
+from dpov2.formats.atomic import check_apart, check_output_folder
 from dpov2.formats.parquet import parquet_rows
 
 __all__ = ["Shard", "find_shards", "write_pairs_on_ray"]
@@ -172,11 +174,17 @@ def write_pairs_on_ray(
     same path; the output is written by this process.
 
     Raises:
-        InputError: no shards, an invalid option, an existing output, or (unless
+        InputError: no shards, an invalid option, an existing output (replaced with
+            ``overwrite`` only if it holds nothing but parts an earlier run wrote), an output
+            that is, holds or lies inside an input, or (unless
             ``options.skip_invalid``) an invalid row, named by shard file, row and field.
     """
     found = find_shards(source, input_format)
-    if not output_shards:
+    given = [Path(source)] if isinstance(source, (str, os.PathLike)) else []
+    check_apart(Path(output), [*given, *(path for path, _ in found)])
+    if output_shards:
+        check_output_folder(Path(output), overwrite=overwrite, owned=_is_part)
+    else:
         check_output_path(Path(output), overwrite=overwrite)
     if max_samples is not None and max_samples < 0:
         raise InputError(f"max samples must be >= 0, got {max_samples}")
@@ -191,7 +199,7 @@ def write_pairs_on_ray(
         if output_shards:
             fmt = DEFAULT_SHARD_FORMAT if output_format is None else output_format
             detect_format(Path(output), fmt, output=True)  # refuses an unknown format
-            with atomic_folder(Path(output), overwrite=overwrite) as folder:
+            with atomic_folder(Path(output), overwrite=overwrite, owned=_is_part) as folder:
                 parts = functools.partial(pairing, parts=str(folder), parts_format=fmt)
                 for table in _records_in_order(shards, parts, workers):
                     _add_records(summary, table)
@@ -316,7 +324,7 @@ def _pair_shards(
             for paired, _ in batches:
                 yield _records(paired)
             continue
-        part = Path(parts) / f"part-{shard['index']:05d}{OUTPUT_SUFFIXES[parts_format]}"
+        part = Path(parts) / _part_name(shard["index"], parts_format)
         with open_writer(part, parts_format) as writer:
             schema = None
             for paired, _ in batches:
@@ -328,12 +336,27 @@ def _pair_shards(
             writer.finish(schema)
 
 
+def _part_name(index: int, fmt: str) -> str:
+    """The file of input shard ``index`` in an ``output_shards`` folder."""
+    return f"part-{index:05d}{OUTPUT_SUFFIXES[fmt]}"
+
+
+_PART = re.compile(
+    r"part-\d{5,}(" + "|".join(re.escape(suffix) for suffix in OUTPUT_SUFFIXES.values()) + ")"
+)
+
+
+def _is_part(name: str) -> bool:
+    """Whether ``name`` is one that :func:`_part_name` gives: what ``--overwrite`` may replace."""
+    return _PART.fullmatch(name) is not None
+
+
 def _records(paired: PairedBatch) -> pa.Table:
     """The pairs with their keys and outcome, then a row for each unpaired instance with
     only its outcome (the summary needs no more of it)."""
     pairs = paired.table.append_column(KEY, pa.array(paired.rows, pa.int64()))
     pairs = pairs.append_column(OUTCOME, pa.array(np.zeros(pairs.num_rows, np.uint8)))
-    unpaired = paired.outcomes[paired.outcomes != Outcome.PAIRED]
+    unpaired = paired.outcomes[paired.outcomes != PAIRED]
     if len(unpaired) == 0:
         return pairs
     nulls = [pa.nulls(len(unpaired), field.type) for field in pairs.schema][:-1]
@@ -344,7 +367,7 @@ def _records(paired: PairedBatch) -> pa.Table:
 def _add_records(summary: PairSummary, table: pa.Table) -> pa.Table:
     """Counts a record table into ``summary``; returns its pairs."""
     outcomes = table.column(OUTCOME).to_numpy()
-    paired = outcomes == Outcome.PAIRED
+    paired = outcomes == PAIRED
     pairs = table if paired.all() else table.filter(pa.array(paired))
     margins = pairs.column("margin").to_numpy()
     summary.add(outcomes, margins, pairs.column(KEY).to_numpy())

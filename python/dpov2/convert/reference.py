@@ -7,10 +7,20 @@ plain loops over Python dicts, the selection done by the pure-Python reference o
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 
-from dpov2.convert.options import Outcome, PairOptions, pairs_schema
+from dpov2.convert.options import (
+    BELOW_MIN_MARGIN,
+    INVALID,
+    NON_FINITE_MARGIN,
+    PAIRED,
+    PairOptions,
+    non_finite_margin_error,
+    pairs_schema,
+)
 from dpov2.convert.result import PairedBatch
 from dpov2.formats import ScoredBatch, scored_row_problem
 from dpov2.pairing import select_pairs
@@ -25,10 +35,11 @@ def pair_batch(
     key ``key_offset + batch.first_row + i``, errors name the row within ``file``.
 
     Raises:
-        InputError: the first invalid row, unless ``options.skip_invalid``.
+        InputError: the first invalid row or pair whose margin overflows, unless
+            ``options.skip_invalid`` (then they are dropped and counted).
     """
     pairs: list[dict[str, object]] = []
-    outcomes: list[Outcome] = []
+    outcomes: list[int] = []  # Outcome codes, as plain ints (see dpov2.convert.options)
     margins: list[float] = []
     pair_rows: list[int] = []
     for i, instance in enumerate(batch.table.to_pylist()):
@@ -38,7 +49,7 @@ def pair_batch(
         if problem is not None:
             if not options.skip_invalid:
                 raise problem.error(file, row)
-            outcomes.append(Outcome.INVALID)
+            outcomes.append(INVALID)
             continue
         responses = instance["output"]
         scores = [response["score"] for response in responses]
@@ -56,8 +67,9 @@ def pair_batch(
             keep_ties=options.keep_ties,
             use_fast=False,
         )
-        if selection.status[0] != Outcome.PAIRED:
-            outcomes.append(Outcome(int(selection.status[0])))
+        status = int(selection.status[0])
+        if status != PAIRED:
+            outcomes.append(status)
             continue
         c, r = int(selection.chosen[0]), int(selection.rejected[0])
         if options.margin_from == "penalized" and lengths is not None:
@@ -66,8 +78,13 @@ def pair_batch(
             margin = (chosen_reward - rejected_reward) * options.margin_scale
         else:
             margin = (scores[c] - scores[r]) * options.margin_scale
+        if not math.isfinite(margin):
+            if not options.skip_invalid:
+                raise non_finite_margin_error(file, row, (c, scores[c]), (r, scores[r]), options)
+            outcomes.append(NON_FINITE_MARGIN)
+            continue
         if options.min_margin is not None and margin < options.min_margin:
-            outcomes.append(Outcome.BELOW_MIN_MARGIN)
+            outcomes.append(BELOW_MIN_MARGIN)
             continue
         pair = {
             "prompt": instance["input"],
@@ -83,7 +100,7 @@ def pair_batch(
                 "rejected_index": r,
             }
         pairs.append(pair)
-        outcomes.append(Outcome.PAIRED)
+        outcomes.append(PAIRED)
         margins.append(margin)
         pair_rows.append(key)
     schema = pairs_schema(batch.table.schema.field("input").type, options.provenance)

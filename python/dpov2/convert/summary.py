@@ -139,6 +139,8 @@ class PairSummary:
             return dict.fromkeys(qs, math.nan)
         self._shrink()
         values = np.quantile(self._margins, qs)
+        if not np.isfinite(values).all():  # finite margins, but their spread overflows
+            values = _spread_safe_quantiles(self._margins, qs)
         return {q: float(v) for q, v in zip(qs, values, strict=True)}
 
     def lines(self) -> list[str]:
@@ -159,6 +161,20 @@ class PairSummary:
                 f"max {self.margin_max:.4g}{exact}"
             )
         return out
+
+
+def _spread_safe_quantiles(
+    values: npt.NDArray[np.float64], qs: tuple[float, ...]
+) -> npt.NDArray[np.float64]:
+    """NumPy's linear quantiles, interpolated as ``a * (1 - t) + b * t``: ``a + (b - a) * t``
+    overflows when ``b - a`` exceeds the float64 range (margins near +-1.7e308)."""
+    ordered = np.sort(values)
+    position = np.asarray(qs) * (len(ordered) - 1)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, len(ordered) - 1)
+    t = position - below
+    a, b = ordered[below], ordered[above]
+    return np.clip(a * (1 - t) + b * t, a, b)  # type: ignore[no-any-return]
 
 
 def _priority(rows: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:

@@ -1,4 +1,10 @@
-"""Parquet: read in record batches of the needed columns, written in fixed-size row groups."""
+"""Parquet: read in record batches of the needed columns, written in fixed-size row groups.
+
+Columnar inputs (Parquet, and ``datasets`` folders, see :mod:`dpov2.formats.hf`) share
+:func:`columnar_batch`: a score may be any number type, rounded to the nearest float64 as JSON
+numbers are, and every string is checked to be UTF-8 (Parquet writers do not enforce it), an
+invalid one being a problem of its row.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dpov2 import _core
 from dpov2.errors import InputError
-from dpov2.formats.instances import ScoredBatch, batch_rows, conform_scored_table
+from dpov2.formats.instances import RowProblem, ScoredBatch, batch_rows, conform_scored_table
 
-__all__ = ["ParquetWriter", "parquet_rows", "read_parquet"]
+__all__ = ["ParquetWriter", "columnar_batch", "parquet_rows", "parquet_schema", "read_parquet"]
 
 # Rows per written row group: large enough for efficient reads, small enough to buffer.
 ROW_GROUP_ROWS = 65_536
@@ -33,6 +41,15 @@ def parquet_rows(path: Path) -> int:
     return int(_open(path).metadata.num_rows)
 
 
+def parquet_schema(path: Path) -> pa.Schema:
+    """The file's Arrow schema (from its footer).
+
+    Raises:
+        InputError: the file is not Parquet.
+    """
+    return _open(path).schema_arrow
+
+
 def read_parquet(path: Path, *, batch_size: int) -> Iterator[ScoredBatch]:
     """Batches of ``batch_size`` rows (fewer for long rows, see :func:`batch_rows`) of the
     ``input`` and ``output`` columns; ``progress`` counts rows."""
@@ -43,12 +60,88 @@ def read_parquet(path: Path, *, batch_size: int) -> Iterator[ScoredBatch]:
     data_bytes = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     rows = batch_rows(batch_size, data_bytes / max(1, metadata.num_rows))
     first_row = 0
-    for record_batch in parquet.iter_batches(batch_size=rows, columns=columns):
-        table = conform_scored_table(pa.Table.from_batches([record_batch]), str(path))
-        yield ScoredBatch(table, first_row, table.num_rows)
-        first_row += table.num_rows
+    try:
+        for record_batch in parquet.iter_batches(batch_size=rows, columns=columns):
+            batch = columnar_batch(pa.Table.from_batches([record_batch]), str(path), first_row)
+            yield batch
+            first_row += batch.table.num_rows
+    except pa.ArrowException as err:  # a damaged page or column chunk
+        raise InputError(
+            f"not a readable Parquet file after row {first_row} ({err})", file=str(path)
+        ) from None
     if first_row == 0:
-        conform_scored_table(parquet.schema_arrow.empty_table(), str(path))
+        columnar_batch(parquet.schema_arrow.empty_table(), str(path), 0)
+
+
+def columnar_batch(table: pa.Table, file: str, first_row: int) -> ScoredBatch:
+    """``table`` (rows ``first_row...`` of ``file``) conformed to the scored columns: scores
+    of any integer, decimal or float type as float64, rounded to the nearest (a column type
+    fixes no row's value, so none is refused for it), and rows with a string that is not
+    UTF-8 listed as problems and nulled. Its progress counts rows."""
+    table = conform_scored_table(_scores_as_float(table), file)
+    problems = _invalid_utf8_rows(table)
+    if problems:
+        bad = np.zeros(table.num_rows, dtype=np.bool_)
+        bad[list(problems)] = True
+        mask = pa.array(bad)
+        table = pa.table(
+            {
+                name: pc.if_else(mask, pa.scalar(None, column.type), column)
+                for name, column in zip(table.column_names, table.columns, strict=True)
+            }
+        )
+    return ScoredBatch(table, first_row, table.num_rows, problems)
+
+
+def _scores_as_float(table: pa.Table) -> pa.Table:
+    """The ``output`` column with its integer or decimal ``score`` cast to float64 unsafely,
+    which rounds to the nearest float64 (a safe cast refuses integers beyond 2**53)."""
+    if "output" not in table.column_names:
+        return table
+    outputs = table.column("output")
+    kind = outputs.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+        return table
+    item = kind.value_type
+    if not pa.types.is_struct(item) or item.get_field_index("score") < 0:
+        return table
+    score = item.field("score")
+    if not (pa.types.is_integer(score.type) or pa.types.is_decimal(score.type)):
+        return table
+    fields = [f.with_type(pa.float64()) if f.name == "score" else f for f in item]
+    as_float = (pa.large_list if pa.types.is_large_list(kind) else pa.list_)(pa.struct(fields))
+    cast = outputs.cast(as_float, safe=False)
+    return table.set_column(table.column_names.index("output"), "output", cast)
+
+
+def _invalid_utf8_rows(table: pa.Table) -> dict[int, RowProblem]:
+    """The rows holding a string that is not valid UTF-8, with the field it is in. A full
+    validation of the batch is cheap; only when it fails are rows decoded one by one (a
+    list's validation covers all its values, not one row's, so rows are decoded instead)."""
+    try:
+        table.validate(full=True)
+        return {}
+    except pa.ArrowInvalid:
+        pass
+    problems = {}
+    prompts = table.column("input").combine_chunks()
+    outputs = table.column("output").combine_chunks()
+    for i in range(table.num_rows):
+        if not _decodes(prompts[i]):
+            problems[i] = RowProblem("input", "is not valid UTF-8 text")
+        elif not _decodes(outputs[i]):
+            texts = outputs.slice(i, 1).flatten().field("text")
+            k = next(k for k in range(len(texts)) if not _decodes(texts[k]))
+            problems[i] = RowProblem(f"output[{k}].text", "is not valid UTF-8 text")
+    return problems
+
+
+def _decodes(value: pa.Scalar) -> bool:
+    try:
+        value.as_py()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _open(path: Path) -> pq.ParquetFile:
