@@ -133,6 +133,13 @@ def _type_from_columns(columns: Sequence[str], name: str) -> str:
     )
 
 
+def _lacks_member(problem: RowProblem, members: Sequence[str]) -> bool:
+    """Whether ``problem`` is a missing member among ``members``, or the row is no object."""
+    return problem.field is None or (
+        problem.field in members and problem.message.startswith("missing;")
+    )
+
+
 def _lmflow_type(path: Path) -> str:
     """The ``type`` of an LMFlow JSON file, streamed up to where it is (usually the start)."""
     file = str(path)
@@ -154,8 +161,8 @@ def _lmflow_type(path: Path) -> str:
 
 def _json_lines_type(path: Path) -> str:
     """The type of a JSON Lines file, from its first row read as each type by the JSON reader:
-    the type it is valid as, else the one whose members it has (its problem lies deeper: the
-    pairing names it), else neither."""
+    the first type whose members the row has (valid or not: reading it names its problem),
+    else neither."""
     problems: dict[str, RowProblem] = {}
     for kind, schema, members in (
         (SCORED_TYPE, "scored", SCORED_COLUMNS),
@@ -165,7 +172,7 @@ def _json_lines_type(path: Path) -> str:
         if batch is None:
             raise InputError("has no rows", file=str(path))
         problem = batch.problems.get(0)
-        if problem is None or problem.field is not None and problem.field not in members:
+        if problem is None or not _lacks_member(problem, members):
             return kind
         problems[kind] = problem
     raise InputError(
