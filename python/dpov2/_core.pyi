@@ -1,7 +1,22 @@
 """Type stubs for the Rust extension ``dpov2._core`` (see rust/bindings/lib.rs)."""
 
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
+
+__all__ = [
+    "MAX_THREADS",
+    "METHODS",
+    "NUM_THREADS_ENV",
+    "InstanceSplitter",
+    "parse_scored_lines",
+    "penalized_rewards",
+    "prompt_rng_below",
+    "quote_json_strings",
+    "resolve_threads",
+    "select_pairs",
+]
 
 METHODS: list[str]
 MAX_THREADS: int
@@ -42,10 +57,11 @@ def resolve_threads(num_threads: int | None) -> int:
     """The thread count ``num_threads`` stands for (``None``: ``DPOV2_NUM_THREADS``, else
     the CPUs this process may use); ValueError outside ``1..MAX_THREADS``."""
 
+@final
 class InstanceSplitter:
     """Streams the ``instances`` of an LMFlow JSON file as chunks of NDJSON lines."""
 
-    def __init__(self, path: str) -> None:
+    def __new__(cls, path: str) -> InstanceSplitter:
         """Opens ``path``; raises OSError if it cannot be opened."""
 
     def next_chunk(
