@@ -42,12 +42,15 @@ fuzz: dev
 check-wheel: $(VENV)/bin/python
 	bash scripts/check_wheel.sh $(PY)
 
+# Needs the native module built (make dev): stubtest checks the hand-written _core.pyi
+# against it.
 lint: $(VENV)/bin/python
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/mypy python/dpov2
+	$(PY) -m mypy.stubtest dpov2._core
 
 format: $(VENV)/bin/python
 	cargo fmt --all

@@ -1,29 +1,38 @@
-"""Pair selection speed: per-prompt Python vs vectorised NumPy vs the Rust core.
+"""Pair selection speed: the Rust core against the memory-bandwidth floor, NumPy and Python.
 
-One run, one machine, the same arrays for every contender, so the ratios are comparable even
-on a noisy machine. Every contender's output is checked equal to the Rust path's before its
-time counts. Peak memory of the Rust path is measured in a fresh child process: the resident
-high-water mark is reset (``/proc/self/clear_refs``) after the inputs are built, so what it
-reports is the memory the selection itself added, to compare with the size of its outputs.
+One run, one machine, the same arrays for every contender (1,000,000 prompts x 8 responses,
+``int64`` lengths, a length penalty), so the ratios are comparable even on a noisy machine:
 
-    python benches/bench_pairing.py                 # 1,000,000 prompts x 8 responses
-    python benches/bench_pairing.py --prompts 20000 # a quick look
+- read floor: ``np.sum`` of the scores and of the lengths, the time just to read the inputs
+  once (what a one-pass selection cannot beat);
+- the Rust core (``select_pairs``) on every thread ``resolve_threads()`` gives, and on one;
+- NumPy: whole-array NumPy with the same semantics (``numpy_pairing.py``);
+- Python: the per-prompt reference on a sample of prompts, its time extrapolated.
+
+Every contender's output is checked equal to the Rust path's before any figure is printed.
+Peak memory of the Rust path is measured in a fresh child process: the resident high-water
+mark is reset (``/proc/self/clear_refs``) after the inputs are built, so what it reports is
+the memory the selection itself added, to compare with the size of its outputs.
+
+    python benches/bench_pairing.py                  # 1,000,000 prompts x 8 responses
+    python benches/bench_pairing.py --prompts 20000  # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dpov2 import METHODS, PairSelection, select_pairs
+from dpov2.threads import resolve_threads
 from numpy_pairing import select_pairs_numpy  # beside this script, on sys.path when run
 
 LENGTH_PENALTY = 1e-3
@@ -31,17 +40,17 @@ LENGTH_PENALTY = 1e-3
 
 def make_inputs(n_prompts: int, n_responses: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Scores ~ N(0, 1) rounded to 2 decimals (so ties happen, as with real reward models),
-    lengths 10..2000 characters, every prompt with ``n_responses`` responses."""
+    ``int64`` lengths 10..2000 characters, every prompt with ``n_responses`` responses."""
     rng = np.random.default_rng(seed)
     n = n_prompts * n_responses
     return {
         "scores": np.round(rng.standard_normal(n), 2),
-        "lengths": rng.integers(10, 2000, n).astype(np.float64),
+        "lengths": rng.integers(10, 2000, n, dtype=np.int64),
         "offsets": np.arange(0, n + 1, n_responses, dtype=np.int64),
     }
 
 
-def timed(run: Callable[[], PairSelection], repeat: int) -> tuple[float, PairSelection]:
+def timed(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     """Best wall time of ``repeat`` runs, and the last result."""
     best = float("inf")
     for _ in range(repeat):
@@ -57,6 +66,10 @@ def same(a: PairSelection, b: PairSelection) -> bool:
         and np.array_equal(a.rejected, b.rejected)
         and np.array_equal(a.status, b.status)
     )
+
+
+def prefix(sel: PairSelection, n: int) -> PairSelection:
+    return PairSelection(sel.chosen[:n], sel.rejected[:n], sel.status[:n])
 
 
 def rss_kib(field: str) -> int:
@@ -87,11 +100,22 @@ def measure_memory(n_prompts: int, n_responses: int, method: str) -> dict[str, f
     }
 
 
+def memory_in_child(args: argparse.Namespace, method: str) -> dict[str, float]:
+    command = [sys.executable, __file__, "--prompts", str(args.prompts)]
+    command += ["--responses", str(args.responses), "--memory-child", method]
+    child = subprocess.run(command, check=True, capture_output=True, text=True)
+    result: dict[str, float] = json.loads(child.stdout)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=1_000_000)
     parser.add_argument("--responses", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=5, help="runs of the fast contenders")
+    parser.add_argument(
+        "--python-sample", type=int, default=50_000, help="prompts the Python path runs on"
+    )
     parser.add_argument("--memory-child", metavar="METHOD", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -99,58 +123,61 @@ def main() -> None:
         return
 
     inputs = make_inputs(args.prompts, args.responses)
-    common = dict(lengths=inputs["lengths"], length_penalty=LENGTH_PENALTY, seed=42)
-    scores, offsets = inputs["scores"], inputs["offsets"]
+    scores, lengths, offsets = inputs["scores"], inputs["lengths"], inputs["offsets"]
+    common: dict[str, Any] = dict(lengths=lengths, length_penalty=LENGTH_PENALTY, seed=42)
+    n, sample = args.prompts, min(args.python_sample, args.prompts)
+    threads = resolve_threads(None)
     print(
-        f"{args.prompts:,} prompts x {args.responses} responses, length_penalty={LENGTH_PENALTY},"
-        f" {os.cpu_count()} cores\n"
+        f"{n:,} prompts x {args.responses} responses, int64 lengths, "
+        f"length_penalty={LENGTH_PENALTY}; Rust default threads: {threads}\n"
     )
+    t_floor, _ = timed(lambda: (np.sum(scores), np.sum(lengths)), args.repeat)
     rows = []
     for method in METHODS:
         t_rust, fast = timed(
             lambda m=method: select_pairs(scores, offsets, method=m, **common), args.repeat
         )
+        t_rust1, one = timed(
+            lambda m=method: select_pairs(scores, offsets, method=m, num_threads=1, **common),
+            args.repeat,
+        )
         t_numpy, vec = timed(
             lambda m=method: select_pairs_numpy(scores, offsets, method=m, **common), args.repeat
         )
+        cut = args.responses * sample
+        sampled = {**common, "lengths": lengths[:cut]}
         t_python, ref = timed(
-            lambda m=method: select_pairs(scores, offsets, method=m, use_fast=False, **common), 1
+            lambda m=method, s=scores[:cut], o=offsets[: sample + 1], kw=sampled: select_pairs(
+                s, o, method=m, use_fast=False, **kw
+            ),
+            1,
         )
-        if not (same(fast, vec) and same(fast, ref)):
-            raise SystemExit(f"{method}: the three paths disagree; timings would be meaningless")
-        child = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--prompts",
-                str(args.prompts),
-                "--responses",
-                str(args.responses),
-                "--memory-child",
-                method,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        memory = json.loads(child.stdout)
-        rows.append((method, t_python, t_numpy, t_rust, memory))
+        if not (same(fast, one) and same(fast, vec) and same(prefix(fast, sample), ref)):
+            raise SystemExit(f"{method}: the contenders disagree; timings would be meaningless")
+        contenders = [
+            ("read floor (np.sum of scores and lengths)", 1, t_floor),
+            ("Rust select_pairs", threads, t_rust),
+            ("Rust select_pairs", 1, t_rust1),
+            ("NumPy vectorised", 1, t_numpy),
+            (f"Python per-prompt ({sample:,} prompts, extrapolated)", 1, t_python * n / sample),
+        ]
+        rows.append((method, contenders, memory_in_child(args, method)))
 
-    n = args.prompts
+    print("| method | contender | threads | prompts/s | time (ms) | time vs Rust |")
+    print("|---|---|---:|---:|---:|---:|")
+    for method, contenders, _ in rows:
+        t_ref = contenders[1][2]
+        for name, count, t in contenders:
+            print(
+                f"| {method} | {name} | {count} | {n / t:,.0f} | {t * 1e3:,.1f} "
+                f"| {t / t_ref:,.2f}x |"
+            )
+    print("\n| method | Rust extra peak RSS (MiB) | outputs (MiB) |")
+    print("|---|---:|---:|")
+    for method, _, memory in rows:
+        print(f"| {method} | {memory['extra_peak_mib']:.1f} | {memory['output_mib']:.1f} |")
     print(
-        "| method | Python per-prompt (prompts/s) | NumPy vectorised (prompts/s) "
-        "| Rust (prompts/s) | Rust / Python | Rust / NumPy "
-        "| Rust extra peak RSS (MiB) | outputs (MiB) |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for method, t_python, t_numpy, t_rust, memory in rows:
-        print(
-            f"| {method} | {n / t_python:,.0f} | {n / t_numpy:,.0f} | {n / t_rust:,.0f} "
-            f"| {t_python / t_rust:,.0f}x | {t_numpy / t_rust:,.1f}x "
-            f"| {memory['extra_peak_mib']:.1f} | {memory['output_mib']:.1f} |"
-        )
-    print(
-        f"\ninputs: {rows[0][4]['input_mib']:.0f} MiB (scores, lengths as float64; offsets int64)"
+        f"\ninputs: {rows[0][2]['input_mib']:.0f} MiB (scores float64, lengths and offsets int64)"
     )
 
 

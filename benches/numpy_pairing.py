@@ -67,7 +67,7 @@ def select_pairs_numpy(
     offsets: I64,
     *,
     method: str,
-    lengths: F64,
+    lengths: F64 | I64,
     length_penalty: float,
     seed: int,
     keep_ties: bool = False,

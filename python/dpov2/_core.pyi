@@ -1,7 +1,7 @@
 """Type stubs for the Rust extension ``dpov2._core`` (see rust/bindings/lib.rs)."""
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, final
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +11,21 @@ class ArrowArrayExportable(Protocol):
     ``pyarrow.RecordBatch``, or another library's)."""
 
     def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]: ...
+
+__all__ = [
+    "MAX_THREADS",
+    "METHODS",
+    "NUM_THREADS_ENV",
+    "ArrowArrayExportable",
+    "ArrowBatch",
+    "JsonEncoder",
+    "JsonReader",
+    "check_batches",
+    "penalized_rewards",
+    "prompt_rng_below",
+    "resolve_threads",
+    "select_pairs",
+]
 
 METHODS: list[str]
 MAX_THREADS: int
@@ -51,12 +66,13 @@ def resolve_threads(num_threads: int | None) -> int:
     """The thread count ``num_threads`` stands for (``None``: ``DPOV2_NUM_THREADS``, else
     the CPUs this process may use); ValueError outside ``1..MAX_THREADS``."""
 
+@final
 class JsonReader:
     """The one JSON reader (``dpov2_json::Reader``) over a file: JSON Lines or LMFlow JSON,
     scored or paired rows, as Arrow record batches with located problems."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: str,
         *,
         framing: str,
@@ -64,7 +80,7 @@ class JsonReader:
         max_rows: int,
         max_bytes: int,
         num_threads: int | None = None,
-    ) -> None:
+    ) -> JsonReader:
         """Opens ``path``; ``framing`` is ``lines`` or ``lmflow``, ``schema`` ``scored`` or
         ``paired``. InputError if it cannot be opened, ValueError for bad arguments."""
 
