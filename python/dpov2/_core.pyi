@@ -6,7 +6,7 @@ from typing import Any, Protocol, final
 import numpy as np
 import numpy.typing as npt
 
-class ArrowArrayExportable(Protocol):
+class _ArrowExportable(Protocol):
     """Anything that exports Arrow data through the PyCapsule protocol (a ``pyarrow.Array``,
     ``pyarrow.RecordBatch``, or another library's)."""
 
@@ -16,7 +16,6 @@ __all__ = [
     "MAX_THREADS",
     "METHODS",
     "NUM_THREADS_ENV",
-    "ArrowArrayExportable",
     "ArrowBatch",
     "JsonEncoder",
     "JsonReader",
@@ -95,6 +94,7 @@ class JsonReader:
     def dataset_type(self) -> str | None:
         """LMFlow's ``type`` member, once read (``None`` for JSON Lines)."""
 
+@final
 class JsonEncoder:
     """A JSON dataset written batch by batch by the Rust writer (``dpov2_json::JsonWriter``)."""
 
@@ -106,7 +106,7 @@ class JsonEncoder:
     def lmflow(dataset_type: str) -> JsonEncoder:
         """LMFlow JSON: ``{"type": dataset_type, "instances": [...]}``."""
 
-    def encode(self, batches: Sequence[ArrowArrayExportable]) -> bytes:
+    def encode(self, batches: Sequence[_ArrowExportable]) -> bytes:
         """The bytes of every row of ``batches`` (record batches), after those before.
 
         Raises dpov2.errors.InputError (``row`` counted from the dataset's first row,
@@ -117,15 +117,16 @@ class JsonEncoder:
     def finish(self) -> bytes:
         """The bytes that complete the dataset; ValueError if called twice."""
 
-def check_batches(batches: Sequence[ArrowArrayExportable], first_row: int) -> None:
+def check_batches(batches: Sequence[_ArrowExportable], first_row: int) -> None:
     """Raises dpov2.errors.InputError, as JsonEncoder.encode would, for a non-finite float or a
     string that is not UTF-8 in ``batches`` (rows counted from ``first_row``); columns of
     types JSON cannot hold are not looked into."""
 
+@final
 class ArrowBatch:
     """A record batch held in Rust; ``pyarrow.record_batch(batch)`` takes it zero-copy."""
 
-    def __init__(self, batch: ArrowArrayExportable) -> None:
+    def __new__(cls, batch: _ArrowExportable) -> ArrowBatch:
         """Imports ``batch`` (a struct array export, such as a ``pyarrow.RecordBatch``)
         zero-copy. TypeError for anything else, ValueError for a malformed export."""
 
