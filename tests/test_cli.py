@@ -186,8 +186,16 @@ def bad_score(value: str) -> str:
 
 
 CASES = [
-    ("missing.jsonl", '{"output": []}\n', r"row 0 \(byte 0\), field 'input': missing; expected the prompt"),
-    ("missing2.jsonl", '{"input": "p"}\n', r"row 0 \(byte 0\), field 'output': missing; expected a list"),
+    (
+        "missing.jsonl",
+        '{"output": []}\n',
+        r"row 0 \(byte 0\), field 'input': missing; expected the prompt",
+    ),
+    (
+        "missing2.jsonl",
+        '{"input": "p"}\n',
+        r"row 0 \(byte 0\), field 'output': missing; expected a list",
+    ),
     (
         "type.jsonl",
         '{"input": "p", "output": [{"text": 5, "score": 1}]}\n',

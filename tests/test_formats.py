@@ -3,7 +3,6 @@ files appear whole or not at all."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import subprocess
@@ -15,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dpov2.errors import InputError
@@ -181,7 +179,10 @@ def test_missing_and_empty_inputs_are_refused(tmp_path: Path) -> None:
             r'dataset type "paired_text_to_text"; expected "text_to_scored_textlist"',
         ),
         (b'{"instances": []}', r'no "type" member; expected "type": "text_to_scored_textlist"'),
-        (b'{"type": "text_to_scored_textlist"}', r'byte 34: the LMFlow object has no "instances" member'),
+        (
+            b'{"type": "text_to_scored_textlist"}',
+            r'byte 34: the LMFlow object has no "instances" member',
+        ),
         (
             b'{"type": "text_to_scored_textlist", "instances": [{"input": "p", ',
             r"row 0 \(byte 50\): the instance starting here never ends",

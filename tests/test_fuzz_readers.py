@@ -182,12 +182,7 @@ def test_readers_accept_only_valid_rows_and_refuse_the_rest_with_input_error(
     assert _read_in_subprocess(files) == []
 
 
-# Fixed cases, each a class the random search finds only rarely. Those of the JSON readers
-# that fail today are expected to pass once the integrator's reader lands (issue 11).
-JSON_READERS = pytest.mark.xfail(
-    reason="today's JSON readers (pyarrow): fixed by the new JSON reader; then drop the mark",
-    strict=True,
-)
+# Fixed cases, each a class the random search finds only rarely.
 DEEP = 20_000
 
 
@@ -210,26 +205,9 @@ def _fixed_cases() -> dict[str, tuple[str, bytes]]:
     }
 
 
-# Failing today (found by this suite): deep nesting overflows the recursion of the Python JSON
-# parser or kills the reader process (pyarrow), and invalid UTF-8 in a JSON file escapes as a
-# UnicodeDecodeError. The random test above meets these too, until the new reader lands.
-FAILING_TODAY = {
-    "deep.jsonl",
-    "deep.json",
-    "deep-paired.jsonl",
-    "utf8.jsonl",
-    "utf8.json",
-    "utf8-paired.jsonl",
-    "junk.jsonl",  # dataset_type decodes the first line with Python: UnicodeDecodeError
-}
-
-
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(name, marks=[JSON_READERS] if name in FAILING_TODAY else [])
-        for name in sorted(_fixed_cases())
-    ],
+    sorted(_fixed_cases()),
 )
 def test_fixed_hostile_files_are_read_or_refused_with_input_error(
     tmp_path: Path, name: str

@@ -256,10 +256,6 @@ def _bad_option(*flags: str):
     return make
 
 
-INTEGRATOR = pytest.mark.xfail(
-    reason="kinds.py (the integrator's) reads Parquet with pyarrow directly", strict=True
-)
-
 PAIR_CASES: dict[str, Case] = {
     "output is the input": Case(_output_is_input, ("scored.jsonl", "OUTPUT is the input")),
     "output folder holds the input": Case(_output_holds_input, ("nest", "holds the input")),
@@ -520,10 +516,18 @@ ALIGN_CASES = {
     "max_length 0": ("scored", ["--max_length", "0"], "max_length must be a finite number >= 1"),
     "max_prompt_length 0": ("scored", ["--max_prompt_length", "0"], "max_prompt_length must be"),
     "random_seed -1": ("scored", ["--random_seed", "-1"], "random_seed must be an integer"),
-    "chosen not a string": ("chosen int", [], "pairs.jsonl: field 'chosen': has type int64"),
-    "chosen null": ("chosen null", [], "pairs.jsonl: row 1, field 'chosen': missing or null"),
+    "chosen not a string": (
+        "chosen int",
+        [],
+        "pairs.jsonl: row 0 (byte 26), field 'chosen': expected a string, got 1",
+    ),
+    "chosen null": (
+        "chosen null",
+        [],
+        "pairs.jsonl: row 1 (byte 89), field 'chosen': null; expected a string",
+    ),
     "null margin, margin loss": ("null margin", ["--loss_type", "kl"], "row 1: margin is null"),
-    "no margin, margin loss": ("no margin", ["--loss_type", "tv"], "needs a float `margin`"),
+    "no margin, margin loss": ("no margin", ["--loss_type", "tv"], "row 0: margin is null"),
     "parquet that is not Parquet": ("fake parquet", [], "pairs.parquet: not a readable Parquet"),
     "bad reference path": (
         "scored",
@@ -545,12 +549,7 @@ ALIGN_CASES = {
 
 @pytest.mark.parametrize(
     ("data", "flags", "expected"),
-    [
-        pytest.param(
-            *case, id=name, marks=[INTEGRATOR] if name == "parquet that is not Parquet" else []
-        )
-        for name, case in ALIGN_CASES.items()
-    ],
+    [pytest.param(*case, id=name) for name, case in ALIGN_CASES.items()],
 )
 def test_align_refuses_in_one_line_and_writes_nothing(
     tmp_path: Path,

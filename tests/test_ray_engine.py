@@ -140,7 +140,7 @@ def test_workers_write_output_shards_holding_the_single_machine_rows(
 
 def test_output_shards_appear_only_when_complete(tmp_path: Path) -> None:
     shards = write_shards(tmp_path / "shards", ROWS, 3)  # ROWS has invalid rows
-    with pytest.raises(InputError, match="null; expected a number|missing; expected"):
+    with pytest.raises(InputError, match=r"null; expected a number|missing; expected"):
         write_pairs_on_ray(shards, tmp_path / "pairs", PairOptions(), output_shards=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
     (tmp_path / "pairs").mkdir()
@@ -188,8 +188,16 @@ def test_shards_are_files_of_a_folder_or_glob_sorted_by_name(tmp_path: Path) -> 
 
 
 BAD_SHARDS = {
-    "malformed JSON line": ("part-1.jsonl", "{oops\n", r"row 4 \(byte \d+\): expected a member name"),
-    "null score": ("part-1.parquet", None, r"row 4, field 'output\[1\]\.score': null; expected a number"),
+    "malformed JSON line": (
+        "part-1.jsonl",
+        "{oops\n",
+        r"row 4 \(byte \d+\): expected a member name",
+    ),
+    "null score": (
+        "part-1.parquet",
+        None,
+        r"row 4, field 'output\[1\]\.score': null; expected a number",
+    ),
 }
 
 

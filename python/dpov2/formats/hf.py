@@ -69,7 +69,7 @@ def read_dataset(dataset: datasets.Dataset, name: str, *, batch_size: int) -> It
             batch = columnar_batch(table, name, first_row)
             yield batch
             first_row += batch.table.num_rows
-    except pa.ArrowException as err:  # a damaged Arrow file in a save_to_disk folder
+    except (pa.ArrowException, OSError) as err:  # a damaged Arrow file in a save_to_disk folder
         raise InputError(f"cannot be read after row {first_row} ({err})", file=name) from None
     if first_row == 0:
         columnar_batch(selected.data.table.slice(0, 0), name, 0)

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dpov2.errors import InputError
 from dpov2.formats import PAIRED_TYPE, SCORED_TYPE, detect_format
 from dpov2.formats.hf import is_dataset, load_saved_dataset
 from dpov2.formats.instances import RowProblem
 from dpov2.formats.json_reader import JsonReader, check_dataset_type
+from dpov2.formats.parquet import parquet_schema, parquet_tables
 
 if TYPE_CHECKING:
     import datasets
@@ -52,7 +52,7 @@ def dataset_type(source: str | os.PathLike[str] | datasets.Dataset) -> str:
     if fmt == "jsonl":
         return _json_lines_type(path)
     if fmt == "parquet":
-        columns = pq.read_schema(path).names
+        columns = parquet_schema(path).names
     else:
         columns = load_saved_dataset(path).column_names
     return _type_from_columns(columns, str(path))
@@ -78,10 +78,7 @@ def read_pairs(source: str | os.PathLike[str] | datasets.Dataset) -> datasets.Da
     if fmt == "hf":
         return load_saved_dataset(path)
     if fmt == "parquet":
-        parquet = pq.ParquetFile(path)
-        return mapped_dataset(
-            (pa.Table.from_batches([b]) for b in parquet.iter_batches()), parquet.schema_arrow
-        )
+        return mapped_dataset(parquet_tables(path), parquet_schema(path))
     return mapped_dataset(_json_pairs(path, fmt), None)
 
 
@@ -149,7 +146,9 @@ def _lmflow_type(path: Path) -> str:
             break
     kind = reader.dataset_type
     if kind is None:
-        raise InputError(f'no "type" member; expected "{SCORED_TYPE}" or "{PAIRED_TYPE}"', file=file)
+        raise InputError(
+            f'no "type" member; expected "{SCORED_TYPE}" or "{PAIRED_TYPE}"', file=file
+        )
     if kind not in (SCORED_TYPE, PAIRED_TYPE):
         raise InputError(
             f'dataset type "{kind}" is not supported here; expected "{SCORED_TYPE}" or '

@@ -21,7 +21,14 @@ from dpov2 import _core
 from dpov2.errors import InputError
 from dpov2.formats.instances import RowProblem, ScoredBatch, batch_rows, conform_scored_table
 
-__all__ = ["ParquetWriter", "columnar_batch", "parquet_rows", "parquet_schema", "read_parquet"]
+__all__ = [
+    "ParquetWriter",
+    "columnar_batch",
+    "parquet_rows",
+    "parquet_schema",
+    "parquet_tables",
+    "read_parquet",
+]
 
 # Rows per written row group: large enough for efficient reads, small enough to buffer.
 ROW_GROUP_ROWS = 65_536
@@ -65,12 +72,29 @@ def read_parquet(path: Path, *, batch_size: int) -> Iterator[ScoredBatch]:
             batch = columnar_batch(pa.Table.from_batches([record_batch]), str(path), first_row)
             yield batch
             first_row += batch.table.num_rows
-    except pa.ArrowException as err:  # a damaged page or column chunk
+    except (pa.ArrowException, OSError) as err:  # a damaged page or column chunk
         raise InputError(
             f"not a readable Parquet file after row {first_row} ({err})", file=str(path)
         ) from None
     if first_row == 0:
         columnar_batch(parquet.schema_arrow.empty_table(), str(path), 0)
+
+
+def parquet_tables(path: Path) -> Iterator[pa.Table]:
+    """Every column of the file, batch by batch (a paired dataset, kept as it is). A damaged
+    file, or a string that is not UTF-8, is an :class:`InputError` naming the batch's rows."""
+    parquet = _open(path)
+    first_row = 0
+    try:
+        for record_batch in parquet.iter_batches():
+            table = pa.Table.from_batches([record_batch])
+            table.validate(full=True)
+            yield table
+            first_row += table.num_rows
+    except (pa.ArrowException, OSError) as err:  # a damaged page, or invalid UTF-8
+        raise InputError(
+            f"cannot be read from row {first_row} on ({err})", file=str(path)
+        ) from None
 
 
 def columnar_batch(table: pa.Table, file: str, first_row: int) -> ScoredBatch:
@@ -149,7 +173,7 @@ def _open(path: Path) -> pq.ParquetFile:
     row groups (hundreds of MB of text each) costs memory and, here, time."""
     try:
         return pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
-    except pa.ArrowInvalid as err:
+    except (pa.ArrowException, OSError) as err:
         raise InputError(f"not a readable Parquet file ({err})", file=str(path)) from None
 
 
