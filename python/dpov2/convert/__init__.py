@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from dpov2.arrays import from_numpy
 from dpov2.convert import fast, reference
 from dpov2.convert.lengths import length_unit
 from dpov2.convert.options import MARGIN_SOURCES, Outcome, PairOptions, pairs_schema
@@ -156,7 +157,7 @@ def _completions_as_assistant_messages(table: pa.Table) -> pa.Table:
             [pa.repeat("assistant", len(texts)), texts],
             names=["role", "content"],
         )
-        offsets = pa.array(np.arange(len(texts) + 1, dtype=np.int32))
+        offsets = from_numpy(np.arange(len(texts) + 1, dtype=np.int32))
         column = pa.ListArray.from_arrays(offsets, messages)
         table = table.set_column(table.schema.get_field_index(name), name, column)
     return table

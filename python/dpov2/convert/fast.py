@@ -8,12 +8,11 @@ texts gathered with ``take``.
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from dpov2.arrays import from_numpy, mask, nulls, to_numpy
 from dpov2.convert.options import (
     BELOW_MIN_MARGIN,
     INVALID,
@@ -28,8 +27,6 @@ from dpov2.formats import ScoredBatch, scored_row_problem
 from dpov2.pairing import select_pairs
 
 __all__ = ["pair_batch"]
-
-_Number = TypeVar("_Number", np.int64, np.float64)
 
 
 def pair_batch(
@@ -47,13 +44,13 @@ def pair_batch(
     prompts = batch.table.column("input").combine_chunks()
     outputs = batch.table.column("output").combine_chunks()
     # The list offsets index the child array; a sliced array starts past its first value.
-    list_offsets = _numbers(outputs.offsets, np.int64)
+    list_offsets = to_numpy(outputs.offsets, np.int64)
     first, last = int(list_offsets[0]), int(list_offsets[-1])
     responses = outputs.values.slice(first, last - first)
     offsets = list_offsets - first
     sizes = np.diff(offsets)
     texts = responses.field("text")
-    scores = _numbers(responses.field("score"), np.float64)  # nulls read as NaN
+    scores = to_numpy(responses.field("score"), np.float64)  # nulls read as NaN
 
     invalid = _invalid_rows(batch, prompts, outputs, responses, texts, scores, offsets)
     valid_responses = np.repeat(~invalid, sizes)
@@ -64,7 +61,7 @@ def pair_batch(
     lengths = None
     if options.needs_lengths:
         lengths = np.zeros(len(scores))
-        lengths[flat] = options.length_unit.measure(texts.filter(pa.array(valid_responses)))
+        lengths[flat] = options.length_unit.measure(texts.filter(mask(valid_responses)))
     selection = select_pairs(
         scores[flat],
         kept_offsets,
@@ -106,18 +103,18 @@ def pair_batch(
         rows, chosen, rejected, margins = rows[kept], chosen[kept], rejected[kept], margins[kept]
 
     columns: list[pa.Array] = [
-        prompts.take(pa.array(rows)),
-        texts.take(pa.array(chosen)),
-        texts.take(pa.array(rejected)),
-        pa.array(margins),
+        prompts.take(from_numpy(rows)),
+        texts.take(from_numpy(chosen)),
+        texts.take(from_numpy(rejected)),
+        from_numpy(margins),
     ]
     if options.provenance:
         starts = offsets[rows]
         columns += [
-            pa.array(scores[chosen]),
-            pa.array(scores[rejected]),
-            pa.array(chosen - starts),
-            pa.array(rejected - starts),
+            from_numpy(scores[chosen]),
+            from_numpy(scores[rejected]),
+            from_numpy(chosen - starts),
+            from_numpy(rejected - starts),
         ]
     schema = pairs_schema(prompts.type, options.provenance)
     table = pa.Table.from_arrays(columns, schema=schema)
@@ -137,15 +134,15 @@ def _invalid_rows(
     null prompt, output, response or text, or a null or non-finite score."""
     bad = ~np.isfinite(scores)
     if responses.null_count:
-        bad |= _nulls(responses)
+        bad |= nulls(responses)
     if texts.null_count:
-        bad |= _nulls(texts)
+        bad |= nulls(texts)
     bad_before = np.concatenate([[0], np.cumsum(bad)])
     invalid = np.asarray(bad_before[offsets[1:]] > bad_before[offsets[:-1]])
     if prompts.null_count:
-        invalid |= _nulls(prompts)
+        invalid |= nulls(prompts)
     if outputs.null_count:
-        invalid |= _nulls(outputs)
+        invalid |= nulls(outputs)
     if batch.problems:
         invalid[list(batch.problems)] = True
     return invalid
@@ -193,12 +190,3 @@ def _offsets(sizes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
     return offsets
-
-
-def _nulls(array: pa.Array) -> npt.NDArray[np.bool_]:
-    return np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
-
-
-def _numbers(array: pa.Array, dtype: type[_Number]) -> npt.NDArray[_Number]:
-    """The values as NumPy numbers (floats: nulls as NaN)."""
-    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)

@@ -15,6 +15,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dpov2.arrays import to_numpy
 from dpov2.errors import InputError
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class CharacterLengths:
     name = "characters"
 
     def measure(self, texts: pa.Array) -> npt.NDArray[np.float64]:
-        lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
+        lengths = to_numpy(pc.utf8_length(texts), np.int64)
         return np.asarray(lengths, dtype=np.float64)
 
     def measure_one(self, text: str) -> float:
