@@ -7,9 +7,13 @@ So does ``Array.to_numpy``. These read and build the arrays' buffers directly in
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+
+_Scalar = TypeVar("_Scalar", bound=np.generic)
 
 __all__ = ["from_numpy", "mask", "nulls", "to_numpy"]
 
@@ -28,7 +32,7 @@ def mask(values: npt.NDArray[np.bool_]) -> pa.BooleanArray:
     return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
 
 
-def to_numpy(array: pa.Array, dtype: npt.DTypeLike) -> npt.NDArray[np.generic]:
+def to_numpy(array: pa.Array, dtype: type[_Scalar]) -> npt.NDArray[_Scalar]:
     """A numeric Arrow array's values as ``dtype`` (a view when no conversion is needed);
     null entries read as NaN, so ``dtype`` must be a float one if there are nulls."""
     raw = np.dtype(array.type.to_pandas_dtype())
