@@ -6,7 +6,8 @@ responses dropped, rows in input order. Contenders, each in its own subprocess, 
 peak RSS from ``wait4``:
 
 - ``dpov2 pair`` on JSON Lines, Parquet and LMFlow JSON inputs (the same dataset), rayon on
-  ``--threads`` threads (``RAYON_NUM_THREADS``) plus its reader thread;
+  ``--threads`` threads (its ``--threads``: parsing, selection and writing) plus the thread
+  that reads the next batch while one is paired;
 - what a user would write without dpov2: a DuckDB query (``duckdb_pairing.py``, ``SET
   threads``) and a polars lazy query (``polars_pairing.py``, ``POLARS_MAX_THREADS``), on JSON
   Lines and Parquet by default; ``--contender-inputs jsonl,parquet,json`` adds LMFlow JSON,
@@ -196,12 +197,12 @@ def run_contender(name: str, source: Path, out: Path, args: argparse.Namespace) 
     penalty = ["--length-penalty", repr(args.length_penalty)]
     env = dict(os.environ)
     if name == "dpov2 pair":
-        command = ["-m", "dpov2.cli", "pair", str(source), str(out), "--method", "max_min"]
+        command = ["-m", "dpov2", "pair", str(source), str(out), "--method", "max_min"]
         command += [*penalty, "--quiet", "--overwrite"]
         if args.batch_size:
             command += ["--batch-size", str(args.batch_size)]
-        env["RAYON_NUM_THREADS"] = str(args.threads)
-        threads = f"{args.threads} + 1 reader"
+        command += ["--threads", str(args.threads)]
+        threads = f"{args.threads} + 1 prefetch"
     else:
         script = HERE / f"{name.lower()}_pairing.py"
         command = [str(script), str(source), str(out), *penalty, "--threads", str(args.threads)]

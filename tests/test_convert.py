@@ -22,11 +22,12 @@ from dpov2.convert import (
     convert_to_paired_dataset,
     fast,
     reference,
+    write_pairs,
 )
 from dpov2.convert.lengths import TokenLengths, length_unit
 from dpov2.convert.summary import SAMPLE_SIZE
 from dpov2.errors import InputError
-from dpov2.formats import ScoredBatch
+from dpov2.formats import ScoredBatch, open_scored
 from dpov2.formats.instances import OUTPUT_TYPE, RowProblem
 from dpov2.pairing import METHODS
 
@@ -508,3 +509,13 @@ def test_chat_prompts_give_trl_conversational_pairs(tmp_path: Path) -> None:
     )["input_ids"]
     assert trainer.train_dataset[0]["prompt_ids"] == prompt_ids
     assert trainer.train_dataset[0]["chosen_ids"][-1] == tokenizer.eos_token_id
+
+
+def test_the_api_never_writes_over_its_input(tmp_path: Path) -> None:
+    source = tmp_path / "scored.jsonl"
+    source.write_text('{"input": "p", "output": [{"text": "a", "score": 1}]}\n')
+    before = source.read_bytes()
+    with pytest.raises(InputError, match="OUTPUT is the input"):
+        write_pairs(open_scored(source), source, PairOptions(), overwrite=True)
+    assert source.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["scored.jsonl"]

@@ -99,11 +99,11 @@ class JsonEncoder:
     """A JSON dataset written batch by batch by the Rust writer (``dpov2_json::JsonWriter``)."""
 
     @staticmethod
-    def json_lines() -> JsonEncoder:
+    def json_lines(*, num_threads: int | None = None) -> JsonEncoder:
         """JSON Lines: one object per line."""
 
     @staticmethod
-    def lmflow(dataset_type: str) -> JsonEncoder:
+    def lmflow(dataset_type: str, *, num_threads: int | None = None) -> JsonEncoder:
         """LMFlow JSON: ``{"type": dataset_type, "instances": [...]}``."""
 
     def encode(self, batches: Sequence[_ArrowExportable]) -> bytes:

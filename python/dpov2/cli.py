@@ -24,7 +24,6 @@ from dpov2.convert import MARGIN_SOURCES, PairOptions, write_pairs
 from dpov2.convert.lengths import length_unit
 from dpov2.errors import InputError
 from dpov2.formats import INPUT_FORMATS, OUTPUT_FORMATS, ScoredSource, open_scored
-from dpov2.formats.atomic import check_apart
 from dpov2.pairing import METHODS
 
 __all__ = ["COMMANDS", "Command", "main"]
@@ -233,7 +232,6 @@ def run_pair(args: argparse.Namespace) -> int:
     else:
         if args.ray_address is not None or args.workers is not None or args.output_shards:
             raise InputError("--ray-address, --workers and --output-shards go with --engine ray")
-        check_apart(args.output, [args.input])  # (the Ray engine checks against its shards)
         source = open_scored(
             args.input,
             input_format=args.input_format,

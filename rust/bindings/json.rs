@@ -117,24 +117,32 @@ impl JsonReader {
 struct JsonEncoder {
     /// `None` once finished.
     writer: Option<dpov2_json::JsonWriter>,
+    num_threads: Option<usize>,
 }
 
 #[pymethods]
 impl JsonEncoder {
-    /// JSON Lines: one object per line.
+    /// JSON Lines: one object per line, encoded on the pool `num_threads` names.
     #[staticmethod]
-    fn json_lines() -> Self {
-        Self {
+    #[pyo3(signature = (*, num_threads=None))]
+    fn json_lines(num_threads: Option<usize>) -> PyResult<Self> {
+        threads::resolve(num_threads)?;
+        Ok(Self {
             writer: Some(dpov2_json::JsonWriter::json_lines()),
-        }
+            num_threads,
+        })
     }
 
-    /// LMFlow JSON: `{"type": dataset_type, "instances": [...]}`.
+    /// LMFlow JSON: `{"type": dataset_type, "instances": [...]}`, encoded on the pool
+    /// `num_threads` names.
     #[staticmethod]
-    fn lmflow(dataset_type: &str) -> Self {
-        Self {
+    #[pyo3(signature = (dataset_type, *, num_threads=None))]
+    fn lmflow(dataset_type: &str, num_threads: Option<usize>) -> PyResult<Self> {
+        threads::resolve(num_threads)?;
+        Ok(Self {
             writer: Some(dpov2_json::JsonWriter::lmflow(dataset_type)),
-        }
+            num_threads,
+        })
     }
 
     /// The JSON of every row of `batches` (objects with `__arrow_c_array__`, such as a
@@ -151,12 +159,14 @@ impl JsonEncoder {
             .collect::<Result<Vec<_>>>()?;
         let mut writer = self.writer()?.clone();
         let out = py.detach(|| {
-            let mut out = Vec::new();
-            for batch in &batches {
-                writer.write(batch, &mut out)?;
-            }
-            Ok::<_, dpov2_json::WriteError>(out)
-        })?;
+            threads::install(self.num_threads, || {
+                let mut out = Vec::new();
+                for batch in &batches {
+                    writer.write(batch, &mut out)?;
+                }
+                Ok::<_, dpov2_json::WriteError>(out)
+            })
+        })??;
         self.writer = Some(writer);
         Ok(PyBytes::new(py, &out))
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from dpov2.convert.options import MARGIN_SOURCES, Outcome, PairOptions, pairs_sc
 from dpov2.convert.result import PairedBatch
 from dpov2.convert.summary import PairSummary
 from dpov2.formats import ScoredSource, open_scored, open_writer, to_dataset
+from dpov2.formats.atomic import check_apart
 from dpov2.formats.prefetch import prefetch
 
 if TYPE_CHECKING:
@@ -66,11 +68,16 @@ def write_pairs(
     progress: Callable[[int, int], None] | None = None,
 ) -> PairSummary:
     """Pairs ``source`` into the file ``output`` (JSON Lines, LMFlow JSON or Parquet), batch
-    by batch; the file appears only once complete. ``progress`` is called after each batch
-    with the amount of the source it consumed (bytes or rows) and its number of prompts."""
+    by batch; the file appears only once complete, and never over (or inside) the source.
+    ``progress`` is called after each batch with the amount of the source it consumed (bytes
+    or rows) and its number of prompts."""
+    if source.path is not None:
+        check_apart(Path(output), [source.path])
     summary = PairSummary()
     prompt_type: pa.DataType = pa.string()
-    with open_writer(output, output_format, overwrite=overwrite) as writer:
+    with open_writer(
+        output, output_format, overwrite=overwrite, threads=options.num_threads
+    ) as writer:
         for paired, consumed in pair_batches(source, options, use_fast=use_fast):
             if paired.table.num_rows:
                 writer.write(paired.table)

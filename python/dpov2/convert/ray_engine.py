@@ -325,7 +325,7 @@ def _pair_shards(
                 yield _records(paired)
             continue
         part = Path(parts) / _part_name(shard["index"], parts_format)
-        with open_writer(part, parts_format) as writer:
+        with open_writer(part, parts_format, threads=TASK_CPUS) as writer:
             schema = None
             for paired, _ in batches:
                 if paired.table.num_rows:
@@ -422,7 +422,9 @@ def _raising_input_errors() -> Iterator[None]:
         cause = _input_error_in(err, RayError)
         if cause is None or cause is err:
             raise
-        raise InputError(cause.message, file=cause.file, row=cause.row, field=cause.field) from None
+        raise InputError(
+            cause.message, file=cause.file, row=cause.row, field=cause.field, byte=cause.byte
+        ) from None
 
 
 def _input_error_in(err: BaseException, wrapper: type[BaseException]) -> InputError | None:

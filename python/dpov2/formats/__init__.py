@@ -76,12 +76,14 @@ _EXTENSIONS = {
 @dataclass
 class ScoredSource:
     """An open input: its batches, and how far they go for a progress bar (``total`` in
-    ``unit``, which is ``"B"`` for bytes or ``"rows"``; ``None`` if unknown)."""
+    ``unit``, which is ``"B"`` for bytes or ``"rows"``; ``None`` if unknown). ``path`` is the
+    file or folder read (``None`` for a ``datasets.Dataset``): no output may overwrite it."""
 
     name: str
     batches: Iterator[ScoredBatch]
     total: int | None
     unit: str
+    path: Path | None = None
 
 
 class TableWriter(Protocol):
@@ -142,14 +144,14 @@ def open_scored(
         raise InputError("is empty" if path.is_file() else "is not a file", file=str(path))
     if fmt in ("jsonl", "json"):
         batches = read_scored_json(path, fmt, batch_size=batch_size, threads=threads)
-        opened = ScoredSource(str(path), batches, path.stat().st_size, "B")
+        opened = ScoredSource(str(path), batches, path.stat().st_size, "B", path)
     elif fmt == "parquet":
         batches = read_parquet(path, batch_size=batch_size)
-        opened = ScoredSource(str(path), batches, parquet_rows(path), "rows")
+        opened = ScoredSource(str(path), batches, parquet_rows(path), "rows", path)
     else:
         dataset = load_saved_dataset(path)
         batches = read_dataset(dataset, str(path), batch_size=batch_size)
-        opened = ScoredSource(str(path), batches, len(dataset), "rows")
+        opened = ScoredSource(str(path), batches, len(dataset), "rows", path)
     return _limit(opened, max_samples)
 
 
@@ -193,7 +195,7 @@ def _limit(source: ScoredSource, max_samples: int | None) -> ScoredSource:
     total = source.total
     if source.unit == "rows" and total is not None:
         total = min(total, max_samples)
-    return ScoredSource(source.name, limited(source.batches), total, source.unit)
+    return ScoredSource(source.name, limited(source.batches), total, source.unit, source.path)
 
 
 @contextlib.contextmanager
@@ -203,18 +205,19 @@ def open_writer(
     *,
     dataset_type: str = PAIRED_TYPE,
     overwrite: bool = False,
+    threads: int | None = None,
 ) -> Iterator[TableWriter]:
     """A writer whose file appears under ``path`` only if the ``with`` block succeeds.
 
-    ``dataset_type`` is the ``type`` written in LMFlow's JSON. Call ``finish`` before leaving
-    the block.
+    ``dataset_type`` is the ``type`` written in LMFlow's JSON; ``threads`` the JSON writer's
+    threads. Call ``finish`` before leaving the block.
     """
     target = Path(path)
     fmt = detect_format(target, output_format, output=True)
     with atomic_output(target, overwrite=overwrite) as file:
         if fmt == "jsonl":
-            yield JsonWriter(file)
+            yield JsonWriter(file, threads=threads)
         elif fmt == "json":
-            yield JsonWriter(file, dataset_type)
+            yield JsonWriter(file, dataset_type, threads=threads)
         else:
             yield ParquetWriter(file)

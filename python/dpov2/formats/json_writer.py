@@ -18,15 +18,18 @@ class JsonWriter:
     ``{"type": dataset_type, "instances": [...]}``, whose separators run across tables.
 
     Raises :class:`~dpov2.errors.InputError` (with ``row`` and ``field``) for a value that
-    cannot be written faithfully: a non-finite float, a string that is not UTF-8.
+    cannot be written faithfully: a non-finite float, a string that is not UTF-8. Large
+    tables are encoded on ``threads`` threads (see :mod:`dpov2.threads`).
     """
 
-    def __init__(self, file: BinaryIO, dataset_type: str | None = None) -> None:
+    def __init__(
+        self, file: BinaryIO, dataset_type: str | None = None, *, threads: int | None = None
+    ) -> None:
         self.file = file
         self.encoder = (
-            _core.JsonEncoder.json_lines()
+            _core.JsonEncoder.json_lines(num_threads=threads)
             if dataset_type is None
-            else _core.JsonEncoder.lmflow(dataset_type)
+            else _core.JsonEncoder.lmflow(dataset_type, num_threads=threads)
         )
 
     def write(self, table: pa.Table) -> None:
