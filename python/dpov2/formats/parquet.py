@@ -33,14 +33,15 @@ __all__ = [
 # Rows per written row group: large enough for efficient reads, small enough to buffer.
 ROW_GROUP_ROWS = 65_536
 READ_BUFFER_BYTES = 1 << 20
-# Written pairs are mostly long, distinct texts. Measured on 20,000 pairs of ~500-character
-# texts (30 MB of Arrow data, pyarrow 26, 2 shared cores): dictionary encoding gains nothing
-# (each text appears once) and doubled the uncompressed write time (0.04 s against 0.017 s);
-# zstd (its default level) wrote 160-200 MB/s and made the file 2.2x (random words) to 6.4x
-# (prose) smaller, where snappy, pyarrow's default, took about as long and made it only 1.06x
-# to 2x smaller. zstd's level 9 was five times slower.
+# Written pairs are mostly long, distinct texts, so dictionary encoding gains nothing (each
+# text appears once) and doubled the uncompressed write time (20,000 pairs of ~500-character
+# texts, pyarrow 26). Compression, measured on 200,000 pairs of the 1M-prompt benchmark
+# dataset (237 MB of Arrow data, one core): none wrote in 0.35 s (237 MB), snappy 1.00 s
+# (106 MB), zstd 1.37 s (82 MB), lz4 1.10 s (118 MB); snappy and zstd read back equally fast
+# (0.53 s). Snappy, the default of pyarrow and of DuckDB, writes 1.4x faster than zstd for a
+# file 1.3x larger: dpov2 is about speed, so snappy it is.
 USE_DICTIONARY = False
-COMPRESSION = "zstd"
+COMPRESSION = "snappy"
 
 
 def parquet_rows(path: Path) -> int:
