@@ -53,15 +53,19 @@ def pair_batch(
     scores = to_numpy(responses.field("score"), np.float64)  # nulls read as NaN
 
     invalid = _invalid_rows(batch, prompts, outputs, responses, texts, scores, offsets)
-    valid_responses = np.repeat(~invalid, sizes)
-    # Invalid rows keep their place (their random draws depend on their index) with no
-    # responses; `flat` maps the remaining responses back to their position in `responses`.
-    flat = np.flatnonzero(valid_responses)
-    kept_offsets = _offsets(np.where(invalid, 0, sizes))
-    lengths = None
+    if invalid.any():
+        # Invalid rows keep their place (their random draws depend on their index) with no
+        # responses; `flat` maps the remaining responses back to their place in `responses`.
+        valid_responses = np.repeat(~invalid, sizes)
+        flat = np.flatnonzero(valid_responses)
+        kept_offsets = _offsets(np.where(invalid, 0, sizes))
+        kept_texts = texts.filter(mask(valid_responses))
+    else:  # the common case: every response is kept, no text is gathered
+        flat, kept_offsets, kept_texts = np.arange(len(scores)), offsets, texts
+    lengths = None  # of every response, beside `scores`
     if options.needs_lengths:
         lengths = np.zeros(len(scores))
-        lengths[flat] = options.length_unit.measure(texts.filter(mask(valid_responses)))
+        lengths[flat] = options.length_unit.measure(kept_texts)
     selection = select_pairs(
         scores[flat],
         kept_offsets,
