@@ -15,10 +15,8 @@ from json_reference import MAX_DEPTH, read_rows
 
 from dpov2.errors import InputError
 from dpov2.formats.instances import PAIRED_TYPE, SCORED_TYPE
-from dpov2.formats.json_reader import JsonReader
+from dpov2.formats.json_reader import FRAMINGS, SCHEMAS, JsonReader
 
-FRAMINGS = ("lines", "lmflow")
-SCHEMAS = ("scored", "paired")
 TYPES = {"scored": SCORED_TYPE, "paired": PAIRED_TYPE}
 
 texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=10)

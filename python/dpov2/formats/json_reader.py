@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -84,8 +83,3 @@ def check_dataset_type(reader: JsonReader, expected: str, *, final: bool) -> Non
         raise InputError(f'dataset type "{found}"; expected "{expected}"', file=reader.file)
     if found is None and final:
         raise InputError(f'no "type" member; expected "type": "{expected}"', file=reader.file)
-
-
-def framing_of(path: Path) -> str:
-    """The framing a ``.json`` (LMFlow) or JSON Lines file name implies."""
-    return "lmflow" if path.suffix.lower() == ".json" else "lines"
