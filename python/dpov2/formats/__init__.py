@@ -34,7 +34,7 @@ from dpov2.formats.instances import (
     ScoredBatch,
     scored_row_problem,
 )
-from dpov2.formats.json_reader import JsonReader, check_dataset_type
+from dpov2.formats.json_reader import typed_batches
 from dpov2.formats.json_writer import JsonWriter
 from dpov2.formats.parquet import ParquetWriter, parquet_rows, read_parquet
 
@@ -143,7 +143,9 @@ def open_scored(
     if fmt != "hf" and (not path.is_file() or path.stat().st_size == 0):
         raise InputError("is empty" if path.is_file() else "is not a file", file=str(path))
     if fmt in ("jsonl", "json"):
-        batches = read_scored_json(path, fmt, batch_size=batch_size, threads=threads)
+        batches = typed_batches(
+            path, fmt, "scored", SCORED_TYPE, batch_size=batch_size, threads=threads
+        )
         opened = ScoredSource(str(path), batches, path.stat().st_size, "B", path)
     elif fmt == "parquet":
         batches = read_parquet(path, batch_size=batch_size)
@@ -153,23 +155,6 @@ def open_scored(
         batches = read_dataset(dataset, str(path), batch_size=batch_size)
         opened = ScoredSource(str(path), batches, len(dataset), "rows", path)
     return _limit(opened, max_samples)
-
-
-def read_scored_json(
-    path: Path, fmt: str, *, batch_size: int, threads: int | None
-) -> Iterator[ScoredBatch]:
-    """A scored JSON Lines (``fmt="jsonl"``) or LMFlow JSON file's batches; an LMFlow file
-    must say ``"type": "text_to_scored_textlist"``."""
-    framing = "lines" if fmt == "jsonl" else "lmflow"
-    reader = JsonReader(
-        path, framing=framing, schema="scored", batch_size=batch_size, threads=threads
-    )
-    for batch in reader:
-        if framing == "lmflow":
-            check_dataset_type(reader, SCORED_TYPE, final=False)
-        yield batch
-    if framing == "lmflow":
-        check_dataset_type(reader, SCORED_TYPE, final=True)
 
 
 def _limit(source: ScoredSource, max_samples: int | None) -> ScoredSource:

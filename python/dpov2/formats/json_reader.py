@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -24,7 +25,7 @@ from dpov2 import _core
 from dpov2.errors import InputError
 from dpov2.formats.instances import BATCH_BYTES, RowProblem, ScoredBatch
 
-__all__ = ["FRAMINGS", "SCHEMAS", "JsonReader", "check_dataset_type"]
+__all__ = ["FRAMINGS", "SCHEMAS", "JsonReader", "typed_batches"]
 
 #: ``lines``: JSON Lines; ``lmflow``: LMFlow's ``{"type": ..., "instances": [...]}``.
 FRAMINGS = ("lines", "lmflow")
@@ -75,9 +76,31 @@ class JsonReader:
             yield ScoredBatch(table, first_row, consumed, located)
 
 
-def check_dataset_type(reader: JsonReader, expected: str, *, final: bool) -> None:
-    """Refuses an LMFlow file whose ``type`` is not ``expected``: as soon as it is read, and
-    (``final``, once the whole file was read) when there was none."""
+def typed_batches(
+    path: Path,
+    fmt: str,
+    schema: str,
+    dataset_type: str,
+    *,
+    batch_size: int = 8192,
+    threads: int | None = None,
+) -> Iterator[ScoredBatch]:
+    """The batches of a JSON Lines (``fmt="jsonl"``) or LMFlow JSON (``fmt="json"``) file of
+    ``schema``. An LMFlow file must say ``"type": dataset_type``: refused as soon as the
+    reader has passed another ``type``, and at the end when there was none."""
+    framing = "lmflow" if fmt == "json" else "lines"
+    reader = JsonReader(
+        path, framing=framing, schema=schema, batch_size=batch_size, threads=threads
+    )
+    for batch in reader:
+        if framing == "lmflow":
+            _check_type(reader, dataset_type, final=False)
+        yield batch
+    if framing == "lmflow":
+        _check_type(reader, dataset_type, final=True)
+
+
+def _check_type(reader: JsonReader, expected: str, *, final: bool) -> None:
     found = reader.dataset_type
     if found is not None and found != expected:
         raise InputError(f'dataset type "{found}"; expected "{expected}"', file=reader.file)

@@ -21,7 +21,7 @@ from dpov2.errors import InputError
 from dpov2.formats import PAIRED_TYPE, SCORED_TYPE, detect_format
 from dpov2.formats.hf import is_dataset, load_saved_dataset
 from dpov2.formats.instances import RowProblem
-from dpov2.formats.json_reader import JsonReader, check_dataset_type
+from dpov2.formats.json_reader import JsonReader, typed_batches
 from dpov2.formats.parquet import parquet_schema, parquet_tables
 
 if TYPE_CHECKING:
@@ -83,17 +83,11 @@ def read_pairs(source: str | os.PathLike[str] | datasets.Dataset) -> datasets.Da
 
 
 def _json_pairs(path: Path, fmt: str) -> Iterator[pa.Table]:
-    framing = "lmflow" if fmt == "json" else "lines"
-    reader = JsonReader(path, framing=framing, schema="paired")
-    for batch in reader:
+    for batch in typed_batches(path, fmt, "paired", PAIRED_TYPE):
         if batch.problems:
             row = min(batch.problems)
             raise batch.problems[row].error(str(path), batch.first_row + row)
-        if framing == "lmflow":
-            check_dataset_type(reader, PAIRED_TYPE, final=False)
         yield batch.table
-    if framing == "lmflow":
-        check_dataset_type(reader, PAIRED_TYPE, final=True)
 
 
 def mapped_dataset(tables: Iterable[pa.Table], schema: pa.Schema | None) -> datasets.Dataset:
