@@ -82,7 +82,7 @@ def write_pairs(
             if paired.table.num_rows:
                 writer.write(paired.table)
                 prompt_type = paired.table.schema.field("prompt").type
-            summary.add(paired.outcomes, paired.margins, paired.rows)
+            summary.add_batch(paired)
             if progress is not None:
                 progress(consumed, len(paired.outcomes))
         writer.finish(pairs_schema(prompt_type, options.provenance))
