@@ -29,9 +29,10 @@ The output is either one file or a folder of shards:
   ``dpov2 pair`` writes. The texts all pass through the driver: simple, and fine while one
   machine can write the output;
 - ``output_shards=True``: every worker writes the pairs of each input shard ``k`` to
-  ``OUTPUT/part-{k:05d}`` (Parquet by default) itself, and only margins, keys and outcomes
-  reach the driver, so the write scales with the workers. The parts, in name order, hold the
-  rows of the single file in its order (for JSON Lines, their concatenation is its bytes).
+  ``OUTPUT/part-{k:05d}`` (Parquet by default) itself, and only margins, keys, lengths and
+  outcomes reach the driver, so the write scales with the workers. The parts, in name order,
+  hold the rows of the single file in its order (for JSON Lines, their concatenation is its
+  bytes).
   OUTPUT must be on a file system every worker shares, as the input shards must be.
 
 Either output appears only once complete. The summary is built from the same per-instance
@@ -56,10 +57,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from dpov2.arrays import from_numpy
 from dpov2.convert import pair_batches
 from dpov2.convert.options import PAIRED, PairOptions, pairs_schema
 from dpov2.convert.result import PairedBatch
-from dpov2.convert.summary import PairSummary
+from dpov2.convert.summary import PairSummary, text_lengths
 from dpov2.errors import InputError
 from dpov2.formats import (
     OUTPUT_SUFFIXES,
@@ -79,8 +81,10 @@ SHARD_FORMATS = ("jsonl", "json", "parquet")
 # instances are rows with null pair columns.
 KEY = "__dpov2_key"
 OUTCOME = "__dpov2_outcome"
+CHOSEN_LENGTH = "__dpov2_chosen_length"
+REJECTED_LENGTH = "__dpov2_rejected_length"
 # Of the records, what the summary needs (all that leaves a worker that writes its pairs).
-SUMMARY_COLUMNS = ["margin", KEY, OUTCOME]
+SUMMARY_COLUMNS = ["margin", KEY, CHOSEN_LENGTH, REJECTED_LENGTH, OUTCOME]
 DEFAULT_SHARD_FORMAT = "parquet"
 
 
@@ -352,9 +356,11 @@ def _is_part(name: str) -> bool:
 
 
 def _records(paired: PairedBatch) -> pa.Table:
-    """The pairs with their keys and outcome, then a row for each unpaired instance with
-    only its outcome (the summary needs no more of it)."""
+    """The pairs with their keys, lengths (for the summary) and outcome, then a row for each
+    unpaired instance with only its outcome (the summary needs no more of it)."""
     pairs = paired.table.append_column(KEY, pa.array(paired.rows, pa.int64()))
+    for name, texts in ((CHOSEN_LENGTH, "chosen"), (REJECTED_LENGTH, "rejected")):
+        pairs = pairs.append_column(name, from_numpy(text_lengths(pairs[texts], texts)))
     pairs = pairs.append_column(OUTCOME, pa.array(np.zeros(pairs.num_rows, np.uint8)))
     unpaired = paired.outcomes[paired.outcomes != PAIRED]
     if len(unpaired) == 0:
@@ -370,8 +376,9 @@ def _add_records(summary: PairSummary, table: pa.Table) -> pa.Table:
     paired = outcomes == PAIRED
     pairs = table if paired.all() else table.filter(pa.array(paired))
     margins = pairs.column("margin").to_numpy()
-    summary.add(outcomes, margins, pairs.column(KEY).to_numpy())
-    return pairs.drop_columns([KEY, OUTCOME])
+    lengths = (pairs.column(CHOSEN_LENGTH).to_numpy(), pairs.column(REJECTED_LENGTH).to_numpy())
+    summary.add(outcomes, margins, pairs.column(KEY).to_numpy(), lengths)
+    return pairs.drop_columns([KEY, CHOSEN_LENGTH, REJECTED_LENGTH, OUTCOME])
 
 
 @contextlib.contextmanager
