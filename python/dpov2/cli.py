@@ -1,4 +1,5 @@
-"""The ``dpov2`` command: ``dpov2 pair INPUT OUTPUT [options]`` and ``dpov2 align CONFIG|FLAGS``.
+"""The ``dpov2`` command: ``dpov2 pair INPUT OUTPUT [options]``, ``dpov2 inspect PAIRS`` and
+``dpov2 align CONFIG|FLAGS``.
 
 Each subcommand is a :class:`Command` (its arguments and what runs them) in :data:`COMMANDS`;
 another one (``align``, say) is added by writing its two functions and listing it there.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -22,9 +24,11 @@ from types import FrameType
 
 from dpov2.convert import MARGIN_SOURCES, PairOptions, write_pairs
 from dpov2.convert.lengths import length_unit
+from dpov2.convert.summary import stats_json
 from dpov2.errors import InputError
 from dpov2.formats import INPUT_FORMATS, OUTPUT_FORMATS, ScoredSource, open_scored
 from dpov2.pairing import METHODS
+from dpov2.report import check_output, inspect_pairs, write_json, write_plot
 
 __all__ = ["COMMANDS", "Command", "main"]
 
@@ -153,6 +157,12 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     data.add_argument(
+        "--summary-json",
+        type=Path,
+        metavar="FILE",
+        help="also write the summary as JSON to FILE (schema in the README; --overwrite)",
+    )
+    data.add_argument(
         "--provenance",
         action="store_true",
         help="add chosen_score, rejected_score, chosen_index, rejected_index",
@@ -211,6 +221,8 @@ def run_pair(args: argparse.Namespace) -> int:
         provenance=args.provenance,
         num_threads=args.threads,
     )
+    if args.summary_json is not None:
+        check_output(args.summary_json, [args.input, args.output], overwrite=args.overwrite)
     start = time.perf_counter()
     if args.engine == "ray":
         from dpov2.convert.ray_engine import write_pairs_on_ray  # imports ray when it runs
@@ -250,6 +262,8 @@ def run_pair(args: argparse.Namespace) -> int:
                 progress=advance,
             )
     seconds = time.perf_counter() - start
+    if args.summary_json is not None:
+        write_json(summary.to_json(), args.summary_json, overwrite=args.overwrite)
     if not args.quiet:
         for line in summary.lines():
             print(line)
@@ -287,6 +301,39 @@ def _progress_bar(source: ScoredSource, *, disable: bool) -> Iterator[Callable[[
 
     with bar:
         yield advance
+
+
+# --- dpov2 inspect ----------------------------------------------------------------------------
+
+
+def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pairs", type=Path, help="pair dataset: file, or save_to_disk folder")
+    parser.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="OUT.png",
+        help="draw the margin histogram and chosen-vs-rejected lengths (needs dpov2[plot])",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing plot")
+    parser.add_argument("--batch-size", type=int, default=8192, help="rows per batch of JSON")
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    if args.plot is not None:
+        check_output(args.plot, [args.pairs], overwrite=args.overwrite)
+    stats = inspect_pairs(args.pairs, batch_size=args.batch_size)
+    if args.plot is not None:
+        write_plot(stats, args.plot, title=args.pairs.name, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps(stats_json(stats), indent=2, allow_nan=False))
+    else:
+        print(f"pairs: {stats.pairs}")
+        if stats.pairs and not stats.margin_count:
+            print("margin: none in the file")
+        for line in stats.lines():
+            print(line)
+    return 0
 
 
 # --- dpov2 align ------------------------------------------------------------------------------
@@ -344,6 +391,12 @@ COMMANDS: tuple[Command, ...] = (
         "rejected, margin).",
         add_pair_arguments,
         run_pair,
+    ),
+    Command(
+        "inspect",
+        "Print the counts, margin and length statistics of a pair dataset (any format).",
+        add_inspect_arguments,
+        run_inspect,
     ),
     Command(
         "align",

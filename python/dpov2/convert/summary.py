@@ -51,6 +51,7 @@ from dpov2.errors import InputError
 
 __all__ = [
     "JSON_VERSION",
+    "LENGTH_UNIT",
     "QUANTILES",
     "SAMPLE_SIZE",
     "PairStats",
@@ -63,6 +64,7 @@ SAMPLE_SIZE = 1 << 16
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 #: The ``version`` of :meth:`PairSummary.to_json`'s schema (README: "The summary as JSON").
 JSON_VERSION = 1
+#: The unit of the length statistics.
 LENGTH_UNIT = CHARACTERS.name
 
 FloatArray = npt.NDArray[np.float64]
@@ -187,12 +189,13 @@ def text_lengths(column: pa.Array | pa.ChunkedArray, name: str) -> FloatArray:
     or chat messages (lists of ``{role, content}``, the contents' lengths summed).
 
     Raises:
-        InputError: a null entry (naming its row in the column) or a column of another type.
+        InputError: a null entry (``row``: its index in the column) or a column of another
+            type.
     """
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if array.null_count:
         row = int(np.flatnonzero(nulls(array))[0])
-        raise InputError(f"is null at row {row}; expected a text", field=name)
+        raise InputError("null; expected a text", row=row, field=name)
     kind = array.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return CHARACTERS.measure(array)
@@ -378,9 +381,10 @@ class PairStats:
                 f"p{round(q * 100)} {v:.4g}" for q, v in self.margin_quantiles().items()
             )
             exact = f" (of {SAMPLE_SIZE} sampled)" if self.sampled else ""
+            some = "" if self.margin_count == self.pairs else f" (of {self.margin_count} pairs)"
             out.append(
-                f"margin: mean {self.margin_mean:.4g}  min {self.margin_min:.4g}  {quantiles}  "
-                f"max {self.margin_max:.4g}{exact}"
+                f"margin{some}: mean {self.margin_mean:.4g}  min {self.margin_min:.4g}  "
+                f"{quantiles}  max {self.margin_max:.4g}{exact}"
             )
         if self.length_count:
             correlation = self.length_margin_correlation

@@ -27,7 +27,7 @@ from dpov2.formats.parquet import parquet_schema, parquet_tables
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["PAIR_COLUMNS", "dataset_type", "mapped_dataset", "read_pairs"]
+__all__ = ["PAIR_COLUMNS", "dataset_type", "mapped_dataset", "pair_tables", "read_pairs"]
 
 SCORED_COLUMNS = ("input", "output")
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -68,8 +68,7 @@ def read_pairs(source: str | os.PathLike[str] | datasets.Dataset) -> datasets.Da
     Raises:
         InputError: an unreadable file, one that is not a paired dataset, or a bad row.
     """
-    if dataset_type(source) != PAIRED_TYPE:
-        raise InputError(f"is a {SCORED_TYPE} dataset, not {PAIRED_TYPE}", file=str(source))
+    _check_paired(source)
     if is_dataset(source):
         paired: datasets.Dataset = source
         return paired
@@ -82,8 +81,33 @@ def read_pairs(source: str | os.PathLike[str] | datasets.Dataset) -> datasets.Da
     return mapped_dataset(_json_pairs(path, fmt), None)
 
 
-def _json_pairs(path: Path, fmt: str) -> Iterator[pa.Table]:
-    for batch in typed_batches(path, fmt, "paired", PAIRED_TYPE):
+def pair_tables(source: str | os.PathLike[str], *, batch_size: int = 8192) -> Iterator[pa.Table]:
+    """The tables of a paired dataset file or ``save_to_disk`` folder, in order, streamed
+    (JSON in batches of at most ``batch_size`` rows; Parquet by record batch), with every column
+    the file has.
+
+    Raises:
+        InputError: at once, an unreadable file or one that is not a paired dataset; while
+            iterating, a bad row (named by file, row, byte and field).
+    """
+    _check_paired(source)
+    path = Path(source)
+    fmt = detect_format(path, None)
+    if fmt == "hf":
+        table: Iterator[pa.Table] = load_saved_dataset(path).with_format("arrow").iter(batch_size)
+        return table
+    if fmt == "parquet":
+        return parquet_tables(path)
+    return _json_pairs(path, fmt, batch_size)
+
+
+def _check_paired(source: str | os.PathLike[str] | datasets.Dataset) -> None:
+    if dataset_type(source) != PAIRED_TYPE:
+        raise InputError(f"is a {SCORED_TYPE} dataset, not {PAIRED_TYPE}", file=str(source))
+
+
+def _json_pairs(path: Path, fmt: str, batch_size: int = 8192) -> Iterator[pa.Table]:
+    for batch in typed_batches(path, fmt, "paired", PAIRED_TYPE, batch_size=batch_size):
         if batch.problems:
             row = min(batch.problems)
             raise batch.problems[row].error(str(path), batch.first_row + row)
