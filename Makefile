@@ -1,7 +1,7 @@
 # The whole developer workflow. Everything runs inside .venv, which `make dev` creates.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,train,hf,ray
+EXTRAS ?= dev,train,hf,ray,plot
 
 .PHONY: dev build-dev demo example test test-rust test-python check-wheel fuzz lint format bench bench-ray clean
 

@@ -65,9 +65,8 @@ def test_pair_writes_the_pairs_and_a_summary(
         "prompts dropped: 16 (10 too few responses, 6 tie, 0 invalid, 0 below min margin, "
         "0 non finite margin)",
     ]
-    assert out[3].startswith("margin: mean ") and out[4].startswith(
-        f"wrote {tmp_path / out_name} in "
-    )
+    assert out[3].startswith("margin: mean ") and out[4].startswith("length (characters): ")
+    assert out[5].startswith(f"wrote {tmp_path / out_name} in ")
     if out_name.endswith(".parquet"):
         pairs = pq.read_table(tmp_path / out_name).to_pylist()
     elif out_name.endswith(".json"):
