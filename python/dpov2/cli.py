@@ -222,7 +222,8 @@ def run_pair(args: argparse.Namespace) -> int:
         num_threads=args.threads,
     )
     if args.summary_json is not None:
-        check_output(args.summary_json, [args.input, args.output], overwrite=args.overwrite)
+        others = {"INPUT": args.input, "OUTPUT": args.output}
+        check_output(args.summary_json, others, overwrite=args.overwrite)
     start = time.perf_counter()
     if args.engine == "ray":
         from dpov2.convert.ray_engine import write_pairs_on_ray  # imports ray when it runs
@@ -321,7 +322,7 @@ def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_inspect(args: argparse.Namespace) -> int:
     if args.plot is not None:
-        check_output(args.plot, [args.pairs], overwrite=args.overwrite)
+        check_output(args.plot, {"PAIRS": args.pairs}, overwrite=args.overwrite)
     stats = inspect_pairs(args.pairs, batch_size=args.batch_size)
     if args.plot is not None:
         write_plot(stats, args.plot, title=args.pairs.name, overwrite=args.overwrite)

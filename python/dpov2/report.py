@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,7 @@ import pyarrow as pa
 from dpov2.arrays import nulls, to_numpy
 from dpov2.convert.summary import LENGTH_UNIT, PairStats, text_lengths
 from dpov2.errors import InputError
-from dpov2.formats.atomic import atomic_output, check_apart, check_output_path
+from dpov2.formats.atomic import atomic_output, check_output_path
 from dpov2.formats.kinds import pair_tables
 
 if TYPE_CHECKING:
@@ -82,11 +81,17 @@ def _margins(column: pa.ChunkedArray) -> npt.NDArray[np.float64]:
     return values
 
 
-def check_output(path: Path, inputs: Iterable[Path], *, overwrite: bool) -> None:
-    """Refuses, before any work, an output (a summary or plot) that exists (without
-    ``overwrite``), has no folder, or is or holds one of ``inputs``."""
+def check_output(path: Path, others: dict[str, Path], *, overwrite: bool) -> None:
+    """Refuses, before any work, an output (a summary or a plot) that exists (without
+    ``overwrite``), has no folder, or is, or lies inside, one of ``others`` (by role:
+    ``{"INPUT": ..., "OUTPUT": ...}``)."""
     check_output_path(path, overwrite=overwrite)
-    check_apart(path, list(inputs))
+    target = path.resolve()
+    for role, other in others.items():
+        place = other.resolve()
+        if target == place or place in target.parents:
+            where = "is" if target == place else "is inside"
+            raise InputError(f"{where} {role}; choose another file", file=str(path))
 
 
 def write_json(data: dict[str, Any], path: Path, *, overwrite: bool) -> None:
