@@ -193,5 +193,10 @@ def test_text_lengths_count_characters_of_texts_and_of_message_contents() -> Non
     with pytest.raises(InputError, match="null; expected a text") as raised:
         text_lengths(pa.array(["a", None]), "rejected")
     assert (raised.value.row, raised.value.field) == (1, "rejected")
+    chunked = pa.chunked_array([pa.array(["ab", "c"]), pa.array(["déf", None])])
+    with pytest.raises(InputError, match="null; expected a text") as raised:
+        text_lengths(chunked, "chosen")
+    assert raised.value.row == 3  # counted over the chunks
+    assert text_lengths(chunked[:3], "chosen").tolist() == [2.0, 1.0, 3.0]
     with pytest.raises(InputError, match="has type int64; expected texts"):
         text_lengths(pa.array([1, 2]), "chosen")

@@ -192,7 +192,19 @@ def text_lengths(column: pa.Array | pa.ChunkedArray, name: str) -> FloatArray:
         InputError: a null entry (``row``: its index in the column) or a column of another
             type.
     """
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    lengths, first = [], 0
+    for chunk in chunks:  # chunk by chunk: combining them would copy the texts
+        try:
+            lengths.append(_chunk_lengths(chunk, name))
+        except InputError as err:
+            row = None if err.row is None else first + err.row
+            raise InputError(err.message, row=row, field=name) from None
+        first += len(chunk)
+    return np.concatenate(lengths) if len(lengths) != 1 else lengths[0]
+
+
+def _chunk_lengths(array: pa.Array, name: str) -> FloatArray:
     if array.null_count:
         row = int(np.flatnonzero(nulls(array))[0])
         raise InputError("null; expected a text", row=row, field=name)
@@ -536,9 +548,11 @@ def _unique_keys(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
     """Each key made distinct by its rank among equal keys of the batch (in batch order), so
     that the pairs of one instance get different priorities; unchanged when keys are distinct."""
     keys = np.asarray(keys, np.int64)
+    if (keys[1:] > keys[:-1]).all():  # increasing, as a batch's instances come: distinct
+        return keys.astype(np.uint64)
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
-    if len(keys) < 2 or (ordered[1:] != ordered[:-1]).all():
+    if (ordered[1:] != ordered[:-1]).all():
         return keys.astype(np.uint64)
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
     run_lengths = np.diff(np.r_[starts, len(keys)])
