@@ -12,9 +12,9 @@ Every statistic is the same for any batch size and order of batches:
   mean margin is the correctly rounded mean, and the correlation of the length difference
   ``x`` with the margin ``y`` comes from the exact ``n``, ``Σx``, ``Σy``, ``Σx²``, ``Σy²``,
   ``Σxy``: ``n Σxy - Σx Σy`` and the two variances are computed in exact rational arithmetic,
-  so the textbook formula's cancellation (catastrophic when the means dwarf the spreads, as
-  lengths in the thousands beside differences of a few characters do) cannot happen, and
-  the one rounding left is that of the final division and square root. Compensated
+  so the textbook formula's cancellation (catastrophic in float64 when a mean dwarfs the
+  spread, as with margins near 1e9 that differ by 1e-3) cannot happen, and the one rounding
+  left is that of the final division and square root. Compensated
   (Kahan or pairwise) sums would shrink the error but still depend on the grouping; a
   streaming Welford update depends on the order. Exact sums cost about the same (a few
   vector passes over each batch) and depend on neither.
@@ -24,7 +24,7 @@ Every statistic is the same for any batch size and order of batches:
   quantiles are exact; beyond, they are those of a uniform sample of 65,536 pairs, within
   about 0.2 percentile points (the standard error of a sample quantile, ``sqrt(q (1 - q) /
   k)``, at the median). The priority depends only on the key, so the sample is the same for
-  any batching; it takes 1.5 MiB.
+  any batching; with the candidates not yet merged in, it takes at most 4 MiB.
 
 Lengths are Unicode characters of the ``chosen`` and ``rejected`` texts (for chat messages,
 of their contents): what a pair file holds, so ``dpov2 inspect`` on the written file gives
