@@ -576,7 +576,7 @@ def _typed_values(settings: dict[str, Any], file: str) -> dict[str, Any]:
     converted = dict(settings)
     for name, value in settings.items():
         kinds = hints.get(name, ())
-        if bool in kinds and not isinstance(value, bool):
+        if bool in kinds and not isinstance(value, bool) and value is not None:
             converted[name] = _as_bool(value, name, file)
         elif float in kinds and isinstance(value, str):
             try:
