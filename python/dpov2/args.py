@@ -399,8 +399,8 @@ _ITERATIVE = "an option of LMFlow's iterative DPO pipeline; dpov2 align runs one
 LMFLOW_REFUSED: dict[str, str] = {
     "use_qlora": "QLoRA (a 4/8-bit base) is not supported; use use_lora on a full-precision model",
     "use_dora": "DoRA is not supported; use use_lora",
-    "save_aggregated_lora": "not supported: the LoRA adapter is saved on its own; merge it with "
-    "peft's merge_and_unload",
+    "save_aggregated_lora": "the LoRA adapter is saved on its own (PEFT's adapter files); "
+    "merge it with peft's merge_and_unload",
     "lora_model_path": "loading an existing LoRA adapter is not supported; merge it into the "
     "model (peft's merge_and_unload) and give that as model_name_or_path",
     "use_lisa": "LISA layer-wise training is not supported",
