@@ -4,8 +4,10 @@ child process (its arguments, its environment, its failures, a 2-process launch)
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import logging
 import os
 import socket
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import safetensors.torch
 import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -23,7 +26,10 @@ from dpov2.aligner import (
     AlignmentError,
     DPOv2Aligner,
     MemorySafeDPOv2Aligner,
+    _with_chat_template,
+    child_environment,
     load_model,
+    load_tokenizer,
 )
 from dpov2.args import DatasetArguments, DPOv2AlignerArguments, ModelArguments
 from dpov2.convert import convert_to_paired_dataset
@@ -42,6 +48,7 @@ LAUNCH_VARIABLES = {
     "TORCHELASTIC_RUN_ID": "parent-job",
     "TORCHELASTIC_RESTART_COUNT": "0",
     "OMPI_COMM_WORLD_SIZE": "2",
+    "OMP_NUM_THREADS": "1",  # torchrun's for its workers; the child is a job of its own
 }
 
 
@@ -194,7 +201,7 @@ def test_memory_safe_child_trains_with_the_same_arguments_and_no_launch_variable
         "PYTHONPATH", os.pathsep.join([str(hooks), os.environ.get("PYTHONPATH", "")])
     )
     output = io.StringIO()
-    aligner.align(stream=output)
+    aligner.align(stream=output, err_stream=output)
 
     child_env = json.loads(seen.read_text())
     assert child_env["DPOV2_TEST_KEPT"] == "kept"
@@ -211,9 +218,9 @@ def test_memory_safe_child_trains_with_the_same_arguments_and_no_launch_variable
 def test_memory_safe_child_failure_raises_with_its_exit_code_and_message(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
     aligner = _memory_safe(tmp_path / "out", ModelArguments(model_name_or_path=str(missing)))
-    output = io.StringIO()
+    output, errors = io.StringIO(), io.StringIO()
     with pytest.raises(AlignmentError) as raised:
-        aligner.align(stream=output)
+        aligner.align(stream=output, err_stream=errors)
     assert raised.value.returncode == 2  # the CLI's code for a user mistake
     last_line = raised.value.output_tail.strip().splitlines()[-1]
     assert last_line == (
@@ -221,7 +228,9 @@ def test_memory_safe_child_failure_raises_with_its_exit_code_and_message(tmp_pat
         "model folder, a Hugging Face Hub name (org/name) or dpov2:tiny"
     )
     assert "exited with code 2" in str(raised.value)
-    assert output.getvalue().endswith(raised.value.output_tail)
+    # The one-line error came on the child's stderr, and is passed on to ours.
+    assert errors.getvalue().strip().splitlines()[-1] == last_line
+    assert "error" not in output.getvalue()
 
 
 def test_memory_safe_command_is_the_current_python_or_accelerate_launch(tmp_path: Path) -> None:
@@ -265,9 +274,113 @@ def test_two_process_cpu_launch_trains_and_saves_one_checkpoint(tmp_path: Path) 
     # Two steps of 4 pairs on each of 2 processes: the 8 pairs once, so one epoch.
     aligner = _memory_safe(out, accelerate_config_file=str(config))
     output = io.StringIO()
-    aligner.align(stream=output)
+    aligner.align(stream=output, err_stream=output)
     text = output.getvalue()
     assert "dpov2 align: 2 process(es)" in text
     assert text.count("dpov2 align: saved the model") == 1  # by the main process only
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [FINAL_CHECKPOINT]
     _assert_reloadable_checkpoint(out)
+
+
+# --- LMFlow's behaviours ------------------------------------------------------------------------
+
+
+def test_align_with_evaluation_and_no_eval_set_evaluates_on_seeded_training_pairs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dpov2")
+    aligner = _aligner(tmp_path / "out", max_train_samples=4, eval_strategy="steps", eval_steps=1)
+    aligner.data_args.eval_sample_size = 3
+    history = aligner.align(load_model(TINY), None, Dataset.from_list(_pairs(8)))
+    evals = [log for log in history if "eval_loss" in log]
+    assert [log["step"] for log in evals] == [1]  # 4 pairs, 4 per step: one step, one eval
+    assert (
+        "dpov2 align: eval: 3 pairs drawn from the training pairs (seed 42; no eval dataset "
+        "given, eval_sample_size 3)"
+    ) in caplog.messages
+
+
+class _FixedPairs(DPOv2Aligner):
+    """An LMFlow-style subclass: its own pairing, whatever the scored data says."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[dict[str, Any]] = []
+
+    def convert_to_paired_dataset(self, source_dataset: Any, **options: Any) -> Any:  # type: ignore[override]
+        self.calls.append(options)
+        return Dataset.from_list(_pairs(4))
+
+
+def test_a_subclass_pairing_is_what_align_trains_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dpov2")
+    args = _aligner_args(tmp_path / "out", sampling_paired_method="max_min")
+    aligner = _FixedPairs(TINY, DatasetArguments(), args)
+    history = aligner.align(load_model(TINY), None, SCORED_SAMPLE)  # 300 scored prompts
+    assert [call["sampling_paired_method"] for call in aligner.calls] == ["max_min"]
+    assert history[-1]["step"] == 1  # the subclass's 4 pairs at 4 per step
+    assert any(m.startswith("dpov2 align: train: 4 pairs from the scored") for m in caplog.messages)
+
+
+def test_use_lora_trains_an_adapter_and_saves_it_alone(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    lora = ModelArguments(
+        model_name_or_path=TINY_MODEL, use_lora=True, lora_r=4, lora_target_modules="q_proj,v_proj"
+    )
+    aligner = DPOv2Aligner(lora, DatasetArguments(), _aligner_args(out, max_steps=2))
+    model = load_model(TINY)
+    base = {name: weight.clone() for name, weight in model.state_dict().items()}
+    aligner.align(model, None, Dataset.from_list(_pairs(8)))
+
+    saved = safetensors.torch.load_file(out / FINAL_CHECKPOINT / "adapter_model.safetensors")
+    config = json.loads((out / FINAL_CHECKPOINT / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["lora_dropout"]) == (4, 32, 0.1)
+    assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
+    lora_b = [weight for name, weight in saved.items() if "lora_B" in name]
+    assert len(lora_b) == 4  # q and v in each of the 2 layers
+    assert any(weight.abs().sum() > 0 for weight in lora_b), "the adapter did not train"
+    assert not (out / "model.safetensors").exists()  # the adapter, not the full weights
+    # PEFT wrapped the caller's layers in place; their base weights are the untrained ones.
+    after = {name.replace(".base_layer", ""): w for name, w in model.state_dict().items()}
+    assert set(base) <= set(after)
+    for name, weight in base.items():
+        assert torch.equal(after[name], weight), name
+
+
+def test_child_environment_drops_omp_num_threads_and_launch_variables() -> None:
+    environ = {**LAUNCH_VARIABLES, "HOME": "/home/me"}
+    assert child_environment(environ) == {"HOME": "/home/me", "PYTHONUNBUFFERED": "1"}
+
+
+def test_memory_safe_child_with_evaluation_and_no_eval_set_evaluates_on_training_pairs(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    aligner = _memory_safe(out, max_steps=1, eval_strategy="steps", eval_steps=1)
+    aligner.args.data.eval_sample_size = 4
+    output = io.StringIO()
+    aligner.align(stream=output, err_stream=output)
+    text = output.getvalue()
+    assert "dpov2 align: eval: 4 pairs drawn from the training pairs (seed 42" in text
+    assert "'eval_loss'" in text
+
+
+def test_conversation_template_llama3_renders_llama3_turns() -> None:
+    tokenizer = load_tokenizer(TINY)
+    templated = _with_chat_template(tokenizer, "llama3")
+    assert templated is not tokenizer and tokenizer.chat_template != templated.chat_template
+    text = templated.apply_chat_template(
+        [{"role": "user", "content": " Hi! "}], tokenize=False, add_generation_prompt=True
+    )
+    assert text == (
+        f"{tokenizer.bos_token}<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    assert _with_chat_template(tokenizer, "tokenizer") is tokenizer
+    assert _with_chat_template(tokenizer, None) is tokenizer
+    bare = copy.deepcopy(tokenizer)
+    bare.chat_template = None
+    with pytest.raises(InputError, match="this tokenizer has none"):
+        _with_chat_template(bare, "tokenizer")

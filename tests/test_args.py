@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -171,14 +172,16 @@ def test_every_argument_survives_the_trip_through_a_config_file(tmp_path: Path) 
     assert parsed == original
 
 
-def test_reference_arguments_are_the_model_fields_with_a_prefix() -> None:
-    model_fields = dataclasses.fields(ModelArguments)
+def test_reference_arguments_are_the_model_fields_but_lora_with_a_prefix() -> None:
+    model_fields = [f for f in dataclasses.fields(ModelArguments) if not f.name.startswith("lora")]
+    model_fields = [f for f in model_fields if f.name != "use_lora"]
     reference_fields = dataclasses.fields(ReferenceModelArguments)
     assert [f.name for f in reference_fields] == [REFERENCE_PREFIX + f.name for f in model_fields]
     assert [f.default for f in reference_fields] == [f.default for f in model_fields]
     args = ModelArguments("some/model", tokenizer_name="tok", torch_dtype="float16")
     assert to_reference(args).reference_tokenizer_name == "tok"
     assert from_reference(to_reference(args)) == args
+    assert not hasattr(to_reference(ModelArguments(use_lora=True)), "reference_use_lora")
 
 
 @pytest.mark.parametrize(
@@ -216,3 +219,154 @@ def test_config_mistakes_name_the_file_and_what_is_wrong(
 def test_flag_mistakes_raise_input_error(flags: list[str], message: str) -> None:
     with pytest.raises(InputError, match=message):
         parse_align_args(["--output_dir", "out", "--use_cpu", *flags])
+
+
+# --- LMFlow's names -----------------------------------------------------------------------------
+
+BASE = ["--output_dir", "out", "--use_cpu"]
+# Each LMFlow name with a value, and the dpov2 option it is, with the same value.
+LMFLOW_NAMES = [
+    (("evaluation_strategy", "steps"), ("eval_strategy", "steps")),
+    (("preprocessing_num_workers", "3"), ("dataset_num_proc", "3")),
+    (("use_flash_attention", "1"), ("attn_implementation", "flash_attention_2")),
+    (
+        ("reference_use_flash_attention", "true"),
+        ("reference_attn_implementation", "flash_attention_2"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("lmflow", "dpov2"), LMFLOW_NAMES, ids=[n[0][0] for n in LMFLOW_NAMES])
+def test_lmflow_names_are_the_same_options_on_the_command_line_and_in_files(
+    tmp_path: Path, lmflow: tuple[str, str], dpov2: tuple[str, str]
+) -> None:
+    expected = parse_align_args([*BASE, "--" + dpov2[0], dpov2[1]])
+    assert expected != parse_align_args(BASE)  # the option does change something
+    assert parse_align_args([*BASE, "--" + lmflow[0], lmflow[1]]) == expected
+    config = tmp_path / "align.yaml"
+    config.write_text(f"output_dir: out\nuse_cpu: true\n{lmflow[0]}: {lmflow[1]}\n")
+    assert parse_align_args([str(config)]) == expected
+    # Both names with one value is one option given twice; a flag overrides the file's name.
+    assert parse_align_args([*BASE, "--" + lmflow[0], lmflow[1], "--" + dpov2[0], dpov2[1]]) == (
+        expected
+    )
+    config.write_text(f"output_dir: out\nuse_cpu: true\n{dpov2[0]}: {dpov2[1]}\n")
+    assert parse_align_args([str(config), "--" + lmflow[0], lmflow[1]]) == expected
+
+
+@pytest.mark.parametrize("where", ["flags", "file"])
+def test_an_lmflow_name_and_its_dpov2_name_with_different_values_is_an_error(
+    tmp_path: Path, where: str
+) -> None:
+    message = (
+        "field 'evaluation_strategy': evaluation_strategy (LMFlow's name) and eval_strategy are "
+        "the same option, given 'steps' and 'no'; give one"
+    )
+    if where == "flags":
+        argv = [*BASE, "--evaluation_strategy", "steps", "--eval_strategy", "no"]
+    else:
+        config = tmp_path / "align.yaml"
+        config.write_text("output_dir: out\nevaluation_strategy: steps\neval_strategy: 'no'\n")
+        argv = [str(config), "--use_cpu"]
+        message = f"{config}: {message}"
+    with pytest.raises(InputError) as raised:
+        parse_align_args(argv)
+    assert str(raised.value) == message
+
+
+def test_use_flash_attention_false_sets_nothing() -> None:
+    assert parse_align_args([*BASE, "--use_flash_attention", "0"]) == parse_align_args(BASE)
+    both = parse_align_args(
+        [*BASE, "--use_flash_attention", "false", "--attn_implementation", "sdpa"]
+    )
+    assert both.model.attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("value", ["0", "1", "true", "False"])
+def test_yes_no_values_as_lmflow_writes_them(tmp_path: Path, value: str) -> None:
+    expected = value.lower() in ("1", "true")
+    from_flag = parse_align_args([*BASE, "--trust_remote_code", value, "--use_lora", value])
+    config = tmp_path / "align.yaml"
+    config.write_text(
+        f"output_dir: out\nuse_cpu: 1\ntrust_remote_code: {value}\nuse_lora: '{value}'\n"
+    )
+    from_file = parse_align_args([str(config)])
+    for args in (from_flag, from_file):
+        assert args.aligner.trust_remote_code is expected
+        assert args.model.use_lora is expected
+    config.write_text("output_dir: out\nuse_cpu: true\ntrust_remote_code: 2\n")
+    with pytest.raises(InputError, match="field 'trust_remote_code': expected true/false"):
+        parse_align_args([str(config)])
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("use_qlora", "QLoRA (a 4/8-bit base) is not supported"),
+        ("save_aggregated_lora", "the LoRA adapter is saved on its own"),
+        ("dataset_path_list", "an option of LMFlow's iterative DPO pipeline"),
+    ],
+)
+def test_refused_lmflow_options_say_why_unless_off(tmp_path: Path, name: str, reason: str) -> None:
+    with pytest.raises(
+        InputError, match=re.escape(f"field '{name}': LMFlow's {name} is refused: ")
+    ):
+        parse_align_args([*BASE, "--" + name, "1"])
+    config = tmp_path / "align.yaml"
+    value = "[iter1, iter2]" if name == "dataset_path_list" else "true"
+    config.write_text(f"output_dir: out\nuse_cpu: true\n{name}: {value}\n")
+    with pytest.raises(InputError, match=re.escape(reason)):
+        parse_align_args([str(config)])
+    off = "[]" if name == "dataset_path_list" else "false"
+    config.write_text(f"output_dir: out\nuse_cpu: true\n{name}: {off}\n")
+    assert parse_align_args([str(config)]) == parse_align_args(BASE)
+
+
+def test_lmflow_defaults_of_the_new_fields() -> None:
+    args = parse_align_args(BASE)
+    assert (args.aligner.learning_rate, args.aligner.logging_steps) == (5e-5, 500)
+    model = args.model
+    assert (model.use_lora, model.lora_r, model.lora_alpha, model.lora_dropout) == (
+        False,
+        8,
+        32,
+        0.1,
+    )
+    assert (model.lora_target_modules, model.attn_implementation) == (None, None)
+    assert (args.data.eval_sample_size, args.data.conversation_template) == (100, None)
+    assert model.lora_config() is None
+
+
+def test_lora_config_is_peft_lora_config_of_the_fields() -> None:
+    from peft import LoraConfig
+
+    config = ModelArguments(
+        use_lora=True, lora_r=4, lora_target_modules="q_proj, v_proj"
+    ).lora_config()
+    assert isinstance(config, LoraConfig)
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (4, 32, 0.1)
+    assert config.target_modules == {"q_proj", "v_proj"}
+    assert config.task_type == "CAUSAL_LM"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--conversation_template", "qwen2_5"], "conversation_template='qwen2_5' is not shipped"),
+        (["--conversation_template", "hf_auto"], r"expected tokenizer \(the tokenizer's own"),
+        (["--lora_r", "0"], "lora_r must be >= 1"),
+        (["--lora_dropout", "1"], r"lora_dropout must be in \[0, 1\)"),
+        (["--eval_sample_size", "0"], "eval_sample_size must be >= 1"),
+    ],
+)
+def test_bad_lmflow_values_raise_input_error(flags: list[str], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_align_args([*BASE, *flags])
+
+
+def test_conversation_templates_accepted() -> None:
+    for name in ("tokenizer", "llama3"):
+        assert (
+            parse_align_args([*BASE, "--conversation_template", name]).data.conversation_template
+            == name
+        )

@@ -111,10 +111,31 @@ def test_align_mistakes_exit_2_with_one_line(
     assert not (tmp_path / "out").exists()
 
 
-def test_align_memory_safe_passes_on_the_childs_exit_code(
+def test_align_memory_safe_user_mistake_is_the_childs_one_line_on_stderr_and_exit_2(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    config = _config(tmp_path, model_name_or_path=str(tmp_path / "no-model"))
+    missing = tmp_path / "no-model"
+    config = _config(tmp_path, model_name_or_path=str(missing))
     assert run("align", "--memory-safe", config) == 2
+    captured = capfd.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error" in line]
+    assert errors == [
+        f"dpov2 align: error: {missing}: field 'model_name_or_path': no such folder; expected a "
+        "model folder, a Hugging Face Hub name (org/name) or dpov2:tiny"
+    ]
+    assert "error" not in captured.out
+
+
+def test_align_memory_safe_other_failures_add_the_exit_code_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A hook in the child ends it before dpov2 runs, with no message: exit code 7.
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text("import os\nos._exit(7)\n")
+    config = _config(tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", str(hooks))
+        assert run("align", "--memory-safe", config) == 7
     err = capfd.readouterr().err.strip().splitlines()
-    assert err[-1] == "dpov2 align: error: the training process exited with code 2"
+    assert err[-1] == "dpov2 align: error: the training process exited with code 7"

@@ -13,6 +13,7 @@ leaving the GPU to the next generation round.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import json
 import logging
@@ -21,10 +22,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import IO, TYPE_CHECKING, TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -36,9 +38,14 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.trainer_utils import IntervalStrategy
+from transformers.utils.import_utils import is_flash_attn_2_available
 
 from dpov2.args import (
+    CHAT_TEMPLATES,
+    FLASH_ATTENTION,
     REFERENCE_PREFIX,
+    TOKENIZER_TEMPLATE,
     TORCH_DTYPES,
     AlignArguments,
     DatasetArguments,
@@ -81,9 +88,12 @@ DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in TORCH_D
 
 # Variables set by torchrun / accelerate launch (and MPI launchers, which accelerate also reads)
 # for the processes of one job. A child that inherited them would try to join its parent's
-# process group (and hang, or take its rank) instead of starting a job of its own.
+# process group (and hang, or take its rank) instead of starting a job of its own. Also
+# OMP_NUM_THREADS, which torchrun sets to 1 for its workers (LMFlow removes it too): the child
+# is a job of its own and should use every thread.
 CHILD_ENV_REMOVED: frozenset[str] = frozenset(
     {
+        "OMP_NUM_THREADS",
         "RANK",
         "LOCAL_RANK",
         "GROUP_RANK",
@@ -148,8 +158,12 @@ def load_model(
     `dpov2:tiny` builds `dpov2.tiny_model`'s model (seed 0) instead of loading one: the same
     weights every time, so it also serves as its own reference, and nothing is downloaded.
 
+    `attn_implementation` picks the attention kernel (`flash_attention_2`, LMFlow's
+    `use_flash_attention`, is refused where flash_attn or CUDA is missing).
+
     Raises:
-        InputError: no model named, an unknown dtype, or a model that cannot be loaded.
+        InputError: no model named, an unknown dtype, flash attention where it cannot run, or a
+            model that cannot be loaded.
     """
     field = prefix + "model_name_or_path"
     name = _model_name(args, prefix)
@@ -158,14 +172,24 @@ def load_model(
             f"unknown torch_dtype {args.torch_dtype!r}; expected {', '.join(TORCH_DTYPES)}",
             field=prefix + "torch_dtype",
         )
+    if args.attn_implementation == FLASH_ATTENTION and not is_flash_attn_2_available():
+        raise InputError(
+            f"{FLASH_ATTENTION} (use_flash_attention) needs the flash_attn package and a CUDA "
+            "GPU, and this environment lacks one; install flash-attn or leave it off",
+            field=prefix + "attn_implementation",
+        )
     dtype = DTYPES.get(args.torch_dtype, torch.float32)
     if name == TINY_MODEL:
-        return build_tiny_model(build_tiny_tokenizer(), dtype=dtype)
+        tiny = build_tiny_model(build_tiny_tokenizer(), dtype=dtype)
+        if args.attn_implementation is not None:
+            tiny.set_attn_implementation(args.attn_implementation)
+        return tiny
     _check_local(name, field)
     try:
         model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
             name,
             dtype="auto" if args.torch_dtype == "auto" else dtype,
+            attn_implementation=args.attn_implementation,
             trust_remote_code=trust_remote_code,
         )
     except _LOAD_ERRORS as err:
@@ -204,7 +228,11 @@ def _check_local(name: str, field: str) -> None:
 class DPOv2Aligner:
     """Pairs (if needed), trains with `DPOv2Trainer`, saves, and releases memory, as LMFlow's
     `DPOv2Aligner` does. `model_args` and `ref_model_args` describe the models passed to
-    `align`; `data_args.max_train_samples` and every option in `aligner_args` apply."""
+    `align` (`model_args.use_lora`: a LoRA adapter is trained); `data_args` (max_train_samples,
+    eval_sample_size, conversation_template) and every option in `aligner_args` apply.
+
+    Scored datasets are paired by `self.convert_to_paired_dataset`, so that a subclass can
+    change the pairing, as in LMFlow."""
 
     convert_to_paired_dataset = staticmethod(convert_to_paired_dataset)
     sampling_paired_idx_from_rewards = staticmethod(sampling_paired_idx_from_rewards)
@@ -236,24 +264,37 @@ class DPOv2Aligner:
 
         Each dataset is a path or a `datasets.Dataset`, scored (`text_to_scored_textlist`: paired
         here with `sampling_paired_method`, `length_penalty`, `margin_scale` and `random_seed`,
-        the eval set like the train set) or paired (`paired_text_to_text`). `ref_model=None`
-        uses a frozen copy of `model`. `tokenizer` defaults to the one `model_args` names.
+        the eval set like the train set) or paired (`paired_text_to_text`). With evaluation on
+        and no `eval_dataset`, `data_args.eval_sample_size` training pairs (drawn with
+        `random_seed`) are the eval set, as in LMFlow's memory-safe aligner. `ref_model=None`
+        uses a frozen copy of `model` (with `use_lora`: `model` with the adapter off).
+        `tokenizer` defaults to the one `model_args` names; with `conversation_template`, a
+        copy of it carries that chat template.
         `transform_dataset_in_place` is LMFlow's parameter; the datasets given are never
         modified (a `datasets.Dataset` cannot be), so it changes nothing.
 
         Raises:
-            InputError: a dataset that is neither scored nor paired, or that cannot be read.
+            InputError: a dataset that is neither scored nor paired, or that cannot be read, or
+                `conversation_template` tokenizer with a tokenizer that has no chat template.
         """
         del transform_dataset_in_place  # see the docstring
         args = self.aligner_args
         train, train_origin = self._pairs(train_dataset, "train")
-        if self.data_args.max_train_samples is not None:
-            train = train.select(range(min(self.data_args.max_train_samples, len(train))))
         evaluation, eval_origin = None, ""
         if eval_dataset is not None:
             evaluation, eval_origin = self._pairs(eval_dataset, "eval")
+        elif args.eval_strategy != IntervalStrategy.NO:
+            size = min(self.data_args.eval_sample_size, len(train))
+            evaluation = train.shuffle(seed=args.random_seed).select(range(size))
+            eval_origin = (
+                f"drawn from the training pairs (seed {args.random_seed}; no eval dataset given, "
+                f"eval_sample_size {self.data_args.eval_sample_size})"
+            )
+        if self.data_args.max_train_samples is not None:
+            train = train.select(range(min(self.data_args.max_train_samples, len(train))))
         if tokenizer is None:
             tokenizer = load_tokenizer(self.model_args, trust_remote_code=args.trust_remote_code)
+        tokenizer = _with_chat_template(tokenizer, self.data_args.conversation_template)
         if args.gradient_checkpointing:  # the KV cache is useless there and costs memory
             for each in (model, ref_model):
                 if each is not None:
@@ -266,6 +307,7 @@ class DPOv2Aligner:
             train_dataset=train,
             eval_dataset=evaluation,
             processing_class=tokenizer,
+            peft_config=self.model_args.lora_config(),
         )
         try:
             if trainer.accelerator.is_main_process:
@@ -299,7 +341,7 @@ class DPOv2Aligner:
             _check_pair_columns(paired, shown)
             return paired, f"read from {shown}"
         args = self.aligner_args
-        pairs = convert_to_paired_dataset(
+        pairs = self.convert_to_paired_dataset(
             source,
             sampling_paired_method=args.sampling_paired_method,
             length_penalty=args.length_penalty,
@@ -310,6 +352,27 @@ class DPOv2Aligner:
             raise InputError(f"the {name} dataset yielded no pairs", file=shown)
         method = f"{args.sampling_paired_method} (seed {args.random_seed})"
         return pairs, f"from the scored {shown}, paired by {method}"
+
+
+def _with_chat_template(
+    tokenizer: PreTrainedTokenizerBase, template: str | None
+) -> PreTrainedTokenizerBase:
+    """`tokenizer`, or a copy of it carrying the named chat template (`DatasetArguments`'s
+    `conversation_template`; the caller's tokenizer is left as it is)."""
+    if template is None:
+        return tokenizer
+    if template == TOKENIZER_TEMPLATE:
+        if tokenizer.chat_template is None:
+            raise InputError(
+                f"conversation_template {TOKENIZER_TEMPLATE} asks for the tokenizer's own chat "
+                f"template, and this tokenizer has none; name one of {', '.join(CHAT_TEMPLATES)} "
+                "or give a tokenizer_name that has one",
+                field="conversation_template",
+            )
+        return tokenizer
+    templated = copy.deepcopy(tokenizer)
+    templated.chat_template = CHAT_TEMPLATES[template]
+    return templated
 
 
 def _check_pair_columns(pairs: datasets.Dataset, shown: str) -> None:
@@ -404,15 +467,17 @@ class MemorySafeDPOv2Aligner:
         launch = [sys.executable, "-m", "accelerate.commands.launch"]
         return [*launch, "--config_file", accelerate_config, *align]
 
-    def align(self, *, stream: TextIO | None = None) -> None:
-        """Runs the child, copying its output (stdout and stderr) to `stream` (default:
-        `sys.stdout`) line by line. Ctrl-C or any error here stops the child and its workers.
+    def align(self, *, stream: TextIO | None = None, err_stream: TextIO | None = None) -> None:
+        """Runs the child, copying its stdout to `stream` (default: `sys.stdout`) and its stderr
+        (logs, and a failed run's one-line error) to `err_stream` (default: `sys.stderr`), line
+        by line. Ctrl-C or any error here stops the child and its workers.
 
         Raises:
             InputError: an `accelerate_config_file` that does not exist.
             AlignmentError: the child exited with a non-zero code.
         """
         out = sys.stdout if stream is None else stream
+        err = sys.stderr if err_stream is None else err_stream
         accelerate_config = self.args.aligner.accelerate_config_file
         if accelerate_config is not None and not os.path.isfile(accelerate_config):
             raise InputError(
@@ -423,26 +488,35 @@ class MemorySafeDPOv2Aligner:
         with tempfile.TemporaryDirectory(prefix="dpov2-align-") as folder:
             config_file = Path(folder) / "align.json"
             config_file.write_text(json.dumps(to_config(self.args)), encoding="utf-8")
-            tail: deque[str] = deque(maxlen=TAIL_LINES)
+            tail: deque[str] = deque(maxlen=TAIL_LINES)  # both streams, as the lines come
             child = subprocess.Popen(
                 self.command(config_file),
                 stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.PIPE,
                 env=child_environment(os.environ),
                 start_new_session=True,  # its own process group, so its workers stop with it
             )
+            assert child.stdout is not None and child.stderr is not None
+            errors = threading.Thread(target=_copy_lines, args=(child.stderr, err, tail))
+            errors.start()
             try:
-                assert child.stdout is not None
-                for raw in child.stdout:
-                    line = raw.decode("utf-8", errors="replace")
-                    out.write(line)
-                    out.flush()
-                    tail.append(line)
+                _copy_lines(child.stdout, out, tail)
                 returncode = child.wait()
             except BaseException:
                 with contextlib.suppress(ProcessLookupError):  # unless it has exited already
                     os.killpg(child.pid, signal.SIGTERM)
                 child.wait()
                 raise
+            finally:
+                errors.join()
         if returncode != 0:
             raise AlignmentError(returncode, "".join(tail))
+
+
+def _copy_lines(source: IO[bytes], target: TextIO, tail: deque[str]) -> None:
+    """Copies `source`'s lines to `target` as they come, keeping the last ones in `tail`."""
+    for raw in source:
+        line = raw.decode("utf-8", errors="replace")
+        target.write(line)
+        target.flush()
+        tail.append(line)

@@ -347,7 +347,9 @@ ALIGN_EPILOG = (
     "frozen copy of the policy), DatasetArguments (--dataset_path, --eval_dataset_path, "
     "--max_train_samples) and DPOv2AlignerArguments (--output_dir, --beta, --loss_type, "
     "--sampling_paired_method, --length_penalty, --margin_scale, and every transformers "
-    "TrainingArguments option)."
+    "TrainingArguments option). LMFlow's names are read as the options they name: "
+    "--evaluation_strategy (--eval_strategy), --preprocessing_num_workers (--dataset_num_proc), "
+    "--use_flash_attention (--attn_implementation flash_attention_2)."
 )
 
 
@@ -376,11 +378,14 @@ def run_align(args: argparse.Namespace) -> int:
     aligner = MemorySafeDPOv2Aligner(parsed.model, parsed.data, parsed.aligner, parsed.reference)
     try:
         aligner.align()
-    except AlignmentError as err:  # the child has printed why
-        print(
-            f"dpov2 align: error: the training process exited with code {err.returncode}",
-            file=sys.stderr,
-        )
+    except AlignmentError as err:
+        # Exit code 2: the child has said what was wrong, in one line on stderr; anything else
+        # (a traceback, a launcher's failure) gets this line after it.
+        if err.returncode != EXIT_USER_ERROR:
+            print(
+                f"dpov2 align: error: the training process exited with code {err.returncode}",
+                file=sys.stderr,
+            )
         return err.returncode
     return 0
 
