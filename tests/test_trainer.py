@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from datasets import Dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.utils.import_utils import is_torch_bf16_gpu_available
+from trl import DPOConfig, DPOTrainer
 
 from dpov2.losses import LOSSES
 from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
@@ -43,22 +45,28 @@ def _pairs(n: int, seed: int = 0) -> Dataset:
     return Dataset.from_list(rows)
 
 
+# Settings DPOv2Config shares with TRL's DPOConfig, for runs of either trainer.
+_SETTINGS: dict[str, Any] = {
+    "use_cpu": True,
+    "report_to": [],
+    "bf16": False,
+    "learning_rate": 5e-3,
+    "lr_scheduler_type": "constant",
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "seed": 0,
+    "beta": 0.1,
+    "max_length": 64,
+    "disable_tqdm": True,
+}
+
+
 def _config(tmp_path: Path, **overrides: Any) -> DPOv2Config:
     settings: dict[str, Any] = {
+        **_SETTINGS,
         "output_dir": str(tmp_path / "out"),
-        "use_cpu": True,
-        "report_to": [],
-        "bf16": False,
         "per_device_train_batch_size": 8,
-        "learning_rate": 5e-3,
-        "lr_scheduler_type": "constant",
         "max_steps": 24,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "seed": 0,
-        "beta": 0.1,
-        "max_length": 64,
-        "disable_tqdm": True,
     }
     settings.update(overrides)
     return DPOv2Config(**settings)
@@ -467,11 +475,14 @@ def test_precomputed_reference_logps_equal_the_live_reference(tmp_path: Path, to
 
 
 def test_peft_adapter_trains_against_its_base_model(tmp_path: Path, tokenizer) -> None:
+    """With peft_config only the LoRA adapter trains, and the reference is the base model with the
+    adapter off: its log-probs after training equal those of an untouched copy of the base."""
     model = build_tiny_model(tokenizer)
-    base_weight = model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    base_copy = copy.deepcopy(model)
+    base_weights = {name: w.detach().clone() for name, w in model.named_parameters()}
     trainer = DPOv2Trainer(
         model,
-        args=_config(tmp_path, loss_type="sigmoid", learning_rate=2e-2),
+        args=_config(tmp_path, loss_type="sigmoid", learning_rate=2e-2, max_steps=12),
         train_dataset=_pairs(32),
         processing_class=tokenizer,
         peft_config=LoraConfig(
@@ -479,11 +490,144 @@ def test_peft_adapter_trains_against_its_base_model(tmp_path: Path, tokenizer) -
         ),
     )
     assert trainer.ref_model is None
+    adapter_before = {
+        name: w.detach().clone() for name, w in trainer.model.named_parameters() if w.requires_grad
+    }
+    assert adapter_before and all("lora_" in name for name in adapter_before)
     logs = _train_logs(trainer)
     assert logs[0]["rewards/margins"] == 0.0  # adapter starts as identity: policy == base
     assert logs[-1]["rewards/accuracies"] >= 0.9 and logs[-1]["rewards/margins"] > 0.1
-    base = trainer.model.get_base_model().model.layers[0].self_attn.q_proj.base_layer.weight
-    torch.testing.assert_close(base, base_weight)
+
+    trained = dict(trainer.model.named_parameters())
+    for name, before in adapter_before.items():
+        if "lora_B" in name:  # lora_A gets no gradient while lora_B is still zero, after it does
+            assert (trained[name] - before).abs().max() > 1e-4, name
+    base = dict(trainer.model.get_base_model().named_parameters())
+    for name, weight in base_weights.items():
+        peft_name = name.replace(".weight", ".base_layer.weight")
+        torch.testing.assert_close(base.get(name, base.get(peft_name)), weight)
+
+    batch = _batch(trainer, range(8))
+    trainer.model.eval()
+    with torch.no_grad():
+        ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.model, batch)
+        policy_chosen, _, _ = trainer.sequence_logps(trainer.model, batch)
+        base_logps = _manual_logps(base_copy, batch, batch["attention_mask"])
+    torch.testing.assert_close(
+        torch.cat([ref_chosen, ref_rejected]).double(), base_logps, rtol=1e-5, atol=1e-4
+    )
+    assert (policy_chosen - ref_chosen).abs().max() > 0.1  # the adapter is on for the policy
+
+
+# --- metrics and data formats ------------------------------------------------------------------
+
+_TOKEN_METRICS = (
+    "entropy",
+    "num_tokens",
+    "logits/chosen",
+    "logits/rejected",
+    "mean_token_accuracy",
+)
+
+
+def test_logs_trls_metrics_with_trls_values(tmp_path: Path, tokenizer) -> None:
+    """A short run logs every metric TRL's DPOTrainer logs, under the same names and with the same
+    values, step by step (same model, data, seed and sigmoid loss)."""
+    policy, reference = build_tiny_model(tokenizer, seed=1), build_tiny_model(tokenizer, seed=2)
+    common = {**_SETTINGS, "max_steps": 3, "per_device_train_batch_size": 4}
+    runs = {}
+    for name, trainer_cls, config_cls in (
+        ("ours", DPOv2Trainer, DPOv2Config),
+        ("trl", DPOTrainer, DPOConfig),
+    ):
+        trainer = trainer_cls(
+            copy.deepcopy(policy),
+            ref_model=copy.deepcopy(reference),
+            args=config_cls(output_dir=str(tmp_path / name), **common),
+            train_dataset=_pairs(12),
+            processing_class=tokenizer,
+        )
+        trainer.train()
+        runs[name] = [log for log in trainer.state.log_history if "entropy" in log]
+    ours, trl = runs["ours"], runs["trl"]
+    assert len(ours) == len(trl) == 3
+    for our_log, trl_log in zip(ours, trl, strict=True):
+        assert set(trl_log) <= set(our_log) | {"total_flos"}
+        for key in [*_TOKEN_METRICS, "loss", "rewards/margins", "logps/chosen"]:
+            assert our_log[key] == pytest.approx(trl_log[key], rel=1e-4, abs=1e-5), key
+    vocab = math.log(len(tokenizer))
+    for log in ours:
+        assert 0 < log["entropy"] <= vocab
+        assert 0 <= log["mean_token_accuracy"] <= 1
+        assert math.isfinite(log["logits/chosen"]) and math.isfinite(log["logits/rejected"])
+    tokens = [log["num_tokens"] for log in ours]
+    assert tokens[0] > 4 * 6 and tokens == sorted(tokens) and len(set(tokens)) == 3
+
+
+def _conversations(explicit: bool) -> Dataset:
+    """TRL's conversational preference formats: explicit (prompt messages, then one assistant
+    message per response) or implicit (whole conversations, no prompt column)."""
+    rows = []
+    for i in range(8):
+        prompt = [{"role": "user", "content": f"Question {i}: is this good?"}]
+        chosen = [{"role": "assistant", "content": " yes" * (1 + i % 2)}]
+        rejected = [{"role": "assistant", "content": " no" * (1 + i % 3)}]
+        if explicit:
+            row = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+        else:
+            row = {"chosen": prompt + chosen, "rejected": prompt + rejected}
+        rows.append({**row, "margin": 0.5 + i / 4})
+    return Dataset.from_list(rows)
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["explicit_prompt", "implicit_prompt"])
+def test_conversational_pairs_train_with_their_margins(
+    tmp_path: Path, tokenizer, explicit: bool
+) -> None:
+    beta = 0.5
+    pairs = _conversations(explicit)
+    trainer = DPOv2Trainer(
+        build_tiny_model(tokenizer, seed=1),
+        ref_model=build_tiny_model(tokenizer, seed=2),
+        args=_config(tmp_path, loss_type="rev_kl", beta=beta, max_steps=2),
+        train_dataset=pairs,
+        processing_class=tokenizer,
+    )
+    row = trainer.train_dataset[0]
+    question = [{"role": "user", "content": "Question 0: is this good?"}]
+    rendered = tokenizer.apply_chat_template(question, add_generation_prompt=True)["input_ids"]
+    assert row["prompt_ids"] == rendered
+    assert tokenizer.decode(row["chosen_ids"]) == " yes" + tokenizer.eos_token
+
+    batch = _batch(trainer, range(8))
+    torch.testing.assert_close(batch["margin"], torch.tensor(pairs["margin"]))
+    t = _scored(trainer, batch)
+    z = beta * ((t["chosen"] - t["rejected"]) - (t["ref_chosen"] - t["ref_rejected"]))
+
+    def rev_kl(margin: torch.Tensor) -> torch.Tensor:
+        target = torch.sigmoid(margin)
+        return (-target * F.logsigmoid(z) - (1 - target) * F.logsigmoid(-z)).mean()
+
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+        flipped = trainer.compute_loss(trainer.model, {**batch, "margin": -batch["margin"]})
+    torch.testing.assert_close(loss, rev_kl(batch["margin"]))
+    torch.testing.assert_close(flipped, rev_kl(-batch["margin"]))
+    assert (loss - flipped).abs() > 1e-3
+    trainer.train()
+    assert trainer.state.global_step == 2
+
+    # The same dataset trains with TRL's own DPOTrainer, which ignores the margin column.
+    plain = DPOTrainer(
+        build_tiny_model(tokenizer, seed=1),
+        ref_model=build_tiny_model(tokenizer, seed=2),
+        args=DPOConfig(output_dir=str(tmp_path / "trl"), **{**_SETTINGS, "max_steps": 1}),
+        train_dataset=pairs,
+        processing_class=tokenizer,
+    )
+    plain.train()
+    assert plain.train_dataset[0]["prompt_ids"] == rendered
+    assert plain.state.global_step == 1
 
 
 # --- training ----------------------------------------------------------------------------------
