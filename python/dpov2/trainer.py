@@ -85,7 +85,8 @@ class DPOv2Config(DPOConfig):
         metadata={
             "help": "Added to the reference log-ratio per pair as len_penalty * (chosen response "
             "tokens - rejected response tokens); positive values ask longer chosen responses for a "
-            "larger log-ratio."
+            "larger log-ratio. (LMFlow counts the batch's padded widths instead, the same for "
+            "every pair, and ignores negative values.)"
         },
     )
     mask_prompt: bool = field(
@@ -280,8 +281,10 @@ class DPOv2Trainer(DPOTrainer):
     would reload the reference from `model.config._name_or_path`, which is empty for models built
     in code and may differ from an in-memory policy.)
 
-    Logs TRL's names: rewards/chosen, rewards/rejected (raw, without length penalty),
-    rewards/accuracies, rewards/margins, logps/chosen, logps/rejected, and `loss/<loss_type>`.
+    Logs what TRL 1.16's DPOTrainer logs, under its names and definitions: rewards/chosen,
+    rewards/rejected (raw, without length penalty), rewards/accuracies, rewards/margins,
+    logps/chosen, logps/rejected (per-token averages for ipo, as LMFlow), entropy, num_tokens,
+    logits/chosen, logits/rejected, mean_token_accuracy, aux_loss (MoE); and `loss/<loss_type>`.
     """
 
     _tag_names = ["trl", "dpo", "dpov2"]  # noqa: RUF012 (TRL declares it a plain list)
@@ -510,8 +513,9 @@ class DPOv2Trainer(DPOTrainer):
         """TRL 1.16's per-token metrics, under its names, from the fused head's outputs:
         `entropy` (mean over every response token), `num_tokens` (prompt and response tokens,
         no padding, trained on so far), `logits/chosen` and `logits/rejected` (the mean logit
-        over the vocabulary, averaged over the response tokens; LMFlow logs them under the same
-        names) and `mean_token_accuracy` (the share of chosen-response tokens that are the
+        over the vocabulary, averaged over the response tokens; LMFlow's, under the same names,
+        average every position of the padded sequence, prompt and padding included) and
+        `mean_token_accuracy` (the share of chosen-response tokens that are the
         policy's top-1 prediction)."""
         scored = inputs["completion_mask"][:, 1:].bool()
         width = scored.size(1)  # prompt-learning PEFT prepends virtual positions to the outputs
