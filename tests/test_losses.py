@@ -11,7 +11,7 @@ import torch
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from dpov2.losses import LOSSES, MARGIN_LOSS_TYPES, get_loss
+from dpov2.losses import LABEL_SMOOTHING_LOSS_TYPES, LOSSES, MARGIN_LOSS_TYPES, get_loss
 from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
 from dpov2.trainer import DPOv2Config, DPOv2Trainer
 
@@ -35,8 +35,9 @@ def _logits(c: Case) -> float:
     return (pc - pr) - (rc - rr + lp)
 
 
-def _ref_sigmoid(c: Case) -> float:
-    return -math.log(_sig(c[5] * _logits(c)))
+def _ref_sigmoid(c: Case, label_smoothing: float = 0.0) -> float:
+    z = c[5] * _logits(c)
+    return -(1 - label_smoothing) * math.log(_sig(z)) - label_smoothing * math.log(_sig(-z))
 
 
 def _ref_hinge(c: Case) -> float:
@@ -173,6 +174,22 @@ def test_gradient_sign_wrt_chosen_logp(loss_type: str) -> None:
             assert g < 0, c
 
 
+def test_sigmoid_with_label_smoothing_is_cdpo_and_other_losses_refuse_it() -> None:
+    eps = 0.2
+    for c in CASES:
+        pc, pr, rc, rr, _m, _beta, len_term = (torch.tensor([v], dtype=torch.float64) for v in c)
+        out = get_loss("sigmoid")(
+            pc, pr, rc, rr, beta=c[5], len_penalty_term=len_term, label_smoothing=eps
+        )
+        assert out.losses.item() == pytest.approx(_ref_sigmoid(c, eps), rel=1e-12)
+        assert out.losses.item() != pytest.approx(_ref_sigmoid(c), rel=1e-3)
+    assert set(LABEL_SMOOTHING_LOSS_TYPES) == {"sigmoid"}
+    x = torch.zeros(2)
+    for loss_type in set(LOSSES) - LABEL_SMOOTHING_LOSS_TYPES:
+        with pytest.raises(ValueError, match="does not use label_smoothing"):
+            get_loss(loss_type)(x, x, x, x, beta=0.1, margin=x, label_smoothing=0.1)
+
+
 def test_rewards_are_raw_beta_log_ratios_without_length_penalty() -> None:
     _, _, (chosen_rewards, rejected_rewards) = _run("sigmoid", CASES)
     for c, chosen, rejected in zip(
@@ -184,11 +201,14 @@ def test_rewards_are_raw_beta_log_ratios_without_length_penalty() -> None:
 
 @pytest.mark.parametrize("loss_type", sorted(MARGIN_LOSS_TYPES))
 def test_margin_losses_stay_finite_where_lmflow_overflows_in_float32(loss_type: str) -> None:
-    """m = 200 overflows exp(m) in float32 and beta * logits = -150 underflows sigmoid to 0; the
-    float64 formula is still representable there and is the value to match."""
+    """m = 200 overflows exp(m) in float32, m = 20 rounds LMFlow's 1 - p_gt to 0 (kl), and
+    beta * logits = -150 underflows sigmoid to 0; the float64 formula is still representable there
+    and is the value to match."""
     cases: list[Case] = [
         (-160.0, -10.0, -10.0, -10.0, 200.0, 1.0, 0.0),
         (-1.0, -2.0, -1.0, -1.0, 200.0, 1.0, 0.0),
+        (-1.0, -2.0, -1.0, -1.0, 20.0, 1.0, 0.0),
+        (-100.0, -2.0, -1.0, -1.0, 20.0, 1.0, 0.0),
     ]
     losses, grad, _ = _run(loss_type, cases, dtype=torch.float32)
     assert torch.isfinite(losses).all() and torch.isfinite(grad).all()
@@ -229,8 +249,7 @@ def _toy_pairs() -> Dataset:
 @pytest.mark.parametrize("loss_type", ["sigmoid", "hinge", "ipo"])
 def test_matches_trl_dpo_trainer_loss(loss_type: str, tmp_path) -> None:
     """TRL 1.16 computes its loss inline in `DPOTrainer._compute_loss`, so both trainers score the
-    same batch with the same policy and reference. TRL's IPO divides each log-ratio by its response
-    length; ours does not (as LMFlow), so it must match TRL when given per-token averages."""
+    same batch with the same policy and reference. Both IPOs average the log-probs per token."""
     tokenizer = build_tiny_tokenizer()
     policy = build_tiny_model(tokenizer, seed=1)
     # Different weights for the reference, so that the log-ratios are not zero.
@@ -257,19 +276,6 @@ def test_matches_trl_dpo_trainer_loss(loss_type: str, tmp_path) -> None:
 
     with torch.no_grad():
         trl_loss = trl_trainer.compute_loss(trl_trainer.model, trl_batch)
-        if loss_type == "ipo":
-            chosen, rejected, _ = ours.sequence_logps(ours.model, batch)
-            ref_chosen, ref_rejected = ours.compute_ref_log_probs(ours.ref_model, batch)
-            lengths = batch["completion_mask"].sum(dim=1).float()
-            n_chosen, n_rejected = lengths.chunk(2)
-            our_loss = get_loss("ipo")(
-                chosen / n_chosen,
-                rejected / n_rejected,
-                ref_chosen / n_chosen,
-                ref_rejected / n_rejected,
-                beta=0.3,
-            ).losses.mean()
-        else:
-            our_loss = ours.compute_loss(ours.model, batch)
+        our_loss = ours.compute_loss(ours.model, batch)
     assert trl_loss.item() > 0.0
     torch.testing.assert_close(our_loss, trl_loss, rtol=1e-5, atol=1e-6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import torch.nn.functional as F
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers.utils.import_utils import is_torch_bf16_gpu_available
+from trl import DPOConfig, DPOTrainer
 
 from dpov2.losses import LOSSES
 from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
@@ -42,22 +45,28 @@ def _pairs(n: int, seed: int = 0) -> Dataset:
     return Dataset.from_list(rows)
 
 
+# Settings DPOv2Config shares with TRL's DPOConfig, for runs of either trainer.
+_SETTINGS: dict[str, Any] = {
+    "use_cpu": True,
+    "report_to": [],
+    "bf16": False,
+    "learning_rate": 5e-3,
+    "lr_scheduler_type": "constant",
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "seed": 0,
+    "beta": 0.1,
+    "max_length": 64,
+    "disable_tqdm": True,
+}
+
+
 def _config(tmp_path: Path, **overrides: Any) -> DPOv2Config:
     settings: dict[str, Any] = {
+        **_SETTINGS,
         "output_dir": str(tmp_path / "out"),
-        "use_cpu": True,
-        "report_to": [],
-        "bf16": False,
         "per_device_train_batch_size": 8,
-        "learning_rate": 5e-3,
-        "lr_scheduler_type": "constant",
         "max_steps": 24,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "seed": 0,
-        "beta": 0.1,
-        "max_length": 64,
-        "disable_tqdm": True,
     }
     settings.update(overrides)
     return DPOv2Config(**settings)
@@ -90,6 +99,9 @@ def test_config_keeps_one_loss_type_and_rejects_unknown_ones(tmp_path: Path) -> 
         ({"use_weighting": True}, "use_weighting"),
         ({"f_divergence_type": "forward_kl"}, "f_divergence_type"),
         ({"len_penalty": float("nan")}, "len_penalty"),
+        ({"loss_type": "hinge", "label_smoothing": 0.1}, "label_smoothing=0.1 is not used by"),
+        ({"loss_type": "kl", "label_smoothing": 0.2}, "label_smoothing=0.2 is not used by"),
+        ({"label_smoothing": 0.5}, r"label_smoothing must be a finite number in \[0, 0.5\)"),
     ],
 )
 def test_config_rejects_options_the_losses_do_not_define(
@@ -123,15 +135,50 @@ def test_margin_losses_need_a_finite_margin_per_row(tmp_path: Path, tokenizer) -
 # --- data plumbing -----------------------------------------------------------------------------
 
 
-def test_truncate_pair_cuts_the_prompt_start_then_the_response_ends() -> None:
-    out = truncate_pair(
-        [1, 2, 3, 4, 5, 6], [7, 8, 9, 10], [11, 12], max_length=7, max_prompt_length=4
+def _lengths(out: dict[str, list[int]]) -> tuple[int, int, int]:
+    return len(out["prompt_ids"]), len(out["chosen_ids"]), len(out["rejected_ids"])
+
+
+@pytest.mark.parametrize(
+    ("prompt", "chosen", "rejected", "max_prompt_length", "expected"),
+    [
+        # Fits max_length: kept whole although the prompt is longer than max_prompt_length.
+        (1500, 100, 100, 1000, (1500, 100, 100)),
+        (1948, 100, 30, 1000, (1948, 100, 30)),  # exactly max_length
+        # Too long: the prompt keeps its last 1000 tokens, and then everything fits.
+        (1500, 600, 100, 1000, (1000, 600, 100)),
+        # Still too long after the prompt is cut: the responses keep their first 1048 tokens.
+        (1500, 1200, 1100, 1000, (1000, 1048, 1048)),
+        # A short prompt is never cut; the responses keep the 1548 tokens left after it.
+        (500, 1800, 100, 1000, (500, 1548, 100)),
+        # Without max_prompt_length a prompt is never cut, and may leave no room at all.
+        (1500, 600, 100, None, (1500, 548, 100)),
+        (2100, 10, 10, None, (2100, 0, 0)),
+    ],
+)
+def test_truncate_pair_cuts_only_pairs_longer_than_max_length_as_lmflow(
+    prompt: int,
+    chosen: int,
+    rejected: int,
+    max_prompt_length: int | None,
+    expected: tuple[int, int, int],
+) -> None:
+    prompt_ids, chosen_ids, rejected_ids = (
+        list(range(start, start + n))
+        for start, n in ((0, prompt), (10_000, chosen), (20_000, rejected))
     )
-    assert out == {"prompt_ids": [3, 4, 5, 6], "chosen_ids": [7, 8, 9], "rejected_ids": [11, 12]}
-    assert truncate_pair([1, 2], [3], [4, 5], max_length=None, max_prompt_length=None) == {
-        "prompt_ids": [1, 2],
-        "chosen_ids": [3],
-        "rejected_ids": [4, 5],
+    out = truncate_pair(
+        prompt_ids, chosen_ids, rejected_ids, max_length=2048, max_prompt_length=max_prompt_length
+    )
+    assert _lengths(out) == expected
+    # The prompt keeps its end, the responses their start.
+    assert out["prompt_ids"] == prompt_ids[len(prompt_ids) - expected[0] :]
+    assert out["chosen_ids"] == chosen_ids[: expected[1]]
+    assert out["rejected_ids"] == rejected_ids[: expected[2]]
+    assert truncate_pair(prompt_ids, chosen_ids, rejected_ids, None, max_prompt_length) == {
+        "prompt_ids": prompt_ids,
+        "chosen_ids": chosen_ids,
+        "rejected_ids": rejected_ids,
     }
 
 
@@ -146,7 +193,9 @@ def test_trainer_truncates_prompt_first_and_drops_prompts_that_fill_max_length(
         ]
     )
     prompt_ids = tokenizer(long_prompt)["input_ids"]
-    chosen_ids = tokenizer(long_prompt + " yes yes yes yes")["input_ids"][len(prompt_ids) :]
+    # TRL ends each response with EOS.
+    chosen = long_prompt + " yes yes yes yes" + tokenizer.eos_token
+    chosen_ids = tokenizer(chosen)["input_ids"][len(prompt_ids) :]
     assert len(prompt_ids) > 12 and len(chosen_ids) > 2
 
     model = build_tiny_model(tokenizer)
@@ -161,6 +210,17 @@ def test_trainer_truncates_prompt_first_and_drops_prompts_that_fill_max_length(
     assert row["chosen_ids"] == chosen_ids[:2]
     assert len(cut.train_dataset) == 2
 
+    # The same pair within max_length is kept whole, its prompt longer than max_prompt_length.
+    room = len(prompt_ids) + len(chosen_ids)
+    whole = DPOv2Trainer(
+        model,
+        args=_config(tmp_path, max_length=room, max_prompt_length=6),
+        train_dataset=pairs,
+        processing_class=tokenizer,
+    )
+    assert whole.train_dataset[0]["prompt_ids"] == prompt_ids
+    assert whole.train_dataset[0]["chosen_ids"] == chosen_ids
+
     with caplog.at_level(logging.WARNING, logger="dpov2.trainer"):
         dropped = DPOv2Trainer(
             model,
@@ -170,6 +230,33 @@ def test_trainer_truncates_prompt_first_and_drops_prompts_that_fill_max_length(
         )
     assert len(dropped.train_dataset) == 1
     assert "dropped 1 of 2 train pairs" in caplog.text
+
+
+def test_a_prompt_that_starts_with_bos_gets_no_second_one(tmp_path: Path, tokenizer) -> None:
+    """A prompt already rendered by the chat template (BOS included) tokenises as the same
+    conversation given as messages; a plain prompt gets the tokenizer's one BOS."""
+    bos = tokenizer.bos_token_id
+    assert bos is not None
+    messages = [{"role": "user", "content": "Question 1: is this good?"}]
+    templated = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert templated.startswith(tokenizer.bos_token)
+    assert tokenizer(templated)["input_ids"][:2] == [bos, bos]  # what TRL alone would train on
+    pairs = Dataset.from_list(
+        [
+            {"prompt": templated, "chosen": " yes", "rejected": " no", "margin": 1.0},
+            {"prompt": "Question 2: ok?", "chosen": " yes", "rejected": " no", "margin": 1.0},
+        ]
+    )
+    trainer = DPOv2Trainer(
+        build_tiny_model(tokenizer),
+        args=_config(tmp_path),
+        train_dataset=pairs,
+        processing_class=tokenizer,
+    )
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
+    assert trainer.train_dataset[0]["prompt_ids"] == rendered
+    plain = trainer.train_dataset[1]["prompt_ids"]
+    assert plain[0] == bos and plain.count(bos) == 1
 
 
 def test_margin_column_reaches_every_batch_row_in_order(tmp_path: Path, tokenizer) -> None:
@@ -258,6 +345,101 @@ def test_len_penalty_uses_each_pairs_response_token_counts(tmp_path: Path, token
     assert (loss - unpenalised).abs() > 1e-3
 
 
+def _scored(trainer: DPOv2Trainer, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Summed policy and reference log-probs and response token counts of one batch."""
+    with torch.no_grad():
+        chosen, rejected, _ = trainer.sequence_logps(trainer.model, batch)
+        ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.ref_model, batch)
+    n_chosen, n_rejected = batch["completion_mask"][:, 1:].sum(dim=1).float().chunk(2)
+    return {
+        "chosen": chosen,
+        "rejected": rejected,
+        "ref_chosen": ref_chosen,
+        "ref_rejected": ref_rejected,
+        "n_chosen": n_chosen,
+        "n_rejected": n_rejected,
+    }
+
+
+def test_ipo_scores_and_logs_per_token_averaged_logps(tmp_path: Path, tokenizer) -> None:
+    """IPO as LMFlow (TRL 0.8 averages log-probs per token for ipo) and TRL 1.16: the loss and
+    the logged rewards and log-probs come from each response's log-prob divided by its length."""
+    beta, penalty = 0.3, 0.05
+    trainer = DPOv2Trainer(
+        build_tiny_model(tokenizer, seed=1),
+        ref_model=build_tiny_model(tokenizer, seed=2),
+        args=_config(tmp_path, loss_type="ipo", beta=beta, len_penalty=penalty),
+        train_dataset=_pairs(8),
+        processing_class=tokenizer,
+    )
+    batch = _batch(trainer, range(8))
+    t = _scored(trainer, batch)
+    assert (t["n_chosen"] != t["n_rejected"]).any()  # pairs of different lengths
+    avg = {k: t[k] / t["n_" + k.removeprefix("ref_")] for k in ("chosen", "rejected")}
+    avg |= {f"ref_{k}": t[f"ref_{k}"] / t[f"n_{k}"] for k in ("chosen", "rejected")}
+    gap = penalty * (t["n_chosen"] - t["n_rejected"])
+    logits = (avg["chosen"] - avg["rejected"]) - (avg["ref_chosen"] - avg["ref_rejected"] + gap)
+    expected = ((logits - 1 / (2 * beta)) ** 2).mean()
+    summed = (t["chosen"] - t["rejected"]) - (t["ref_chosen"] - t["ref_rejected"] + gap)
+    assert (((summed - 1 / (2 * beta)) ** 2).mean() - expected).abs() > 0.1  # sums differ
+
+    trainer._metrics["train"].clear()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+    torch.testing.assert_close(loss, expected)
+    logged = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    assert logged["rewards/chosen"] == pytest.approx(
+        (beta * (avg["chosen"] - avg["ref_chosen"])).mean().item(), rel=1e-5
+    )
+    assert logged["rewards/rejected"] == pytest.approx(
+        (beta * (avg["rejected"] - avg["ref_rejected"])).mean().item(), rel=1e-5
+    )
+    assert logged["logps/chosen"] == pytest.approx(avg["chosen"].mean().item(), rel=1e-5)
+    assert logged["logps/rejected"] == pytest.approx(avg["rejected"].mean().item(), rel=1e-5)
+    assert logged["loss/ipo"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_sigmoid_label_smoothing_is_conservative_dpo(tmp_path: Path, tokenizer) -> None:
+    beta, eps = 0.2, 0.15
+    trainer = DPOv2Trainer(
+        build_tiny_model(tokenizer, seed=1),
+        ref_model=build_tiny_model(tokenizer, seed=2),
+        args=_config(tmp_path, beta=beta, label_smoothing=eps),
+        train_dataset=_pairs(8),
+        processing_class=tokenizer,
+    )
+    batch = _batch(trainer, range(8))
+    t = _scored(trainer, batch)
+    z = beta * ((t["chosen"] - t["rejected"]) - (t["ref_chosen"] - t["ref_rejected"]))
+    expected = (-(1 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)).mean()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+    torch.testing.assert_close(loss, expected)
+    assert (loss + F.logsigmoid(z).mean()).abs() > 1e-3  # differs from the unsmoothed loss
+
+
+# --- precision ---------------------------------------------------------------------------------
+
+
+def test_bf16_defaults_to_what_the_hardware_supports(tmp_path: Path, tokenizer) -> None:
+    """No GPU here: a config that leaves bf16 unset (and use_cpu off) trains in float32; an
+    explicit bf16=True is refused, naming the fix."""
+    assert not is_torch_bf16_gpu_available(), "this test is about a machine without bf16 GPU"
+    config = DPOv2Config(output_dir=str(tmp_path / "auto"), report_to=[], max_steps=1)
+    assert config.bf16 is False and not config.use_cpu
+    assert DPOv2Config(output_dir=str(tmp_path), use_cpu=True).bf16 is False
+    trainer = DPOv2Trainer(
+        build_tiny_model(tokenizer),
+        args=config,
+        train_dataset=_pairs(4),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert trainer.state.global_step == 1
+    with pytest.raises(ValueError, match=r"doesn't support bf16/gpu.*use_cpu"):
+        DPOv2Config(output_dir=str(tmp_path), bf16=True)
+
+
 # --- reference options -------------------------------------------------------------------------
 
 
@@ -293,11 +475,14 @@ def test_precomputed_reference_logps_equal_the_live_reference(tmp_path: Path, to
 
 
 def test_peft_adapter_trains_against_its_base_model(tmp_path: Path, tokenizer) -> None:
+    """With peft_config only the LoRA adapter trains, and the reference is the base model with the
+    adapter off: its log-probs after training equal those of an untouched copy of the base."""
     model = build_tiny_model(tokenizer)
-    base_weight = model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    base_copy = copy.deepcopy(model)
+    base_weights = {name: w.detach().clone() for name, w in model.named_parameters()}
     trainer = DPOv2Trainer(
         model,
-        args=_config(tmp_path, loss_type="sigmoid", learning_rate=2e-2),
+        args=_config(tmp_path, loss_type="sigmoid", learning_rate=2e-2, max_steps=12),
         train_dataset=_pairs(32),
         processing_class=tokenizer,
         peft_config=LoraConfig(
@@ -305,11 +490,144 @@ def test_peft_adapter_trains_against_its_base_model(tmp_path: Path, tokenizer) -
         ),
     )
     assert trainer.ref_model is None
+    adapter_before = {
+        name: w.detach().clone() for name, w in trainer.model.named_parameters() if w.requires_grad
+    }
+    assert adapter_before and all("lora_" in name for name in adapter_before)
     logs = _train_logs(trainer)
     assert logs[0]["rewards/margins"] == 0.0  # adapter starts as identity: policy == base
     assert logs[-1]["rewards/accuracies"] >= 0.9 and logs[-1]["rewards/margins"] > 0.1
-    base = trainer.model.get_base_model().model.layers[0].self_attn.q_proj.base_layer.weight
-    torch.testing.assert_close(base, base_weight)
+
+    trained = dict(trainer.model.named_parameters())
+    for name, before in adapter_before.items():
+        if "lora_B" in name:  # lora_A gets no gradient while lora_B is still zero, after it does
+            assert (trained[name] - before).abs().max() > 1e-4, name
+    base = dict(trainer.model.get_base_model().named_parameters())
+    for name, weight in base_weights.items():
+        peft_name = name.replace(".weight", ".base_layer.weight")
+        torch.testing.assert_close(base.get(name, base.get(peft_name)), weight)
+
+    batch = _batch(trainer, range(8))
+    trainer.model.eval()
+    with torch.no_grad():
+        ref_chosen, ref_rejected = trainer.compute_ref_log_probs(trainer.model, batch)
+        policy_chosen, _, _ = trainer.sequence_logps(trainer.model, batch)
+        base_logps = _manual_logps(base_copy, batch, batch["attention_mask"])
+    torch.testing.assert_close(
+        torch.cat([ref_chosen, ref_rejected]).double(), base_logps, rtol=1e-5, atol=1e-4
+    )
+    assert (policy_chosen - ref_chosen).abs().max() > 0.1  # the adapter is on for the policy
+
+
+# --- metrics and data formats ------------------------------------------------------------------
+
+_TOKEN_METRICS = (
+    "entropy",
+    "num_tokens",
+    "logits/chosen",
+    "logits/rejected",
+    "mean_token_accuracy",
+)
+
+
+def test_logs_trls_metrics_with_trls_values(tmp_path: Path, tokenizer) -> None:
+    """A short run logs every metric TRL's DPOTrainer logs, under the same names and with the same
+    values, step by step (same model, data, seed and sigmoid loss)."""
+    policy, reference = build_tiny_model(tokenizer, seed=1), build_tiny_model(tokenizer, seed=2)
+    common = {**_SETTINGS, "max_steps": 3, "per_device_train_batch_size": 4}
+    runs = {}
+    for name, trainer_cls, config_cls in (
+        ("ours", DPOv2Trainer, DPOv2Config),
+        ("trl", DPOTrainer, DPOConfig),
+    ):
+        trainer = trainer_cls(
+            copy.deepcopy(policy),
+            ref_model=copy.deepcopy(reference),
+            args=config_cls(output_dir=str(tmp_path / name), **common),
+            train_dataset=_pairs(12),
+            processing_class=tokenizer,
+        )
+        trainer.train()
+        runs[name] = [log for log in trainer.state.log_history if "entropy" in log]
+    ours, trl = runs["ours"], runs["trl"]
+    assert len(ours) == len(trl) == 3
+    for our_log, trl_log in zip(ours, trl, strict=True):
+        assert set(trl_log) <= set(our_log) | {"total_flos"}
+        for key in [*_TOKEN_METRICS, "loss", "rewards/margins", "logps/chosen"]:
+            assert our_log[key] == pytest.approx(trl_log[key], rel=1e-4, abs=1e-5), key
+    vocab = math.log(len(tokenizer))
+    for log in ours:
+        assert 0 < log["entropy"] <= vocab
+        assert 0 <= log["mean_token_accuracy"] <= 1
+        assert math.isfinite(log["logits/chosen"]) and math.isfinite(log["logits/rejected"])
+    tokens = [log["num_tokens"] for log in ours]
+    assert tokens[0] > 4 * 6 and tokens == sorted(tokens) and len(set(tokens)) == 3
+
+
+def _conversations(explicit: bool) -> Dataset:
+    """TRL's conversational preference formats: explicit (prompt messages, then one assistant
+    message per response) or implicit (whole conversations, no prompt column)."""
+    rows = []
+    for i in range(8):
+        prompt = [{"role": "user", "content": f"Question {i}: is this good?"}]
+        chosen = [{"role": "assistant", "content": " yes" * (1 + i % 2)}]
+        rejected = [{"role": "assistant", "content": " no" * (1 + i % 3)}]
+        if explicit:
+            row = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+        else:
+            row = {"chosen": prompt + chosen, "rejected": prompt + rejected}
+        rows.append({**row, "margin": 0.5 + i / 4})
+    return Dataset.from_list(rows)
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["explicit_prompt", "implicit_prompt"])
+def test_conversational_pairs_train_with_their_margins(
+    tmp_path: Path, tokenizer, explicit: bool
+) -> None:
+    beta = 0.5
+    pairs = _conversations(explicit)
+    trainer = DPOv2Trainer(
+        build_tiny_model(tokenizer, seed=1),
+        ref_model=build_tiny_model(tokenizer, seed=2),
+        args=_config(tmp_path, loss_type="rev_kl", beta=beta, max_steps=2),
+        train_dataset=pairs,
+        processing_class=tokenizer,
+    )
+    row = trainer.train_dataset[0]
+    question = [{"role": "user", "content": "Question 0: is this good?"}]
+    rendered = tokenizer.apply_chat_template(question, add_generation_prompt=True)["input_ids"]
+    assert row["prompt_ids"] == rendered
+    assert tokenizer.decode(row["chosen_ids"]) == " yes" + tokenizer.eos_token
+
+    batch = _batch(trainer, range(8))
+    torch.testing.assert_close(batch["margin"], torch.tensor(pairs["margin"]))
+    t = _scored(trainer, batch)
+    z = beta * ((t["chosen"] - t["rejected"]) - (t["ref_chosen"] - t["ref_rejected"]))
+
+    def rev_kl(margin: torch.Tensor) -> torch.Tensor:
+        target = torch.sigmoid(margin)
+        return (-target * F.logsigmoid(z) - (1 - target) * F.logsigmoid(-z)).mean()
+
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+        flipped = trainer.compute_loss(trainer.model, {**batch, "margin": -batch["margin"]})
+    torch.testing.assert_close(loss, rev_kl(batch["margin"]))
+    torch.testing.assert_close(flipped, rev_kl(-batch["margin"]))
+    assert (loss - flipped).abs() > 1e-3
+    trainer.train()
+    assert trainer.state.global_step == 2
+
+    # The same dataset trains with TRL's own DPOTrainer, which ignores the margin column.
+    plain = DPOTrainer(
+        build_tiny_model(tokenizer, seed=1),
+        ref_model=build_tiny_model(tokenizer, seed=2),
+        args=DPOConfig(output_dir=str(tmp_path / "trl"), **{**_SETTINGS, "max_steps": 1}),
+        train_dataset=pairs,
+        processing_class=tokenizer,
+    )
+    plain.train()
+    assert plain.train_dataset[0]["prompt_ids"] == rendered
+    assert plain.state.global_step == 1
 
 
 # --- training ----------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The DPOv2 loss family (LMFlow's `DPOv2Trainer`) as plain tensor functions.
 
-Every loss takes per-example sequence log-probabilities (summed over response tokens) of the policy
-and the reference for the chosen and rejected responses, and returns a `PairLoss`: per-example
-losses plus the chosen/rejected rewards that are logged. With
+Every loss takes per-example sequence log-probabilities of the policy and the reference for the
+chosen and rejected responses, and returns a `PairLoss`: per-example losses plus the
+chosen/rejected rewards that are logged. The log-probabilities are summed over response tokens,
+except for the losses in `PER_TOKEN_LOSS_TYPES` (`ipo`), which take them averaged per token (the
+trainer does the averaging, as LMFlow on TRL 0.8 and TRL 1.16 do). With
 
     logits = (policy_chosen - policy_rejected)
              - (reference_chosen - reference_rejected + len_penalty_term)
@@ -13,6 +15,10 @@ target probability set by each pair's reward `margin` (chosen score minus reject
 
 Rewards are the raw implicit rewards beta * (policy - reference) log-prob, without the length
 penalty, as LMFlow and TRL log them.
+
+The formulas are LMFlow's (`DPOv2Trainer.dpo_loss`). Where LMFlow's float32 arithmetic overflows
+(kl, tv, hellinger), the same values are computed in a stable form; each docstring says over which
+range LMFlow's version fails.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "LABEL_SMOOTHING_LOSS_TYPES",
     "LOSSES",
     "MARGIN_LOSS_TYPES",
+    "PER_TOKEN_LOSS_TYPES",
     "LossFn",
     "PairLoss",
     "cross_entropy_loss",
@@ -69,45 +77,64 @@ class LossFn(Protocol):
         beta: float,
         margin: torch.Tensor | None = None,
         len_penalty_term: torch.Tensor | float = 0.0,
+        label_smoothing: float = 0.0,
     ) -> PairLoss: ...
 
 
 class _Terms(NamedTuple):
     """What a loss formula works on: the pair's `logits` (see the module docstring), `beta`, the
-    `margin`, and the chosen response's log-probs (for the losses that look at it alone)."""
+    `margin`, the chosen response's log-probs (for the losses that look at it alone) and the
+    `label_smoothing` (only the losses in `LABEL_SMOOTHING_LOSS_TYPES` get a non-zero one)."""
 
     logits: torch.Tensor
     beta: float
     margin: torch.Tensor | None
     policy_chosen_logps: torch.Tensor
     reference_chosen_logps: torch.Tensor
+    label_smoothing: float
 
 
-def _pair_loss(formula: Callable[[_Terms], torch.Tensor]) -> LossFn:
-    """The loss whose per-example values `formula` gives. The logits and the logged rewards are
-    the same for every loss, so they are computed here, once, and each loss is its formula."""
+Formula = Callable[[_Terms], torch.Tensor]
 
-    def loss(
-        policy_chosen_logps: torch.Tensor,
-        policy_rejected_logps: torch.Tensor,
-        reference_chosen_logps: torch.Tensor,
-        reference_rejected_logps: torch.Tensor,
-        *,
-        beta: float,
-        margin: torch.Tensor | None = None,
-        len_penalty_term: torch.Tensor | float = 0.0,
-    ) -> PairLoss:
-        pi_logratios = policy_chosen_logps - policy_rejected_logps
-        ref_logratios = reference_chosen_logps - reference_rejected_logps + len_penalty_term
-        logits = pi_logratios - ref_logratios
-        terms = _Terms(logits, beta, margin, policy_chosen_logps, reference_chosen_logps)
-        chosen_rewards = beta * (policy_chosen_logps - reference_chosen_logps).detach()
-        rejected_rewards = beta * (policy_rejected_logps - reference_rejected_logps).detach()
-        return PairLoss(formula(terms), chosen_rewards, rejected_rewards)
 
-    loss.__name__ = loss.__qualname__ = formula.__name__
-    loss.__doc__ = formula.__doc__
-    return loss
+def _pair_loss(*, accepts_label_smoothing: bool = False) -> Callable[[Formula], LossFn]:
+    """Make the loss whose per-example values a formula gives. The logits and the logged rewards
+    are the same for every loss, so they are computed here, once, and each loss is its formula.
+    A loss made without `accepts_label_smoothing` refuses a non-zero `label_smoothing` rather than
+    ignoring it."""
+
+    def make(formula: Formula) -> LossFn:
+        def loss(
+            policy_chosen_logps: torch.Tensor,
+            policy_rejected_logps: torch.Tensor,
+            reference_chosen_logps: torch.Tensor,
+            reference_rejected_logps: torch.Tensor,
+            *,
+            beta: float,
+            margin: torch.Tensor | None = None,
+            len_penalty_term: torch.Tensor | float = 0.0,
+            label_smoothing: float = 0.0,
+        ) -> PairLoss:
+            if label_smoothing != 0.0 and not accepts_label_smoothing:
+                raise ValueError(
+                    f"{formula.__name__} does not use label_smoothing (got {label_smoothing}); "
+                    f"only {', '.join(sorted(LABEL_SMOOTHING_LOSS_TYPES))} does"
+                )
+            pi_logratios = policy_chosen_logps - policy_rejected_logps
+            ref_logratios = reference_chosen_logps - reference_rejected_logps + len_penalty_term
+            logits = pi_logratios - ref_logratios
+            terms = _Terms(
+                logits, beta, margin, policy_chosen_logps, reference_chosen_logps, label_smoothing
+            )
+            chosen_rewards = beta * (policy_chosen_logps - reference_chosen_logps).detach()
+            rejected_rewards = beta * (policy_rejected_logps - reference_rejected_logps).detach()
+            return PairLoss(formula(terms), chosen_rewards, rejected_rewards)
+
+        loss.__name__ = loss.__qualname__ = formula.__name__
+        loss.__doc__ = formula.__doc__
+        return loss
+
+    return make
 
 
 def _require_margin(margin: torch.Tensor | None, loss_type: str) -> torch.Tensor:
@@ -119,29 +146,40 @@ def _require_margin(margin: torch.Tensor | None, loss_type: str) -> torch.Tensor
     return margin
 
 
-@_pair_loss
+@_pair_loss(accepts_label_smoothing=True)
 def sigmoid_loss(t: _Terms) -> torch.Tensor:
-    """DPO's logistic loss, -logsigmoid(beta * logits). `margin` is ignored."""
-    return -F.logsigmoid(t.beta * t.logits)
+    """DPO's logistic loss, -logsigmoid(beta * logits), as in LMFlow. `margin` is ignored.
+
+    With `label_smoothing` = eps > 0 it is conservative DPO (cDPO), the label flipped with
+    probability eps: -(1 - eps) * logsigmoid(beta * logits) - eps * logsigmoid(-beta * logits),
+    as TRL 0.8's sigmoid loss. LMFlow's own loss has no label smoothing.
+    """
+    z = t.beta * t.logits
+    if t.label_smoothing == 0.0:
+        return -F.logsigmoid(z)
+    return -(1.0 - t.label_smoothing) * F.logsigmoid(z) - t.label_smoothing * F.logsigmoid(-z)
 
 
-@_pair_loss
+@_pair_loss()
 def hinge_loss(t: _Terms) -> torch.Tensor:
-    """SLiC's hinge loss, relu(1 - beta * logits): zero once the pair is separated by 1/beta."""
+    """SLiC's hinge loss, relu(1 - beta * logits), as in LMFlow: zero once the pair is separated
+    by 1/beta."""
     return torch.relu(1.0 - t.beta * t.logits)
 
 
-@_pair_loss
+@_pair_loss()
 def ipo_loss(t: _Terms) -> torch.Tensor:
-    """IPO's squared loss, (logits - 1/(2 beta))^2, on summed log-probs as in LMFlow.
+    """IPO's squared loss, (logits - 1/(2 beta))^2, on per-token averaged log-probs.
 
-    TRL's `ipo` divides each log-ratio by its response length first; pass per-token averaged
-    log-probs to get TRL's variant.
+    The caller passes each log-prob divided by its response's token count (`ipo` is in
+    `PER_TOKEN_LOSS_TYPES`), as LMFlow does (TRL 0.8's `concatenated_forward` averages when
+    loss_type is ipo) and as TRL 1.16 does (it divides each log-ratio by its response length).
+    The formula itself is the same for sums; only its inputs differ.
     """
     return (t.logits - 1.0 / (2.0 * t.beta)) ** 2
 
 
-@_pair_loss
+@_pair_loss()
 def cross_entropy_loss(t: _Terms) -> torch.Tensor:
     """-logsigmoid(beta * (policy_chosen - reference_chosen)): raises the chosen response only.
 
@@ -150,21 +188,23 @@ def cross_entropy_loss(t: _Terms) -> torch.Tensor:
     return -F.logsigmoid(t.beta * (t.policy_chosen_logps - t.reference_chosen_logps))
 
 
-@_pair_loss
+@_pair_loss()
 def raft_loss(t: _Terms) -> torch.Tensor:
-    """RAFT: negative log-likelihood of the chosen response (summed over its tokens), i.e. SFT."""
+    """RAFT: negative log-likelihood of the chosen response (summed over its tokens), i.e. SFT,
+    as in LMFlow."""
     return -t.policy_chosen_logps
 
 
-@_pair_loss
+@_pair_loss()
 def kl_loss(t: _Terms) -> torch.Tensor:
     """KL(p || p_gt) between two Bernoullis: p = min(sigmoid(beta * logits), 0.999) and the target
-    p_gt = exp(m) / (1 + exp(m) + 1e-3).
+    p_gt = exp(m) / (1 + exp(m) + 1e-3): LMFlow's formula and values, computed in log space.
 
-    Same values as LMFlow, computed in log space. LMFlow's exp(m) overflows to inf/inf = NaN for
-    m > 88 (float32), and its log(p) is log(0) = -inf, giving 0 * -inf = NaN, once sigmoid
-    underflows for very negative logits. Here p_gt = sigmoid(m - log(1.001)) (the same number),
-    both logs come from logsigmoid, and the 0.999 cap is a clamp of beta * logits at log(999),
+    Where LMFlow's float32 version fails (z = beta * logits, m = margin): m > 17.3, where
+    1 - p_gt rounds to 0 and log(0) makes the loss inf (and it is already 6% off from m = 16);
+    m < -104, where exp(m) underflows and log(p_gt) = -inf; and z < -88.7, where sigmoid
+    underflows to 0 and p * log(p) = 0 * -inf = NaN. Here p_gt = sigmoid(m - log(1.001)) (the same
+    number), every log comes from logsigmoid, and the 0.999 cap is a clamp of z at log(999),
     above which the gradient is zero as in LMFlow.
     """
     m = _require_margin(t.margin, "kl")
@@ -176,26 +216,28 @@ def kl_loss(t: _Terms) -> torch.Tensor:
     return p * (log_p - log_gt) + (1.0 - p) * (log_not_p - log_not_gt)
 
 
-@_pair_loss
+@_pair_loss()
 def tv_loss(t: _Terms) -> torch.Tensor:
-    """Total variation |p - sigmoid(m)| with p = sigmoid(beta * logits).
+    """Total variation |p - sigmoid(m)| with p = sigmoid(beta * logits): LMFlow's formula.
 
-    LMFlow writes the target as exp(m) / (1 + exp(m)), which is NaN for m > 88 (float32); the
-    equal sigmoid(m) is used instead.
+    LMFlow writes the target as exp(m) / (1 + exp(m)), which is inf / inf = NaN for m > 88.7 in
+    float32; the equal sigmoid(m) is used instead. Elsewhere the two agree.
     """
     m = _require_margin(t.margin, "tv")
     return torch.abs(torch.sigmoid(t.beta * t.logits) - torch.sigmoid(m))
 
 
-@_pair_loss
+@_pair_loss()
 def hellinger_loss(t: _Terms) -> torch.Tensor:
     """Squared Hellinger distance 0.5 * ((sqrt p - sqrt q)^2 + (sqrt(1-p) - sqrt(1-q))^2) between
-    Bernoulli(p), p = min(sigmoid(beta * logits), 0.999), and Bernoulli(q), q = sigmoid(m).
+    Bernoulli(p), p = min(sigmoid(beta * logits), 0.999), and Bernoulli(q), q = sigmoid(m):
+    LMFlow's formula and values.
 
-    Same values as LMFlow. LMFlow's sqrt(p) has an infinite derivative at p = 0, so the gradient is
-    inf * 0 = NaN once sigmoid underflows, and its exp(m) target overflows for large m. Here each
+    Where LMFlow's float32 version fails (z = beta * logits, m = margin): m > 88.7, where its
+    exp(m) / (1 + exp(m)) target is inf / inf = NaN; and z < -88.7, where sigmoid underflows to 0
+    and the derivative of sqrt(p) there is infinite, so the gradient is inf * 0 = NaN. Here each
     square root is exp(0.5 * logsigmoid(.)), whose gradient goes smoothly to zero, and the cap is a
-    clamp of beta * logits at log(999).
+    clamp of z at log(999).
     """
     m = _require_margin(t.margin, "hellinger")
     z = torch.clamp(t.beta * t.logits, max=_LOGIT_MAX)
@@ -204,7 +246,7 @@ def hellinger_loss(t: _Terms) -> torch.Tensor:
     return 0.5 * ((sqrt_p - sqrt_q) ** 2 + (sqrt_not_p - sqrt_not_q) ** 2)
 
 
-@_pair_loss
+@_pair_loss()
 def rev_kl_loss(t: _Terms) -> torch.Tensor:
     """Cross-entropy of p = sigmoid(beta * logits) against the soft label sigmoid(m):
     -sigmoid(m) * logsigmoid(beta * logits) - (1 - sigmoid(m)) * logsigmoid(-beta * logits).
@@ -230,6 +272,12 @@ LOSSES: dict[str, LossFn] = {
 
 # Loss types whose target comes from the per-example `margin`; they fail without one.
 MARGIN_LOSS_TYPES: frozenset[str] = frozenset({"kl", "tv", "hellinger", "rev_kl"})
+
+# Loss types that take log-probs averaged over each response's tokens instead of summed.
+PER_TOKEN_LOSS_TYPES: frozenset[str] = frozenset({"ipo"})
+
+# Loss types that accept a non-zero `label_smoothing`; the others refuse one.
+LABEL_SMOOTHING_LOSS_TYPES: frozenset[str] = frozenset({"sigmoid"})
 
 
 def get_loss(loss_type: str) -> LossFn:

@@ -5,11 +5,15 @@ What it adds to `trl.DPOTrainer` (1.16), through its override points only:
 - `compute_loss` scores both responses with TRL's fused LM head, takes the reference log-probs from
   TRL's `compute_ref_log_probs` (separate model, PEFT base, or precomputed), and applies a loss
   from `dpov2.losses` with each pair's `margin` and a per-example length penalty.
-- `_prepare_dataset` tokenises with TRL, then truncates each pair: the prompt keeps its last
-  `max_prompt_length` tokens, then the responses keep their first tokens up to `max_length`.
+- `ipo` scores log-probs averaged per response token (LMFlow and TRL do), for the loss and for the
+  logged rewards and log-probs; every other loss scores sums.
+- `_prepare_dataset` tokenises with TRL (plain text or the chat template), drops the BOS the
+  tokenizer adds to a prompt whose text already starts with BOS, then truncates each pair by
+  LMFlow's rule (`truncate_pair`).
 - `_set_signature_columns_if_needed` keeps the `margin` column, and the data collator is wrapped so
   every batch carries a `margin` tensor aligned with its rows.
 - `mask_prompt` (as in LMFlow) hides the prompt tokens from the response tokens' attention.
+- `bf16=None` (the default) means bf16 where the accelerator supports it, float32 otherwise.
 """
 
 from __future__ import annotations
@@ -27,17 +31,25 @@ from accelerate.utils import is_peft_model
 from datasets import Dataset, IterableDataset
 from datasets.fingerprint import Hasher
 from transformers import PreTrainedModel
+from transformers.utils.import_utils import is_torch_bf16_gpu_available
 from trl.trainer.dpo_config import DPOConfig
 from trl.trainer.dpo_trainer import DPOTrainer
 from trl.trainer.utils import global_then_local_main_first
 
 from dpov2.errors import InputError
-from dpov2.losses import LOSSES, MARGIN_LOSS_TYPES, PairLoss, get_loss
+from dpov2.losses import (
+    LABEL_SMOOTHING_LOSS_TYPES,
+    LOSSES,
+    MARGIN_LOSS_TYPES,
+    PER_TOKEN_LOSS_TYPES,
+    PairLoss,
+    get_loss,
+)
 
 if TYPE_CHECKING:
     from peft import PeftModel
 
-__all__ = ["DPOv2Config", "DPOv2Trainer", "MarginCollator", "truncate_pair"]
+__all__ = ["DPOv2Config", "DPOv2Trainer", "MarginCollator", "drop_added_bos", "truncate_pair"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +63,12 @@ class DPOv2Config(DPOConfig):
 
     `loss_type` is a single name from `dpov2.losses.LOSSES` (TRL's is a list of its own losses).
     TRL options that reshape the loss in ways the DPOv2 losses do not define (`loss_weights`,
-    `ld_alpha`, `use_weighting`, a non-default `f_divergence_type`) are rejected rather than
-    silently ignored.
+    `ld_alpha`, `use_weighting`, a non-default `f_divergence_type`, a non-zero `label_smoothing`
+    for a loss other than sigmoid) are rejected rather than silently ignored.
+
+    `bf16` defaults to None: bf16 mixed precision where the accelerator supports it (transformers'
+    `is_torch_bf16_gpu_available`) and `use_cpu` is off, float32 otherwise, so a CPU-only machine
+    trains without setting anything. An explicit `bf16=True` there still fails, in transformers.
     """
 
     # TRL types this field as list[str]; a DPOv2 run uses exactly one loss.
@@ -69,7 +85,8 @@ class DPOv2Config(DPOConfig):
         metadata={
             "help": "Added to the reference log-ratio per pair as len_penalty * (chosen response "
             "tokens - rejected response tokens); positive values ask longer chosen responses for a "
-            "larger log-ratio."
+            "larger log-ratio. (LMFlow counts the batch's padded widths instead, the same for "
+            "every pair, and ignores negative values.)"
         },
     )
     mask_prompt: bool = field(
@@ -82,9 +99,9 @@ class DPOv2Config(DPOConfig):
     max_prompt_length: int | None = field(
         default=None,
         metadata={
-            "help": "Keep only the last max_prompt_length prompt tokens; the responses are then "
-            "cut to fit max_length. None leaves prompts whole (pairs whose prompt fills "
-            "max_length are dropped)."
+            "help": "LMFlow's rule: only when prompt + the longer response exceeds max_length is "
+            "the prompt cut to its last max_prompt_length tokens; the responses are then cut to "
+            "fit. None never cuts the prompt (pairs whose prompt fills max_length are dropped)."
         },
     )
 
@@ -109,6 +126,13 @@ class DPOv2Config(DPOConfig):
         if not math.isfinite(self.len_penalty):
             raise ValueError(f"len_penalty must be a finite float, got {self.len_penalty}")
         _check_ranges(self)
+        if self.label_smoothing != 0.0 and loss_type not in LABEL_SMOOTHING_LOSS_TYPES:
+            raise ValueError(
+                f"label_smoothing={self.label_smoothing} is not used by loss_type={loss_type!r} "
+                f"(only {', '.join(sorted(LABEL_SMOOTHING_LOSS_TYPES))} uses it); set it to 0"
+            )
+        if self.bf16 is None:
+            self.bf16 = not self.fp16 and not self.use_cpu and is_torch_bf16_gpu_available()
         if self.max_prompt_length is not None:
             if self.max_prompt_length < 1:
                 raise ValueError(f"max_prompt_length must be >= 1, got {self.max_prompt_length}")
@@ -133,7 +157,7 @@ _RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "max_grad_norm": (">= 0", lambda v: v >= 0),
     "num_train_epochs": (">= 0", lambda v: v >= 0),
     "warmup_steps": (">= 0", lambda v: v >= 0),
-    "label_smoothing": ("in [0, 0.5]", lambda v: 0 <= v <= 0.5),
+    "label_smoothing": ("in [0, 0.5)", lambda v: 0 <= v < 0.5),
     "max_length": (">= 1 (or None: no truncation)", lambda v: v >= 1),
 }
 
@@ -156,19 +180,52 @@ def truncate_pair(
     max_length: int | None,
     max_prompt_length: int | None,
 ) -> dict[str, list[int]]:
-    """Truncate one tokenised pair: first the prompt (keeping its end), then the responses.
+    """Truncate one tokenised pair by LMFlow's rule; all lengths in tokens.
 
-    The prompt keeps its last `max_prompt_length` tokens; each response then keeps its first
-    `max_length - len(prompt)` tokens so that prompt + response fits `max_length`. A prompt that
-    alone fills `max_length` leaves empty responses (callers drop such pairs). All lengths are in
-    tokens.
+    Nothing is cut while prompt + the longer response fits `max_length`. Otherwise the prompt keeps
+    its last `max_prompt_length` tokens (all of them when None), and each response then keeps its
+    first `max_length - len(prompt)` tokens. LMFlow cuts the responses to `max_length -
+    max_prompt_length` even when the prompt is shorter than that; here they keep the room actually
+    left. A prompt that alone fills `max_length` leaves empty responses (callers drop such pairs).
     """
+    if (
+        max_length is None
+        or len(prompt_ids) + max(len(chosen_ids), len(rejected_ids)) <= max_length
+    ):
+        return {"prompt_ids": prompt_ids, "chosen_ids": chosen_ids, "rejected_ids": rejected_ids}
     if max_prompt_length is not None:
         prompt_ids = prompt_ids[-max_prompt_length:]
-    if max_length is not None:
-        budget = max(max_length - len(prompt_ids), 0)
-        chosen_ids, rejected_ids = chosen_ids[:budget], rejected_ids[:budget]
-    return {"prompt_ids": prompt_ids, "chosen_ids": chosen_ids, "rejected_ids": rejected_ids}
+    budget = max(max_length - len(prompt_ids), 0)
+    return {
+        "prompt_ids": prompt_ids,
+        "chosen_ids": chosen_ids[:budget],
+        "rejected_ids": rejected_ids[:budget],
+    }
+
+
+def drop_added_bos(prompt_ids: list[int], bos_token_id: int | None) -> list[int]:
+    """The prompt's tokens without the BOS the tokenizer put before a prompt whose text already
+    starts with BOS (a prompt rendered by a chat template, say): one BOS, never two.
+
+    LMFlow tokenises with `add_special_tokens=False`, TRL 1.16 with the tokenizer's special tokens;
+    a plain prompt thus still gets the tokenizer's BOS, as at inference.
+    """
+    if bos_token_id is not None and prompt_ids[:2] == [bos_token_id, bos_token_id]:
+        return prompt_ids[1:]
+    return prompt_ids
+
+
+def _fit_pair(
+    prompt_ids: list[int],
+    chosen_ids: list[int],
+    rejected_ids: list[int],
+    bos_token_id: int | None,
+    max_length: int | None,
+    max_prompt_length: int | None,
+) -> dict[str, list[int]]:
+    """One row of `_prepare_dataset`'s pass after TRL's tokenisation."""
+    prompt_ids = drop_added_bos(prompt_ids, bos_token_id)
+    return truncate_pair(prompt_ids, chosen_ids, rejected_ids, max_length, max_prompt_length)
 
 
 @dataclass
@@ -224,8 +281,10 @@ class DPOv2Trainer(DPOTrainer):
     would reload the reference from `model.config._name_or_path`, which is empty for models built
     in code and may differ from an in-memory policy.)
 
-    Logs TRL's names: rewards/chosen, rewards/rejected (raw, without length penalty),
-    rewards/accuracies, rewards/margins, logps/chosen, logps/rejected, and `loss/<loss_type>`.
+    Logs what TRL 1.16's DPOTrainer logs, under its names and definitions: rewards/chosen,
+    rewards/rejected (raw, without length penalty), rewards/accuracies, rewards/margins,
+    logps/chosen, logps/rejected (per-token averages for ipo, as LMFlow), entropy, num_tokens,
+    logits/chosen, logits/rejected, mean_token_accuracy, aux_loss (MoE); and `loss/<loss_type>`.
     """
 
     _tag_names = ["trl", "dpo", "dpov2"]  # noqa: RUF012 (TRL declares it a plain list)
@@ -300,7 +359,7 @@ class DPOv2Trainer(DPOTrainer):
 
         # Like TRL's own maps: the main processes write the cache first, the others then read it.
         with global_then_local_main_first():
-            dataset, dropped = self._truncate(dataset, args, dataset_name)
+            dataset, dropped = self._fit(dataset, args, self._tokenizer.bos_token_id, dataset_name)
         if dropped:
             logger.warning(
                 "dropped %d of %d %s pairs whose prompt fills max_length=%s; set "
@@ -313,13 +372,18 @@ class DPOv2Trainer(DPOTrainer):
         return dataset
 
     @staticmethod
-    def _truncate(
-        dataset: Dataset | IterableDataset, args: DPOv2Config, dataset_name: str
+    def _fit(
+        dataset: Dataset | IterableDataset,
+        args: DPOv2Config,
+        bos_token_id: int | None,
+        dataset_name: str,
     ) -> tuple[Dataset | IterableDataset, int]:
-        """Apply `truncate_pair` to every row, then drop pairs left without a response; returns the
-        dataset and how many pairs were dropped (0 for an IterableDataset, which is not counted)."""
+        """Apply `drop_added_bos` and `truncate_pair` to every row, then drop pairs left without a
+        response; returns the dataset and how many pairs were dropped (0 for an IterableDataset,
+        which is not counted)."""
         map_kwargs: dict[str, Any] = {
             "fn_kwargs": {
+                "bos_token_id": bos_token_id,
                 "max_length": args.max_length,
                 "max_prompt_length": args.max_prompt_length,
             },
@@ -331,9 +395,15 @@ class DPOv2Trainer(DPOTrainer):
             # The fingerprint names every setting that changes what the model sees, so TRL's
             # cached precomputed reference log-probs are never reused across different settings.
             map_kwargs["new_fingerprint"] = Hasher.hash(
-                (dataset._fingerprint, args.max_length, args.max_prompt_length, args.mask_prompt)
+                (
+                    dataset._fingerprint,
+                    bos_token_id,
+                    args.max_length,
+                    args.max_prompt_length,
+                    args.mask_prompt,
+                )
             )
-        dataset = dataset.map(truncate_pair, **map_kwargs)
+        dataset = dataset.map(_fit_pair, **map_kwargs)
         max_length = args.max_length
         if max_length is None:
             return dataset, 0
@@ -397,26 +467,38 @@ class DPOv2Trainer(DPOTrainer):
             reference = self.ref_model if self.ref_model is not None else self.model
             assert reference is not None
             ref_chosen, ref_rejected = self.compute_ref_log_probs(reference, inputs)
+        ref_chosen, ref_rejected = ref_chosen.float(), ref_rejected.float()
 
         # Response lengths per pair, counted from the completion mask (the scored tokens), not
         # from the padded batch width.
         lengths = inputs["completion_mask"][:, 1:].sum(dim=1)
         chosen_len, rejected_len = lengths.chunk(2, dim=0)
+        if self.args.loss_type in PER_TOKEN_LOSS_TYPES:
+            chosen_count = chosen_len.clamp(min=1).float()
+            rejected_count = rejected_len.clamp(min=1).float()
+            chosen_logps, ref_chosen = chosen_logps / chosen_count, ref_chosen / chosen_count
+            rejected_logps = rejected_logps / rejected_count
+            ref_rejected = ref_rejected / rejected_count
         len_penalty_term = self.args.len_penalty * (chosen_len - rejected_len).float()
         margin = inputs.get("margin")
         result = self._loss_fn(
             chosen_logps,
             rejected_logps,
-            ref_chosen.float(),
-            ref_rejected.float(),
+            ref_chosen,
+            ref_rejected,
             beta=self.beta,
             margin=None if margin is None else margin.float(),
             len_penalty_term=len_penalty_term,
+            label_smoothing=self.args.label_smoothing,
         )
         loss = result.losses.mean()
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
-        self._record_metrics(mode, result, chosen_logps, rejected_logps)
+            self._metrics[mode]["aux_loss"].append(
+                self.accelerator.gather_for_metrics(outputs.aux_loss.detach()).mean().item()
+            )
+        self._record_token_metrics(mode, inputs, outputs)
+        self._record_pair_metrics(mode, result, chosen_logps, rejected_logps)
 
         if not return_outputs:
             return loss
@@ -427,13 +509,47 @@ class DPOv2Trainer(DPOTrainer):
         with torch.no_grad():
             return loss, model(**model_kwargs, use_cache=False)
 
-    def _record_metrics(
+    def _record_token_metrics(self, mode: str, inputs: dict[str, Any], outputs: Any) -> None:
+        """TRL 1.16's per-token metrics, under its names, from the fused head's outputs:
+        `entropy` (mean over every response token), `num_tokens` (prompt and response tokens,
+        no padding, trained on so far), `logits/chosen` and `logits/rejected` (the mean logit
+        over the vocabulary, averaged over the response tokens; LMFlow's, under the same names,
+        average every position of the padded sequence, prompt and padding included) and
+        `mean_token_accuracy` (the share of chosen-response tokens that are the
+        policy's top-1 prediction)."""
+        scored = inputs["completion_mask"][:, 1:].bool()
+        width = scored.size(1)  # prompt-learning PEFT prepends virtual positions to the outputs
+        chosen_mask, rejected_mask = scored.chunk(2, dim=0)
+        mean_logits = outputs.mean_logits[:, -width:].detach().float()
+        chosen_logits, rejected_logits = mean_logits.chunk(2, dim=0)
+        chosen_top1, _ = outputs.is_top1[:, -width:].chunk(2, dim=0)
+        entropy = outputs.entropy[:, -width:].detach().float()
+
+        # Sums and counts are gathered, then divided: a token-weighted mean over every process.
+        def token_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+            total = self.accelerator.gather_for_metrics(values[mask].sum()).sum()
+            count = self.accelerator.gather_for_metrics(mask.sum()).sum()
+            return (total / count).item() if count > 0 else 0.0
+
+        metrics = self._metrics[mode]
+        metrics["entropy"].append(token_mean(entropy, scored))
+        if mode == "train":
+            seen = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum()
+            self._total_train_tokens += int(seen.item()) // self._tp_size
+        metrics["num_tokens"] = [self._total_train_tokens]
+        metrics["logits/chosen"].append(token_mean(chosen_logits, chosen_mask))
+        metrics["logits/rejected"].append(token_mean(rejected_logits, rejected_mask))
+        metrics["mean_token_accuracy"].append(token_mean(chosen_top1.float(), chosen_mask))
+
+    def _record_pair_metrics(
         self,
         mode: str,
         result: PairLoss,
         chosen_logps: torch.Tensor,
         rejected_logps: torch.Tensor,
     ) -> None:
+        """TRL's per-pair metrics, from the log-probs the loss scored (per-token averages for
+        `ipo`, as LMFlow logs them), plus `loss/<loss_type>`."""
         gather = self.accelerator.gather_for_metrics
         chosen = gather(result.chosen_rewards)
         rejected = gather(result.rejected_rewards)
