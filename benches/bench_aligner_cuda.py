@@ -16,7 +16,9 @@ resident set size. "kept" is the value after the call minus the baseline taken b
 The model is a randomly initialised Llama-style decoder built in code (hidden 1024, 28 layers,
 vocabulary padded to 32000: ~0.5B parameters) with the in-code tokenizer from `dpov2.tiny_model`,
 saved once to a temporary folder so that the child process can load it; nothing is downloaded.
-The data are the first pairs of examples/data/scored_sample.json.
+The data are the first pairs of examples/data/scored_sample.json. Before any call is measured,
+`loss_check.py` checks in its own process that dpov2's and TRL's sigmoid losses agree on the
+saved model and the first pairs; the script stops if they do not.
 
     python benches/bench_aligner_cuda.py                      # CUDA, bf16, ~0.5B model
     python benches/bench_aligner_cuda.py --device cpu --tiny  # smoke test of the script itself
@@ -37,9 +39,11 @@ from pathlib import Path
 
 import torch
 
+from dpov2 import convert_to_paired_dataset
 from dpov2.aligner import DPOv2Aligner, MemorySafeDPOv2Aligner, load_model
 from dpov2.args import DatasetArguments, DPOv2AlignerArguments, ModelArguments
 from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
+from loss_check import check_in_child
 
 SCORED_SAMPLE = Path(__file__).parent.parent / "examples" / "data" / "scored_sample.json"
 MIB = 1 << 20
@@ -142,6 +146,14 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-aligner-") as tmp, log:
         folder = Path(tmp)
         save_model(folder / "model", args.tiny)
+        pairs = convert_to_paired_dataset(str(SCORED_SAMPLE), sampling_paired_method="max_min")
+        pairs.to_json(folder / "pairs.jsonl")
+        precision = "bf16" if args.device == "cuda" else "fp32"
+        print(
+            check_in_child(
+                folder / "model", folder / "pairs.jsonl", device=args.device, precision=precision
+            )
+        )
         model_args = ModelArguments(model_name_or_path=str(folder / "model"))
         data = DatasetArguments(
             dataset_path=str(SCORED_SAMPLE), max_train_samples=args.steps * args.batch_size

@@ -8,6 +8,9 @@ memory is not polluted by an earlier run:
 - `dpov2-precomputed`: `DPOv2Trainer` with `precompute_ref_log_probs` (no reference in memory;
   the precompute pass is reported as setup time, not training time).
 
+Before any run is timed, `loss_check.py` checks in its own process that the two trainers'
+sigmoid losses agree on the benchmark's model and first batch; the script stops if they do not.
+
 The model is a randomly initialised Llama-style decoder built in code (hidden 1024, 28 layers,
 vocabulary padded to 32000: ~0.5B parameters) with the in-code tokenizer from `dpov2.tiny_model`;
 nothing is downloaded. Every pair has the same token length, so tokens per step are exact:
@@ -33,16 +36,18 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset, disable_progress_bars
-from transformers import PreTrainedTokenizerFast, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerFast, TrainerCallback
 from trl.trainer.dpo_config import DPOConfig
 from trl.trainer.dpo_trainer import DPOTrainer
 
 from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
 from dpov2.trainer import DPOv2Config, DPOv2Trainer
+from loss_check import check_in_child
 
 VARIANTS = ("trl", "dpov2", "dpov2-precomputed")
 RESULT_PREFIX = "RESULT "
@@ -162,12 +167,9 @@ def synthetic_pairs(tokenizer: PreTrainedTokenizerFast, args: argparse.Namespace
     return Dataset.from_list(rows)
 
 
-def run_variant(variant: str, args: argparse.Namespace) -> RunResult:
-    """Train one variant for `args.steps` steps and measure it."""
-    disable_progress_bars()
-    tokenizer = build_tiny_tokenizer()
-    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    model = build_tiny_model(
+def build_model(tokenizer: PreTrainedTokenizerFast, args: argparse.Namespace) -> PreTrainedModel:
+    """The benchmark's decoder, the same for every variant (seeded)."""
+    return build_tiny_model(
         tokenizer,
         hidden_size=args.hidden_size,
         num_layers=args.layers,
@@ -176,8 +178,29 @@ def run_variant(variant: str, args: argparse.Namespace) -> RunResult:
         vocab_size=args.vocab_size,
         max_position_embeddings=args.prompt_tokens + args.response_tokens + 8,
         seed=args.seed,
-        dtype=dtype,
+        dtype=torch.bfloat16 if args.precision == "bf16" else torch.float32,
     )
+
+
+def check_losses(args: argparse.Namespace) -> str:
+    """dpov2's and TRL's sigmoid losses agree on the benchmark's model and first batch (see
+    `loss_check.py`); raises SystemExit when they do not, before anything is timed."""
+    tokenizer = build_tiny_tokenizer()
+    with tempfile.TemporaryDirectory(prefix="bench-loss-check-") as tmp:
+        folder = Path(tmp)
+        build_model(tokenizer, args).save_pretrained(folder / "model")
+        tokenizer.save_pretrained(folder / "model")
+        synthetic_pairs(tokenizer, args).to_json(folder / "pairs.jsonl")
+        return check_in_child(
+            folder / "model", folder / "pairs.jsonl", device=args.device, precision=args.precision
+        )
+
+
+def run_variant(variant: str, args: argparse.Namespace) -> RunResult:
+    """Train one variant for `args.steps` steps and measure it."""
+    disable_progress_bars()
+    tokenizer = build_tiny_tokenizer()
+    model = build_model(tokenizer, args)
     params = sum(p.numel() for p in model.parameters())
     settings: dict[str, Any] = {
         "output_dir": tempfile.mkdtemp(prefix=f"bench-{variant}-"),
@@ -290,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.variant is not None:
         print(RESULT_PREFIX + json.dumps(asdict(run_variant(args.variant, args))))
         return
+    print(check_losses(args))
     results = [run_in_subprocess(variant, argv) for variant in VARIANTS]
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
     first = results[0]
