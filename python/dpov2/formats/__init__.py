@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from dpov2.errors import InputError
 from dpov2.formats.atomic import atomic_folder, atomic_output, check_output_path
+from dpov2.formats.conversational import as_conversational, conversational_schema
 from dpov2.formats.hf import is_dataset, load_saved_dataset, read_dataset, to_dataset
 from dpov2.formats.instances import (
     PAIRED_TYPE,
@@ -51,6 +52,7 @@ __all__ = [
     "ScoredBatch",
     "ScoredSource",
     "TableWriter",
+    "as_conversational",
     "atomic_folder",
     "check_output_path",
     "detect_format",
@@ -195,14 +197,31 @@ def open_writer(
     """A writer whose file appears under ``path`` only if the ``with`` block succeeds.
 
     ``dataset_type`` is the ``type`` written in LMFlow's JSON; ``threads`` the JSON writer's
-    threads. Call ``finish`` before leaving the block.
+    threads. Call ``finish`` before leaving the block. Pairs with a chat-message prompt are
+    written in TRL's conversational format (see :mod:`dpov2.formats.conversational`), in
+    every format.
     """
     target = Path(path)
     fmt = detect_format(target, output_format, output=True)
     with atomic_output(target, overwrite=overwrite) as file:
+        writer: TableWriter
         if fmt == "jsonl":
-            yield JsonWriter(file, threads=threads)
+            writer = JsonWriter(file, threads=threads)
         elif fmt == "json":
-            yield JsonWriter(file, dataset_type, threads=threads)
+            writer = JsonWriter(file, dataset_type, threads=threads)
         else:
-            yield ParquetWriter(file)
+            writer = ParquetWriter(file)
+        yield _Conversational(writer)
+
+
+class _Conversational:
+    """A writer that hands its tables and schema on in TRL's conversational format."""
+
+    def __init__(self, writer: TableWriter) -> None:
+        self.writer = writer
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write(as_conversational(table))
+
+    def finish(self, schema: pa.Schema) -> None:
+        self.writer.finish(conversational_schema(schema))
