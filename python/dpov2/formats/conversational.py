@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 
 from dpov2.arrays import from_numpy
+from dpov2.formats.instances import COMPLETIONS
 
-__all__ = ["COMPLETIONS", "as_conversational", "conversational_schema", "is_messages_type"]
+__all__ = ["as_conversational", "conversational_schema", "is_messages_type"]
 
-COMPLETIONS = ("chosen", "rejected")
 ASSISTANT = "assistant"
 
 
