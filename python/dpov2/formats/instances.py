@@ -20,6 +20,7 @@ __all__ = [
     "BATCH_BYTES",
     "COMPLETIONS",
     "OUTPUT_TYPE",
+    "PAIRED_CONVERSATION_TYPE",
     "PAIRED_MEMBERS",
     "PAIRED_TYPE",
     "SCORED_TYPE",
@@ -37,6 +38,8 @@ __all__ = [
 
 SCORED_TYPE = "text_to_scored_textlist"
 PAIRED_TYPE = "paired_text_to_text"
+#: LMFlow's pairs of whole conversations, read as pairs with an implicit prompt.
+PAIRED_CONVERSATION_TYPE = "paired_conversation"
 
 RESPONSE_TYPE = pa.struct([("text", pa.string()), ("score", pa.float64())])
 OUTPUT_TYPE = pa.list_(RESPONSE_TYPE)
@@ -54,14 +57,24 @@ def batch_rows(batch_size: int, bytes_per_row: float) -> int:
 @dataclass(frozen=True)
 class RowProblem:
     """Why one instance cannot be used: the ``field`` at fault (``None``: the whole row), and
-    the ``byte`` of the file where it was found, when the reader knows it."""
+    the ``byte`` of the file where it was found, when the reader knows it. A problem in one
+    file of a folder names that ``file`` and its ``row`` there itself."""
 
     field: str | None
     message: str
     byte: int | None = None
+    file: str | None = None
+    row: int | None = None
 
     def error(self, file: str, row: int) -> InputError:
-        return InputError(self.message, file=file, row=row, field=self.field, byte=self.byte)
+        """The error for row ``row`` of ``file``, unless the problem names its own."""
+        return InputError(
+            self.message,
+            file=self.file or file,
+            row=row if self.row is None else self.row,
+            field=self.field,
+            byte=self.byte,
+        )
 
 
 @dataclass(frozen=True)
@@ -253,7 +266,6 @@ def paired_member_problem(row: dict[str, object], name: str) -> RowProblem | Non
     if value.get("tools") not in (None, []):
         return RowProblem(f"{name}.tools", "tools cannot be carried into a preference pair")
     return _messages_problem(messages, f"{name}.messages")
-
 
 
 def conversation_messages(value: object) -> list[object]:
