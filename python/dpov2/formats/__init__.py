@@ -135,7 +135,9 @@ def open_scored(
     max_samples: int | None = None,
     threads: int | None = None,
 ) -> ScoredSource:
-    """Opens a scored dataset (a path, or a ``datasets.Dataset``) for reading in batches.
+    """Opens a scored dataset (a file, a folder, or a ``datasets.Dataset``) for reading in
+    batches; a folder that ``save_to_disk`` did not write is its files' concatenation (see
+    :mod:`dpov2.formats.folders`).
 
     ``max_samples`` stops after that many instances; ``threads`` is the number of threads for
     parsing JSON (default: ``DPOV2_NUM_THREADS``, else every CPU the process may use).

@@ -88,11 +88,12 @@ def _file_type(path: Path, fmt: str) -> str:
 
 
 def read_pairs(source: str | os.PathLike[str] | datasets.Dataset) -> datasets.Dataset:
-    """A paired dataset as a ``datasets.Dataset`` (a given one is returned as it is).
+    """A paired dataset (a file, a folder, or a ``datasets.Dataset``, returned as it is) as a
+    ``datasets.Dataset``, chat-prompt pairs in TRL's conversational format.
 
     Files are streamed batch by batch into a memory-mapped Arrow file (see
     :func:`mapped_dataset`), never loaded whole; JSON goes through the one JSON reader, so a bad
-    row is named by file, row, byte and field.
+    row is named by file, row, byte and field (a folder's file, and the row there).
 
     Raises:
         InputError: an unreadable file, one that is not a paired dataset, or a bad row.
