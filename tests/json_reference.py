@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from dpov2.formats.instances import RowProblem, paired_row_problem, scored_row_problem
+from dpov2.formats.instances import (
+    COMPLETIONS,
+    PAIRED_MEMBERS,
+    RowProblem,
+    conversation_messages,
+    implicit_prompt,
+    paired_member_problem,
+    paired_row_problem,
+    scored_row_problem,
+)
 
 __all__ = ["MAX_DEPTH", "PROMPT_COLUMN", "ReferenceResult", "read_rows"]
 
 #: Nesting deeper than this is refused (the reader's stack stays bounded).
 MAX_DEPTH = 128
 PROMPT_COLUMN = {"scored": "input", "paired": "prompt"}
-_CHECKS: dict[str, Callable[[object], RowProblem | None]] = {
-    "scored": scored_row_problem,
-    "paired": paired_row_problem,
-}
 _COLUMNS = {"scored": ("input", "output"), "paired": ("prompt", "chosen", "rejected", "margin")}
 
 
@@ -39,13 +43,13 @@ class ReferenceResult:
 
 
 def read_rows(raw_rows: list[bytes], schema: str) -> ReferenceResult:
-    """The rows the reader accepts (only the schema's columns, scores as floats) and the
-    problem rows with their field. The prompt kind (text or messages) is fixed by the first
-    valid row; a later prompt of the other kind is a problem of the prompt as a
-    whole, whatever is wrong inside it."""
+    """The rows the reader accepts (only the schema's columns, scores as floats, pairs'
+    conversations as their messages with an implicit prompt split off) and the problem rows
+    with their field. The kinds (text or messages) of the prompt and of the completions are
+    fixed by the first valid row; a later member of the other kind is a problem of that member
+    as a whole, whatever is wrong inside it."""
     result = ReferenceResult([], {})
-    prompt_kind: type | None = None
-    column = PROMPT_COLUMN[schema]
+    kinds: dict[str, type | None] = {"prompt": None, "completion": None}
     for index, raw in enumerate(raw_rows):
         try:
             value = _decode(raw)
@@ -53,25 +57,62 @@ def read_rows(raw_rows: list[bytes], schema: str) -> ReferenceResult:
             result.rows.append(None)
             result.problems[index] = None
             continue
-        problem = _CHECKS[schema](value)
-        prompt = value.get(column) if isinstance(value, dict) else None
-        kind = type(prompt) if isinstance(prompt, (str, list)) else None
-        if kind is not None and prompt_kind not in (None, kind):
-            # A prompt of the other kind is that, whatever else is wrong inside it.
-            if problem is None or _in_prompt(problem.field, column):
-                problem = RowProblem(column, "a prompt of another kind than the rows before")
-        elif kind is not None and problem is None:
-            prompt_kind = kind
+        check = _paired_problem if schema == "paired" else _scored_problem
+        problem, found = check(value, kinds)
         if problem is not None:
             result.rows.append(None)
             result.problems[index] = problem.field
         else:
             assert isinstance(value, dict)
+            kinds.update(found)
             result.rows.append(_columns(value, schema))
     return result
 
 
-def _in_prompt(field: str | None, column: str) -> bool:
+def _kind(value: object, member: str) -> type | None:
+    """``str`` for text, ``list`` for chat messages (for a completion, LMFlow's conversation
+    object too), ``None`` for what is neither."""
+    if isinstance(value, str):
+        return str
+    allowed = (list, dict) if member in COMPLETIONS else (list,)
+    return list if isinstance(value, allowed) else None
+
+
+def _scored_problem(
+    value: object, kinds: dict[str, type | None]
+) -> tuple[RowProblem | None, dict[str, type | None]]:
+    problem = scored_row_problem(value)
+    kind = _kind(value.get("input"), "input") if isinstance(value, dict) else None
+    mismatch = kind is not None and kinds["prompt"] not in (None, kind)
+    if mismatch and (problem is None or _in_member(problem.field, "input")):
+        problem = RowProblem("input", "a prompt of another kind than the rows before")
+    return problem, {"prompt": kind, "completion": None}
+
+
+def _paired_problem(
+    value: object, kinds: dict[str, type | None]
+) -> tuple[RowProblem | None, dict[str, type | None]]:
+    """The fault the reader meets first: members in the row's order (a member of another
+    kind than the rows before is refused before its inside is read), then the row's own."""
+    if not isinstance(value, dict):
+        return paired_row_problem(value), {}
+    for name in value:
+        if name not in PAIRED_MEMBERS:
+            continue
+        kind = _kind(value[name], name)
+        fixed = kinds["completion" if name in COMPLETIONS else "prompt"]
+        if name != "margin" and kind is not None and fixed not in (None, kind):
+            return RowProblem(name, "a member of another kind than the rows before"), {}
+        problem = paired_member_problem(value, name)
+        if problem is not None:
+            return problem, {}
+    problem = paired_row_problem(value)
+    completion = _kind(value.get("chosen"), "chosen")
+    prompt = _kind(value["prompt"], "prompt") if "prompt" in value else completion
+    return problem, {"prompt": prompt, "completion": completion}
+
+
+def _in_member(field: str | None, column: str) -> bool:
     return field is not None and (field == column or field.startswith(f"{column}["))
 
 
@@ -81,8 +122,18 @@ def _columns(row: dict[str, object], schema: str) -> dict[str, object]:
         responses = row["output"]
         assert isinstance(responses, list)
         out["output"] = [{"text": r["text"], "score": float(r["score"])} for r in responses]
-    elif out["margin"] is not None:
+        return out
+    if out["margin"] is not None:
         out["margin"] = float(out["margin"])  # type: ignore[arg-type]
+    if not isinstance(row["chosen"], str):
+        chosen = conversation_messages(row["chosen"])
+        rejected = conversation_messages(row["rejected"])
+        if "prompt" not in row:
+            shared = implicit_prompt(chosen, rejected)
+            assert isinstance(shared, int)
+            out["prompt"] = chosen[:shared]
+            chosen, rejected = chosen[shared:], rejected[shared:]
+        out["chosen"], out["rejected"] = chosen, rejected
     return out
 
 

@@ -121,7 +121,12 @@ def test_chat_prompts_are_passed_through(tmp_path: Path) -> None:
     source = write(tmp_path / "chat.jsonl", [CHAT, CHAT])
     assert run("pair", source, tmp_path / "out.jsonl", "--quiet") == 0
     pairs = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert pairs[0] == {"prompt": CHAT["input"], "chosen": "hello", "rejected": "go", "margin": 1.0}
+    assert pairs[0] == {
+        "prompt": CHAT["input"],
+        "chosen": [{"role": "assistant", "content": "hello"}],
+        "rejected": [{"role": "assistant", "content": "go"}],
+        "margin": 1.0,
+    }
 
 
 def test_max_samples_min_margin_and_keep_ties(

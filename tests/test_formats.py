@@ -151,6 +151,9 @@ def test_formats_come_from_the_extension_unless_given(tmp_path: Path) -> None:
     assert detect_format(Path("a.ndjson"), None) == "jsonl"
     assert detect_format(Path("a.json"), None) == "json"
     assert detect_format(Path("a.pq"), None) == "parquet"
+    assert detect_format(tmp_path, None) == "folder"
+    assert detect_format(tmp_path, "json") == "folder"
+    (tmp_path / "state.json").write_text("{}")
     assert detect_format(tmp_path, None) == "hf"
     assert detect_format(Path("a.txt"), "jsonl") == "jsonl"
     with pytest.raises(

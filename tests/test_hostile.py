@@ -519,7 +519,7 @@ ALIGN_CASES = {
     "chosen not a string": (
         "chosen int",
         [],
-        "pairs.jsonl: row 0 (byte 26), field 'chosen': expected a string, got 1",
+        "pairs.jsonl: row 0 (byte 26), field 'chosen': expected a string, a list of chat messages",
     ),
     "chosen null": (
         "chosen null",

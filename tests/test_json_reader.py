@@ -32,18 +32,38 @@ extras = st.recursive(
 messages = st.lists(st.fixed_dictionaries({"role": texts, "content": texts}), max_size=3)
 
 
+#: How a dataset's rows are written: a scored one, text or chat prompts; a paired one also
+#: with chat completions (explicit prompt, implicit prompt, LMFlow's conversation objects).
+STYLES = {
+    "scored": ("text", "chat"),
+    "paired": ("text", "chat", "conversational", "implicit", "conversation"),
+}
+
+
 @st.composite
-def rows_of(draw: st.DrawFn, schema: str, chat: bool) -> dict[str, object]:
-    prompt: object = draw(messages) if chat else draw(texts)
+def rows_of(draw: st.DrawFn, schema: str, style: str) -> dict[str, object]:
+    prompt: object = draw(messages) if style != "text" else draw(texts)
     if schema == "scored":
         responses = draw(
             st.lists(st.fixed_dictionaries({"text": texts, "score": numbers}), max_size=4)
         )
         row: dict[str, object] = {"input": prompt, "output": responses}
-    else:
+    elif style in ("text", "chat"):
         row = {"prompt": prompt, "chosen": draw(texts), "rejected": draw(texts)}
-        if draw(st.booleans()):
-            row["margin"] = draw(st.none() | numbers)
+    elif style == "conversational":
+        row = {"prompt": prompt, "chosen": draw(messages), "rejected": draw(messages)}
+    else:
+        shared = draw(messages.filter(bool))
+        chosen, rejected = shared + draw(messages), shared + draw(messages)
+        row = {"chosen": chosen, "rejected": rejected}
+        if style == "conversation":
+            system = draw(st.none() | texts)
+            row = {
+                name: {"messages": value, "system": system, "conversation_id": draw(texts)}
+                for name, value in row.items()
+            }
+    if schema == "paired" and draw(st.booleans()):
+        row["margin"] = draw(st.none() | numbers)
     if draw(st.booleans()):
         row["meta"] = draw(extras)
     keys = draw(st.permutations(list(row)))
@@ -85,8 +105,16 @@ def schema_defects(row: dict[str, object], schema: str) -> list[tuple[str, dict[
         with_("output[0].score", output=[{"text": "a", "score": None}])
     else:
         with_("chosen", chosen=_DROP)
-        with_("rejected", rejected=[1])
+        with_("rejected[0]", rejected=[1])
+        with_("rejected", rejected=5)
         with_("margin", margin="big")
+        chat = [{"role": "user", "content": "q"}]
+        with_("chosen[0].content", chosen=[{"role": "a", "content": 1}], rejected=chat)
+        with_("rejected.messages", rejected={"system": "s"}, chosen=chat)
+        with_("chosen.tools", chosen={"messages": chat, "tools": ["t"]}, rejected=chat)
+        with_("rejected", rejected=chat)  # a string chosen beside it
+        with_("prompt", prompt=_DROP, chosen=chat, rejected=[{"role": "user", "content": "r"}])
+        with_("chosen", prompt=_DROP, chosen=chat, rejected=chat + chat)
     return broken
 
 
@@ -113,10 +141,10 @@ RAW_DEFECTS = [
 
 @st.composite
 def datasets(draw: st.DrawFn, framing: str, schema: str) -> list[bytes]:
-    chat = draw(st.booleans())
+    style = draw(st.sampled_from(STYLES[schema]))
     raw_rows: list[bytes] = []
     for _ in range(draw(st.integers(0, 12))):
-        row = draw(rows_of(schema, chat))
+        row = draw(rows_of(schema, style))
         ascii_only = draw(st.booleans())
         choice = draw(st.integers(0, 4))
         if choice == 0:

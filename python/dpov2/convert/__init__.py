@@ -13,16 +13,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 
-from dpov2.arrays import from_numpy
 from dpov2.convert import fast, reference
 from dpov2.convert.lengths import length_unit
 from dpov2.convert.options import MARGIN_SOURCES, Outcome, PairOptions, pairs_schema
 from dpov2.convert.result import PairedBatch
 from dpov2.convert.summary import PairSummary
-from dpov2.formats import ScoredSource, open_scored, open_writer, to_dataset
+from dpov2.formats import ScoredSource, as_conversational, open_scored, open_writer, to_dataset
 from dpov2.formats.atomic import check_apart
 from dpov2.formats.prefetch import prefetch
 
@@ -150,21 +148,4 @@ def convert_to_paired_dataset(
             prompt_type = paired.table.schema.field("prompt").type
     schema = pairs_schema(prompt_type, options.provenance)
     table = pa.concat_tables(tables) if tables else schema.empty_table()
-    if pa.types.is_list(prompt_type) or pa.types.is_large_list(prompt_type):
-        table = _completions_as_assistant_messages(table)
-    return to_dataset(table)
-
-
-def _completions_as_assistant_messages(table: pa.Table) -> pa.Table:
-    """``chosen`` and ``rejected`` as one-message assistant conversations, built from the
-    text buffers without a Python loop."""
-    for name in ("chosen", "rejected"):
-        texts = table.column(name).combine_chunks()
-        messages = pa.StructArray.from_arrays(
-            [pa.repeat("assistant", len(texts)), texts],
-            names=["role", "content"],
-        )
-        offsets = from_numpy(np.arange(len(texts) + 1, dtype=np.int32))
-        column = pa.ListArray.from_arrays(offsets, messages)
-        table = table.set_column(table.schema.get_field_index(name), name, column)
-    return table
+    return to_dataset(as_conversational(table))

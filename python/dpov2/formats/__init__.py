@@ -5,7 +5,9 @@ Formats, chosen from the path (or given explicitly):
 - ``jsonl``: JSON Lines (``.jsonl``, ``.ndjson``), one instance per line;
 - ``json``: LMFlow's ``{"type": ..., "instances": [...]}`` (``.json``);
 - ``parquet``: Parquet (``.parquet``, ``.pq``);
-- ``hf``: a folder written by ``datasets.Dataset.save_to_disk`` (input only).
+- ``hf``: a folder written by ``datasets.Dataset.save_to_disk`` (input only);
+- ``folder``: any other folder, the concatenation of its files in name order (input only; see
+  :mod:`dpov2.formats.folders`).
 
 Readers yield :class:`ScoredBatch` es of at most ``batch_size`` rows and about
 :data:`~dpov2.formats.instances.BATCH_BYTES`, so memory depends on the batch size, never on the
@@ -26,6 +28,14 @@ import pyarrow as pa
 
 from dpov2.errors import InputError
 from dpov2.formats.atomic import atomic_folder, atomic_output, check_output_path
+from dpov2.formats.conversational import as_conversational, conversational_schema
+from dpov2.formats.folders import (
+    EXTENSIONS,
+    dataset_files,
+    folder_batches,
+    format_of_name,
+    is_saved_dataset,
+)
 from dpov2.formats.hf import is_dataset, load_saved_dataset, read_dataset, to_dataset
 from dpov2.formats.instances import (
     PAIRED_TYPE,
@@ -51,26 +61,22 @@ __all__ = [
     "ScoredBatch",
     "ScoredSource",
     "TableWriter",
+    "as_conversational",
     "atomic_folder",
     "check_output_path",
+    "dataset_files",
     "detect_format",
+    "folder_format",
     "open_scored",
     "open_writer",
     "scored_row_problem",
     "to_dataset",
 ]
 
-INPUT_FORMATS = ("jsonl", "json", "parquet", "hf")
+INPUT_FORMATS = ("jsonl", "json", "parquet", "hf", "folder")
 OUTPUT_FORMATS = ("jsonl", "json", "parquet")
 #: The file name extension each output format is written with.
 OUTPUT_SUFFIXES = {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet"}
-_EXTENSIONS = {
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
 
 
 @dataclass
@@ -95,23 +101,30 @@ class TableWriter(Protocol):
 
 
 def detect_format(path: Path, given: str | None, *, output: bool = False) -> str:
-    """``given`` if set, else the format the file extension (or a folder) implies."""
+    """``given`` if set, else the format the file extension implies; for an input folder,
+    ``hf`` if ``save_to_disk`` wrote it, else ``folder`` (a folder given a file format is a
+    folder of files of that format)."""
     choices = OUTPUT_FORMATS if output else INPUT_FORMATS
+    if given is not None and given not in choices:
+        raise InputError(f"unknown format '{given}'; expected one of: {', '.join(choices)}")
+    if not output and path.is_dir() and given in (None, *OUTPUT_FORMATS):
+        return "hf" if is_saved_dataset(path) and given is None else "folder"
     if given is not None:
-        if given not in choices:
-            raise InputError(f"unknown format '{given}'; expected one of: {', '.join(choices)}")
         return given
-    if not output and path.is_dir():
-        return "hf"
-    fmt = _EXTENSIONS.get(path.suffix.lower())
+    fmt = format_of_name(path)
     if fmt is None:
         flag = "--output-format" if output else "--input-format"
         raise InputError(
             f"cannot tell the format from the extension '{path.suffix}'; "
-            f"use {', '.join(sorted(_EXTENSIONS))} or pass {flag} ({', '.join(choices)})",
+            f"use {', '.join(sorted(EXTENSIONS))} or pass {flag} ({', '.join(choices)})",
             file=str(path),
         )
     return fmt
+
+
+def folder_format(given: str | None) -> str | None:
+    """The format of a folder's files: the one given for the folder, if a file format."""
+    return given if given in OUTPUT_FORMATS else None
 
 
 def open_scored(
@@ -122,7 +135,9 @@ def open_scored(
     max_samples: int | None = None,
     threads: int | None = None,
 ) -> ScoredSource:
-    """Opens a scored dataset (a path, or a ``datasets.Dataset``) for reading in batches.
+    """Opens a scored dataset (a file, a folder, or a ``datasets.Dataset``) for reading in
+    batches; a folder that ``save_to_disk`` did not write is its files' concatenation (see
+    :mod:`dpov2.formats.folders`).
 
     ``max_samples`` stops after that many instances; ``threads`` is the number of threads for
     parsing JSON (default: ``DPOV2_NUM_THREADS``, else every CPU the process may use).
@@ -140,16 +155,25 @@ def open_scored(
     if not path.exists():
         raise InputError("no such file or folder", file=str(path))
     fmt = detect_format(path, input_format)
-    if fmt != "hf" and (not path.is_file() or path.stat().st_size == 0):
-        raise InputError("is empty" if path.is_file() else "is not a file", file=str(path))
-    if fmt in ("jsonl", "json"):
-        batches = typed_batches(
-            path, fmt, "scored", SCORED_TYPE, batch_size=batch_size, threads=threads
+
+    def read(file: Path, fmt: str) -> Iterator[ScoredBatch]:
+        if fmt == "parquet":
+            return read_parquet(file, batch_size=batch_size)
+        return typed_batches(
+            file, fmt, "scored", SCORED_TYPE, batch_size=batch_size, threads=threads
         )
-        opened = ScoredSource(str(path), batches, path.stat().st_size, "B", path)
+
+    if fmt == "folder":
+        files = dataset_files(path, folder_format(input_format))
+        batches = folder_batches(files, read, "input")
+        total = sum(file.stat().st_size for file, _ in files)
+        opened = ScoredSource(str(path), batches, total, "B", path)
+    elif fmt != "hf" and (not path.is_file() or path.stat().st_size == 0):
+        raise InputError("is empty" if path.is_file() else "is not a file", file=str(path))
+    elif fmt in ("jsonl", "json"):
+        opened = ScoredSource(str(path), read(path, fmt), path.stat().st_size, "B", path)
     elif fmt == "parquet":
-        batches = read_parquet(path, batch_size=batch_size)
-        opened = ScoredSource(str(path), batches, parquet_rows(path), "rows", path)
+        opened = ScoredSource(str(path), read(path, fmt), parquet_rows(path), "rows", path)
     else:
         dataset = load_saved_dataset(path)
         batches = read_dataset(dataset, str(path), batch_size=batch_size)
@@ -195,14 +219,31 @@ def open_writer(
     """A writer whose file appears under ``path`` only if the ``with`` block succeeds.
 
     ``dataset_type`` is the ``type`` written in LMFlow's JSON; ``threads`` the JSON writer's
-    threads. Call ``finish`` before leaving the block.
+    threads. Call ``finish`` before leaving the block. Pairs with a chat-message prompt are
+    written in TRL's conversational format (see :mod:`dpov2.formats.conversational`), in
+    every format.
     """
     target = Path(path)
     fmt = detect_format(target, output_format, output=True)
     with atomic_output(target, overwrite=overwrite) as file:
+        writer: TableWriter
         if fmt == "jsonl":
-            yield JsonWriter(file, threads=threads)
+            writer = JsonWriter(file, threads=threads)
         elif fmt == "json":
-            yield JsonWriter(file, dataset_type, threads=threads)
+            writer = JsonWriter(file, dataset_type, threads=threads)
         else:
-            yield ParquetWriter(file)
+            writer = ParquetWriter(file)
+        yield _Conversational(writer)
+
+
+class _Conversational:
+    """A writer that hands its tables and schema on in TRL's conversational format."""
+
+    def __init__(self, writer: TableWriter) -> None:
+        self.writer = writer
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write(as_conversational(table))
+
+    def finish(self, schema: pa.Schema) -> None:
+        self.writer.finish(conversational_schema(schema))

@@ -18,20 +18,28 @@ from dpov2.errors import InputError
 
 __all__ = [
     "BATCH_BYTES",
+    "COMPLETIONS",
     "OUTPUT_TYPE",
+    "PAIRED_CONVERSATION_TYPE",
+    "PAIRED_MEMBERS",
     "PAIRED_TYPE",
     "SCORED_TYPE",
     "RowProblem",
     "ScoredBatch",
     "batch_rows",
     "conform_scored_table",
+    "conversation_messages",
+    "implicit_prompt",
     "is_prompt_type",
+    "paired_member_problem",
     "paired_row_problem",
     "scored_row_problem",
 ]
 
 SCORED_TYPE = "text_to_scored_textlist"
 PAIRED_TYPE = "paired_text_to_text"
+#: LMFlow's pairs of whole conversations, read as pairs with an implicit prompt.
+PAIRED_CONVERSATION_TYPE = "paired_conversation"
 
 RESPONSE_TYPE = pa.struct([("text", pa.string()), ("score", pa.float64())])
 OUTPUT_TYPE = pa.list_(RESPONSE_TYPE)
@@ -49,14 +57,24 @@ def batch_rows(batch_size: int, bytes_per_row: float) -> int:
 @dataclass(frozen=True)
 class RowProblem:
     """Why one instance cannot be used: the ``field`` at fault (``None``: the whole row), and
-    the ``byte`` of the file where it was found, when the reader knows it."""
+    the ``byte`` of the file where it was found, when the reader knows it. A problem in one
+    file of a folder names that ``file`` and its ``row`` there itself."""
 
     field: str | None
     message: str
     byte: int | None = None
+    file: str | None = None
+    row: int | None = None
 
     def error(self, file: str, row: int) -> InputError:
-        return InputError(self.message, file=file, row=row, field=self.field, byte=self.byte)
+        """The error for row ``row`` of ``file``, unless the problem names its own."""
+        return InputError(
+            self.message,
+            file=self.file or file,
+            row=row if self.row is None else self.row,
+            field=self.field,
+            byte=self.byte,
+        )
 
 
 @dataclass(frozen=True)
@@ -175,21 +193,109 @@ def scored_row_problem(row: object) -> RowProblem | None:
     return None
 
 
+#: The members of a paired instance, in the order :func:`paired_row_problem` checks them.
+PAIRED_MEMBERS = ("prompt", "chosen", "rejected", "margin")
+#: A pair's completions.
+COMPLETIONS = ("chosen", "rejected")
+
+
 def paired_row_problem(row: object) -> RowProblem | None:
-    """The first thing wrong with one paired instance (``prompt``, ``chosen``, ``rejected``,
-    optional ``margin``), or ``None``; the counterpart of :func:`scored_row_problem`."""
+    """The first thing wrong with one paired instance, or ``None``; the counterpart of
+    :func:`scored_row_problem`.
+
+    ``prompt`` is a prompt; ``chosen`` and ``rejected`` are both strings or both chat
+    messages: a list of messages, or LMFlow's conversation ``{"messages": [...], "system":
+    ...}`` (see :func:`conversation_messages`), and chat completions need a chat prompt (TRL's
+    conversational format). Chat completions may leave the prompt out: it is then the
+    messages both start with (:func:`implicit_prompt`). ``margin`` is a number, null or absent.
+    First each member's own shape (:func:`paired_member_problem`), then the row's.
+    """
     if not isinstance(row, dict):
         return RowProblem(
             None, f"expected an object with 'prompt', 'chosen' and 'rejected', got {_show(row)}"
         )
-    problem = (
-        _prompt_problem(row, "prompt")
-        or _text_problem(row, "chosen", "chosen")
-        or _text_problem(row, "rejected", "rejected")
-    )
-    if problem is None and row.get("margin") is not None:
-        problem = _number_problem(row, "margin", "margin")
-    return problem
+    for name in PAIRED_MEMBERS:
+        if name in row or name in COMPLETIONS:
+            problem = paired_member_problem(row, name)
+            if problem is not None:
+                return problem
+    chosen, rejected = row["chosen"], row["rejected"]
+    if isinstance(chosen, str) != isinstance(rejected, str):
+        return RowProblem(
+            "rejected", f"expected {_kind_name(chosen)}, as chosen is, got {_kind_name(rejected)}"
+        )
+    if "prompt" not in row:
+        if isinstance(chosen, str):
+            return RowProblem(
+                "prompt", "missing; expected the prompt (text, or implicit in chat completions)"
+            )
+        split = implicit_prompt(conversation_messages(chosen), conversation_messages(rejected))
+        return split if isinstance(split, RowProblem) else None
+    if isinstance(row["prompt"], str) and not isinstance(chosen, str):
+        return RowProblem("chosen", "chat messages beside a string prompt")
+    return None
+
+
+def paired_member_problem(row: dict[str, object], name: str) -> RowProblem | None:
+    """What is wrong with member ``name`` of a paired instance on its own (its presence and
+    shape), or ``None``."""
+    if name == "prompt":
+        return _prompt_problem(row, name)
+    if name == "margin":
+        return None if row.get("margin") is None else _number_problem(row, name, name)
+    if name not in row:
+        return RowProblem(name, "missing; expected a string or chat messages")
+    value = row[name]
+    if value is None:
+        return RowProblem(name, "null; expected a string or chat messages")
+    if isinstance(value, str):
+        return None
+    if isinstance(value, list):
+        return _messages_problem(value, name)
+    if not isinstance(value, dict):
+        return RowProblem(name, f"expected a string or chat messages, got {_show(value)}")
+    if "messages" not in value:
+        return RowProblem(f"{name}.messages", "missing; expected a list of chat messages")
+    messages = value["messages"]
+    if not isinstance(messages, list):
+        return RowProblem(
+            f"{name}.messages", f"expected a list of chat messages, got {_show(messages)}"
+        )
+    if value.get("system") is not None and not isinstance(value["system"], str):
+        return RowProblem(f"{name}.system", f"expected a string, got {_show(value['system'])}")
+    if value.get("tools") not in (None, []):
+        return RowProblem(f"{name}.tools", "tools cannot be carried into a preference pair")
+    return _messages_problem(messages, f"{name}.messages")
+
+
+def conversation_messages(value: object) -> list[object]:
+    """A chat completion's messages: the list itself, or those of LMFlow's conversation
+    object after its ``system`` prompt as a first ``system`` message."""
+    if isinstance(value, list):
+        return value
+    assert isinstance(value, dict)
+    system = value.get("system")
+    head: list[object] = [] if system is None else [{"role": "system", "content": system}]
+    return head + list(value["messages"])
+
+
+def implicit_prompt(chosen: list[object], rejected: list[object]) -> int | RowProblem:
+    """How many first messages ``chosen`` and ``rejected`` share (their implicit prompt, as
+    TRL's ``extract_prompt`` takes it), or the problem: none shared, or a completion that is
+    all prompt."""
+    shared = 0
+    while shared < min(len(chosen), len(rejected)) and chosen[shared] == rejected[shared]:
+        shared += 1
+    if shared == 0:
+        return RowProblem("prompt", "missing, and chosen and rejected share no first message")
+    for name, messages in (("chosen", chosen), ("rejected", rejected)):
+        if len(messages) == shared:
+            return RowProblem(name, f"is all prompt: its {shared} messages start both")
+    return shared
+
+
+def _kind_name(value: object) -> str:
+    return "a string" if isinstance(value, str) else "chat messages"
 
 
 def _prompt_problem(row: dict[str, object], name: str) -> RowProblem | None:
@@ -206,7 +312,13 @@ def _prompt_problem(row: dict[str, object], name: str) -> RowProblem | None:
         return RowProblem(
             name, f"expected a string or a list of chat messages, got {_show(prompt)}"
         )
-    for i, message in enumerate(prompt):
+    return _messages_problem(prompt, name)
+
+
+def _messages_problem(messages: list[object], name: str) -> RowProblem | None:
+    """Chat messages are objects with exactly a string ``role`` and a string ``content``
+    (other members are refused rather than dropped)."""
+    for i, message in enumerate(messages):
         where = f"{name}[{i}]"
         if not isinstance(message, dict):
             return RowProblem(where, f"expected a message {{role, content}}, got {_show(message)}")

@@ -80,14 +80,14 @@ def typed_batches(
     path: Path,
     fmt: str,
     schema: str,
-    dataset_type: str,
+    dataset_type: str | tuple[str, ...],
     *,
     batch_size: int = 8192,
     threads: int | None = None,
 ) -> Iterator[ScoredBatch]:
     """The batches of a JSON Lines (``fmt="jsonl"``) or LMFlow JSON (``fmt="json"``) file of
-    ``schema``. An LMFlow file must say ``"type": dataset_type``: refused as soon as the
-    reader has passed another ``type``, and at the end when there was none."""
+    ``schema``. An LMFlow file must say ``"type": dataset_type`` (or one of them): refused as
+    soon as the reader has passed another ``type``, and at the end when there was none."""
     framing = "lmflow" if fmt == "json" else "lines"
     reader = JsonReader(
         path, framing=framing, schema=schema, batch_size=batch_size, threads=threads
@@ -100,9 +100,11 @@ def typed_batches(
         _check_type(reader, dataset_type, final=True)
 
 
-def _check_type(reader: JsonReader, expected: str, *, final: bool) -> None:
+def _check_type(reader: JsonReader, expected: str | tuple[str, ...], *, final: bool) -> None:
     found = reader.dataset_type
-    if found is not None and found != expected:
-        raise InputError(f'dataset type "{found}"; expected "{expected}"', file=reader.file)
+    allowed = (expected,) if isinstance(expected, str) else expected
+    wanted = " or ".join(f'"{kind}"' for kind in allowed)
+    if found is not None and found not in allowed:
+        raise InputError(f'dataset type "{found}"; expected {wanted}', file=reader.file)
     if found is None and final:
-        raise InputError(f'no "type" member; expected "type": "{expected}"', file=reader.file)
+        raise InputError(f'no "type" member; expected "type": {wanted}', file=reader.file)

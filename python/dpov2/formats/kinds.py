@@ -1,8 +1,11 @@
 """Telling scored datasets from paired ones, and reading paired ones.
 
 A dataset is LMFlow's ``text_to_scored_textlist`` (columns ``input`` and ``output``, a list of
-``{text, score}``) or ``paired_text_to_text`` (``prompt``, ``chosen``, ``rejected`` and usually
-``margin``). LMFlow JSON says which in its ``type``; the other formats by their columns.
+``{text, score}``) or a paired one: ``paired_text_to_text`` (``prompt``, ``chosen``,
+``rejected`` and usually ``margin``; the completions strings or chat messages) or LMFlow's
+``paired_conversation`` (``chosen`` and ``rejected`` conversations, the prompt implicit in
+them). LMFlow JSON says which in its ``type``; the other formats by their columns. A folder of
+files (:mod:`dpov2.formats.folders`) is of its files' one type.
 """
 
 from __future__ import annotations
@@ -18,24 +21,42 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from dpov2.errors import InputError
-from dpov2.formats import PAIRED_TYPE, SCORED_TYPE, detect_format
+from dpov2.formats import (
+    PAIRED_TYPE,
+    SCORED_TYPE,
+    as_conversational,
+    dataset_files,
+    detect_format,
+    folder_format,
+)
+from dpov2.formats.folders import folder_batches
 from dpov2.formats.hf import is_dataset, load_saved_dataset
-from dpov2.formats.instances import RowProblem
+from dpov2.formats.instances import PAIRED_CONVERSATION_TYPE, RowProblem, ScoredBatch
 from dpov2.formats.json_reader import JsonReader, typed_batches
 from dpov2.formats.parquet import parquet_schema, parquet_tables
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["PAIR_COLUMNS", "dataset_type", "mapped_dataset", "pair_tables", "read_pairs"]
+__all__ = [
+    "PAIRED_TYPES",
+    "PAIR_COLUMNS",
+    "dataset_type",
+    "mapped_dataset",
+    "pair_tables",
+    "read_pairs",
+]
 
 SCORED_COLUMNS = ("input", "output")
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+#: The LMFlow types of paired datasets.
+PAIRED_TYPES = (PAIRED_TYPE, PAIRED_CONVERSATION_TYPE)
 
 
 def dataset_type(source: str | os.PathLike[str] | datasets.Dataset) -> str:
-    """``SCORED_TYPE`` or ``PAIRED_TYPE`` for a file, a ``save_to_disk`` folder or a
-    ``datasets.Dataset``. Only the header, the first line or the schema is read.
+    """``SCORED_TYPE`` or ``PAIRED_TYPE`` (any paired type) for a file, a folder or a
+    ``datasets.Dataset``. Only the header, the first line or the schema is read (of each file
+    of a folder, which must all be of one type).
 
     Raises:
         InputError: a missing file, or a dataset of neither type (naming what it is).
@@ -47,6 +68,21 @@ def dataset_type(source: str | os.PathLike[str] | datasets.Dataset) -> str:
     if not path.exists():
         raise InputError("no such file or folder", file=str(path))
     fmt = detect_format(path, None)
+    if fmt == "folder":
+        files = dataset_files(path)
+        kinds = [(file, _file_type(file, fmt)) for file, fmt in files]
+        for file, kind in kinds[1:]:
+            if kind != kinds[0][1]:
+                raise InputError(
+                    f"is a {kind} dataset, but {kinds[0][0].name} in the same folder is a "
+                    f"{kinds[0][1]} one; a folder holds files of one type",
+                    file=str(file),
+                )
+        return kinds[0][1]
+    return _file_type(path, fmt)
+
+
+def _file_type(path: Path, fmt: str) -> str:
     if fmt == "json":
         return _lmflow_type(path)
     if fmt == "jsonl":
@@ -59,11 +95,12 @@ def dataset_type(source: str | os.PathLike[str] | datasets.Dataset) -> str:
 
 
 def read_pairs(source: str | os.PathLike[str] | datasets.Dataset) -> datasets.Dataset:
-    """A paired dataset as a ``datasets.Dataset`` (a given one is returned as it is).
+    """A paired dataset (a file, a folder, or a ``datasets.Dataset``, returned as it is) as a
+    ``datasets.Dataset``, chat-prompt pairs in TRL's conversational format.
 
     Files are streamed batch by batch into a memory-mapped Arrow file (see
     :func:`mapped_dataset`), never loaded whole; JSON goes through the one JSON reader, so a bad
-    row is named by file, row, byte and field.
+    row is named by file, row, byte and field (a folder's file, and the row there).
 
     Raises:
         InputError: an unreadable file, one that is not a paired dataset, or a bad row.
@@ -75,16 +112,17 @@ def read_pairs(source: str | os.PathLike[str] | datasets.Dataset) -> datasets.Da
     path = Path(source)
     fmt = detect_format(path, None)
     if fmt == "hf":
-        return load_saved_dataset(path)
-    if fmt == "parquet":
-        return mapped_dataset(parquet_tables(path), parquet_schema(path))
-    return mapped_dataset(_json_pairs(path, fmt), None)
+        saved = load_saved_dataset(path)
+        if as_conversational(saved.data.table.slice(0, 0)).schema == saved.data.table.schema:
+            return saved
+    schema = parquet_schema(path) if fmt == "parquet" else None
+    return mapped_dataset(_pair_tables(path, fmt, 8192), schema)
 
 
 def pair_tables(source: str | os.PathLike[str], *, batch_size: int = 8192) -> Iterator[pa.Table]:
-    """The tables of a paired dataset file or ``save_to_disk`` folder, in order, streamed
-    (JSON in batches of at most ``batch_size`` rows; Parquet by record batch), with every column
-    the file has.
+    """The tables of a paired dataset file or folder (of files, or saved by ``save_to_disk``),
+    in order, streamed (JSON in batches of at most ``batch_size`` rows; Parquet by record
+    batch), with every column the files have, as they are written.
 
     Raises:
         InputError: at once, an unreadable file or one that is not a paired dataset; while
@@ -92,13 +130,7 @@ def pair_tables(source: str | os.PathLike[str], *, batch_size: int = 8192) -> It
     """
     _check_paired(source)
     path = Path(source)
-    fmt = detect_format(path, None)
-    if fmt == "hf":
-        table: Iterator[pa.Table] = load_saved_dataset(path).with_format("arrow").iter(batch_size)
-        return table
-    if fmt == "parquet":
-        return parquet_tables(path)
-    return _json_pairs(path, fmt, batch_size)
+    return _pair_tables(path, detect_format(path, None), batch_size)
 
 
 def _check_paired(source: str | os.PathLike[str] | datasets.Dataset) -> None:
@@ -106,19 +138,55 @@ def _check_paired(source: str | os.PathLike[str] | datasets.Dataset) -> None:
         raise InputError(f"is a {SCORED_TYPE} dataset, not {PAIRED_TYPE}", file=str(source))
 
 
-def _json_pairs(path: Path, fmt: str, batch_size: int = 8192) -> Iterator[pa.Table]:
-    for batch in typed_batches(path, fmt, "paired", PAIRED_TYPE, batch_size=batch_size):
+def _pair_tables(path: Path, fmt: str, batch_size: int) -> Iterator[pa.Table]:
+    if fmt == "hf":
+        tables: Iterator[pa.Table] = load_saved_dataset(path).with_format("arrow").iter(batch_size)
+        return tables
+    if fmt == "parquet":
+        return parquet_tables(path)
+
+    def read(file: Path, file_fmt: str) -> Iterator[ScoredBatch]:
+        return _paired_batches(file, file_fmt, batch_size)
+
+    if fmt == "folder":
+        files = dataset_files(path, folder_format(None))
+        return _checked(folder_batches(files, read, "prompt"), str(path))
+    return _checked(read(path, fmt), str(path))
+
+
+def _paired_batches(path: Path, fmt: str, batch_size: int) -> Iterator[ScoredBatch]:
+    """A paired file's batches (a Parquet file's as they are, without problems)."""
+    if fmt == "parquet":
+        for first_row, table in _numbered(parquet_tables(path)):
+            yield ScoredBatch(table, first_row, table.num_rows)
+        return
+    yield from typed_batches(path, fmt, "paired", PAIRED_TYPES, batch_size=batch_size)
+
+
+def _numbered(tables: Iterator[pa.Table]) -> Iterator[tuple[int, pa.Table]]:
+    first_row = 0
+    for table in tables:
+        yield first_row, table
+        first_row += table.num_rows
+
+
+def _checked(batches: Iterator[ScoredBatch], file: str) -> Iterator[pa.Table]:
+    """The tables of ``batches``, raising the first problem (naming its file and row)."""
+    for batch in batches:
         if batch.problems:
             row = min(batch.problems)
-            raise batch.problems[row].error(str(path), batch.first_row + row)
+            raise batch.problems[row].error(file, batch.first_row + row)
         yield batch.table
 
 
-def mapped_dataset(tables: Iterable[pa.Table], schema: pa.Schema | None) -> datasets.Dataset:
-    """A ``datasets.Dataset`` over ``tables`` written one by one to an Arrow file that it
-    memory-maps, so memory holds one table at a time, whatever the dataset's size. The file
-    lives in a temporary folder removed when the process exits. ``schema`` serves when there
-    is no table (``None``: the tables' own, or no columns)."""
+def mapped_dataset(
+    tables: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema | None
+) -> datasets.Dataset:
+    """A ``datasets.Dataset`` over the pairs of ``tables``, in TRL's conversational format
+    when the prompt is chat messages (:func:`~dpov2.formats.as_conversational`), written one
+    by one to an Arrow file that it memory-maps, so memory holds one table at a time, whatever
+    the dataset's size. The file lives in a temporary folder removed when the process exits.
+    ``schema`` serves when there is no table (``None``: the tables' own, or no columns)."""
     import datasets
 
     folder = Path(tempfile.mkdtemp(prefix="dpov2-pairs-"))
@@ -126,12 +194,14 @@ def mapped_dataset(tables: Iterable[pa.Table], schema: pa.Schema | None) -> data
     file = folder / "pairs.arrow"
     writer: pa.ipc.RecordBatchStreamWriter | None = None
     with pa.OSFile(str(file), "wb") as sink:
-        for table in tables:
+        for batch in tables:
+            table = as_conversational(pa.table(batch))
             if writer is None:
                 writer = pa.ipc.new_stream(sink, table.schema)
             writer.write_table(table)
         if writer is None:
-            writer = pa.ipc.new_stream(sink, schema or pa.schema([]))
+            empty = (schema or pa.schema([])).empty_table()
+            writer = pa.ipc.new_stream(sink, as_conversational(empty).schema)
         writer.close()
     return datasets.Dataset.from_file(str(file))
 
@@ -167,13 +237,13 @@ def _lmflow_type(path: Path) -> str:
         raise InputError(
             f'no "type" member; expected "{SCORED_TYPE}" or "{PAIRED_TYPE}"', file=file
         )
-    if kind not in (SCORED_TYPE, PAIRED_TYPE):
+    if kind not in (SCORED_TYPE, *PAIRED_TYPES):
         raise InputError(
-            f'dataset type "{kind}" is not supported here; expected "{SCORED_TYPE}" or '
-            f'"{PAIRED_TYPE}"',
+            f'dataset type "{kind}" is not supported here; expected "{SCORED_TYPE}", '
+            f'"{PAIRED_TYPE}" or "{PAIRED_CONVERSATION_TYPE}"',
             file=file,
         )
-    return kind
+    return SCORED_TYPE if kind == SCORED_TYPE else PAIRED_TYPE
 
 
 def _json_lines_type(path: Path) -> str:

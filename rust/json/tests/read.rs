@@ -58,8 +58,8 @@ fn paired_rows_have_an_optional_margin() {
     let paired = |p: &str, c: &str, r: &str, m: Option<f64>| {
         Some(Paired {
             prompt: text(p),
-            chosen: c.to_owned(),
-            rejected: r.to_owned(),
+            chosen: text(c),
+            rejected: text(r),
             margin: m,
         })
     };
@@ -73,6 +73,162 @@ fn paired_rows_have_an_optional_margin() {
         let (input, _) = frame(&rows, framing);
         let batches = read_all(&input, options(framing, Schema::Paired)).unwrap();
         assert_eq!(paired_rows(&batches), expected, "{framing:?}");
+    }
+}
+
+fn chat(messages: &[(&str, &str)]) -> Prompt {
+    Prompt::Messages(
+        messages
+            .iter()
+            .map(|(role, content)| (role.to_string(), content.to_string()))
+            .collect(),
+    )
+}
+
+fn read_paired(rows: &[&str], framing: Framing) -> Vec<Option<Paired>> {
+    let rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    let (input, _) = frame(&rows, framing);
+    let batches = read_all(&input, options(framing, Schema::Paired)).unwrap();
+    assert!(problems(&batches).is_empty(), "{:?}", problems(&batches));
+    paired_rows(&batches)
+}
+
+#[test]
+fn chat_completions_and_implicit_prompts_read_as_conversations() {
+    let rows = [
+        // TRL's conversational format, the prompt explicit.
+        r#"{"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]}"#,
+        // TRL's implicit prompt: the shared first messages are the prompt.
+        r#"{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "more"}], "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}], "margin": 2}"#,
+        // LMFlow's paired_conversation: the system prompt comes first, other members skipped.
+        r#"{"rejected": {"conversation_id": "c1", "tools": [], "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "no"}], "system": "be kind"}, "chosen": {"system": "be kind", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yes"}]}}"#,
+    ];
+    let expected = vec![
+        Some(Paired {
+            prompt: chat(&[("user", "q")]),
+            chosen: chat(&[("assistant", "a")]),
+            rejected: chat(&[("assistant", "b")]),
+            margin: None,
+        }),
+        Some(Paired {
+            prompt: chat(&[("user", "q")]),
+            chosen: chat(&[("assistant", "a"), ("user", "more")]),
+            rejected: chat(&[("assistant", "b")]),
+            margin: Some(2.0),
+        }),
+        Some(Paired {
+            prompt: chat(&[("system", "be kind"), ("user", "hi")]),
+            chosen: chat(&[("assistant", "yes")]),
+            rejected: chat(&[("assistant", "no")]),
+            margin: None,
+        }),
+    ];
+    for framing in FRAMINGS {
+        assert_eq!(read_paired(&rows, framing), expected, "{framing:?}");
+    }
+}
+
+#[test]
+fn completion_problems_are_located() {
+    let user = r#"{"role": "user", "content": "q"}"#;
+    let implicit = |chosen: &str, rejected: &str| {
+        format!(r#"{{"chosen": [{user}{chosen}], "rejected": [{user}{rejected}]}}"#)
+    };
+    let a = r#", {"role": "assistant", "content": "a"}"#;
+    // (row, field, where the byte points, message start)
+    let cases = [
+        (
+            r#"{"prompt": "p", "chosen": "c", "rejected": [{"role": "assistant", "content": "r"}]}"#.to_owned(),
+            "rejected",
+            "[{",
+            "expected a string, as chosen is, got chat messages",
+        ),
+        (
+            r#"{"prompt": "p", "chosen": [{"role": "assistant", "content": "c"}], "rejected": [{"role": "assistant", "content": "r"}]}"#.to_owned(),
+            "chosen",
+            "[{",
+            "chat messages beside a string prompt",
+        ),
+        (
+            r#"{"prompt": "p", "chosen": [{"content": "c"}], "rejected": "r"}"#.to_owned(),
+            "chosen[0].role",
+            "{\"content",
+            "missing; expected a string",
+        ),
+        (
+            r#"{"prompt": "p", "rejected": [{"role": "a", "content": 5}], "chosen": "c"}"#.to_owned(),
+            "rejected[0].content",
+            "5",
+            "expected a string, got 5",
+        ),
+        (
+            r#"{"chosen": [{"role": "user", "content": "x"}], "rejected": [{"role": "user", "content": "y"}]}"#.to_owned(),
+            "prompt",
+            "{\"chosen",
+            "missing, and chosen and rejected share no first message",
+        ),
+        (implicit("", a), "chosen", "[{", "is all prompt: its 1 messages"),
+        (implicit(a, a), "chosen", "[{", "is all prompt: its 2 messages"),
+        (
+            r#"{"chosen": "c", "rejected": "r"}"#.to_owned(),
+            "prompt",
+            "{\"chosen",
+            "missing; expected the prompt",
+        ),
+        (
+            r#"{"chosen": {"messages": [], "tools": ["t"]}, "rejected": {"messages": []}}"#.to_owned(),
+            "chosen.tools",
+            "[\"t",
+            "tools cannot be carried",
+        ),
+        (
+            r#"{"chosen": {"system": "s"}, "rejected": {"messages": []}}"#.to_owned(),
+            "chosen.messages",
+            "{\"system",
+            "missing; expected a list of chat messages",
+        ),
+    ];
+    for (row, field, at, message) in cases {
+        for framing in FRAMINGS {
+            let (input, starts) = frame(std::slice::from_ref(&row), framing);
+            let p = only_problem(&input, options(framing, Schema::Paired));
+            assert_eq!(p.field.as_deref(), Some(field), "{row}");
+            assert_eq!(p.byte, (starts[0] + row.find(at).unwrap()) as u64, "{row}");
+            assert!(p.message.starts_with(message), "{row}: {}", p.message);
+        }
+    }
+}
+
+#[test]
+fn the_first_valid_row_fixes_the_completion_kind() {
+    let rows = [
+        r#"{"prompt": [{"role": "user", "content": "q"}], "chosen": 1, "rejected": "r"}"#,
+        r#"{"prompt": [{"role": "user", "content": "q"}], "chosen": "c", "rejected": "r"}"#,
+        r#"{"prompt": [{"role": "user", "content": "q"}], "chosen": [], "rejected": []}"#,
+        r#"{"prompt": [{"role": "user", "content": "q"}], "chosen": "c2", "rejected": "r2"}"#,
+    ];
+    for framing in FRAMINGS {
+        let rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+        let (input, starts) = frame(&rows, framing);
+        let batches = read_all(&input, options(framing, Schema::Paired)).unwrap();
+        let problems = problems(&batches);
+        let located: Vec<_> = problems
+            .iter()
+            .map(|p| (p.row, p.field.as_deref(), p.byte))
+            .collect();
+        let at = starts[2] + rows[2].find("[]").unwrap();
+        assert_eq!(
+            located,
+            [
+                (0, Some("chosen"), problems[0].byte),
+                (2, Some("chosen"), at as u64)
+            ]
+        );
+        assert_eq!(
+            problems[1].message,
+            "expected a string, like the rows before, got chat messages"
+        );
+        assert_eq!(paired_rows(&batches).iter().flatten().count(), 2);
     }
 }
 
@@ -440,7 +596,7 @@ fn paired_problems_name_their_field() {
             r#"{"prompt": "p", "chosen": 1, "rejected": "r"}"#,
             "chosen",
             "1",
-            "expected a string, got 1",
+            "expected a string, a list of chat messages or a conversation",
         ),
         (
             r#"{"prompt": "p", "chosen": "c", "rejected": "r", "margin": "1"}"#,

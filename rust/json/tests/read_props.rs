@@ -40,11 +40,14 @@ fn any_scored(messages: bool) -> impl Strategy<Value = Scored> {
         .prop_map(|(input, output)| Scored { input, output })
 }
 
-fn any_paired(messages: bool) -> impl Strategy<Value = Paired> {
+/// A paired row: a chat prompt with string completions (LMFlow's) or chat completions
+/// (TRL's conversational format), or text throughout.
+fn any_paired(messages: bool, chat_completions: bool) -> impl Strategy<Value = Paired> {
+    let completions = messages && chat_completions;
     (
         any_prompt(messages),
-        any_text(),
-        any_text(),
+        any_prompt(completions),
+        any_prompt(completions),
         prop::option::of(any_score()),
     )
         .prop_map(|(prompt, chosen, rejected, margin)| Paired {
@@ -133,10 +136,13 @@ proptest! {
 
     #[test]
     fn paired_rows_round_trip(
-        rows in prop::collection::vec(any_paired(true), 0..20),
+        chat_completions in any::<bool>(),
+        rows in prop::collection::vec(any_paired(true, true), 0..20),
+        legacy in prop::collection::vec(any_paired(true, false), 0..20),
         escape_all in any::<bool>(),
         framing in any_framing(),
     ) {
+        let rows = if chat_completions { rows } else { legacy };
         let json: Vec<String> = rows.iter().map(|r| paired_json(r, escape_all)).collect();
         let (input, _) = frame(&json, framing);
         let batches = read_all(&input, options(framing, Schema::Paired)).unwrap();

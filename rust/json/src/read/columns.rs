@@ -1,8 +1,8 @@
 //! The column buffers rows are parsed into, and their Arrow arrays.
 //!
 //! Buffers are plain `Vec`s in Arrow's layout (32-bit offsets, values, one validity flag per
-//! row), handed to Arrow without a copy. The columns of both schemas and both prompt kinds
-//! live in one struct; a batch uses those of its schema and prompt kind.
+//! row), handed to Arrow without a copy. The columns of both schemas and of both kinds of
+//! prompt and completion live in one struct; a batch uses those of its schema and kinds.
 
 use std::sync::Arc;
 
@@ -14,11 +14,30 @@ use arrow_schema::{DataType, Field, Fields, SchemaRef};
 
 use super::{Problem, Schema};
 
-/// What a prompt is: one string, or a list of chat messages `{role, content}`.
+/// What a prompt (or a paired row's completion) is: one string, or a list of chat messages
+/// `{role, content}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PromptKind {
     Text,
     Messages,
+}
+
+impl PromptKind {
+    /// The kind, as messages name it.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            PromptKind::Text => "a string",
+            PromptKind::Messages => "chat messages",
+        }
+    }
+}
+
+/// The kinds of a dataset's rows: of the prompt and (paired rows) of `chosen` and
+/// `rejected`. `None` until the first valid row fixes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Kinds {
+    pub prompt: Option<PromptKind>,
+    pub completion: Option<PromptKind>,
 }
 
 /// A Utf8 column: value `i` is `data[offsets[i]..offsets[i + 1]]`.
@@ -59,6 +78,43 @@ impl Utf8 {
         self.data.extend_from_slice(&other.data);
     }
 
+    fn value(&self, i: usize) -> &[u8] {
+        &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// Removes values `first..first + count` (all after the last row's end), appending them
+    /// to `to` if given.
+    fn take_values(&mut self, first: usize, count: usize, to: Option<&mut Utf8>) {
+        let (a, b) = (
+            self.offsets[first] as usize,
+            self.offsets[first + count] as usize,
+        );
+        if let Some(to) = to {
+            let base = to.data.len() as i32 - a as i32;
+            to.data.extend_from_slice(&self.data[a..b]);
+            to.offsets.extend(
+                self.offsets[first + 1..=first + count]
+                    .iter()
+                    .map(|o| o + base),
+            );
+        }
+        self.data.drain(a..b);
+        self.offsets.drain(first + 1..=first + count);
+        for offset in &mut self.offsets[first + 1..] {
+            *offset -= (b - a) as i32;
+        }
+    }
+
+    /// Inserts `value` as value `at`.
+    fn insert_value(&mut self, at: usize, value: &[u8]) {
+        let start = self.offsets[at] as usize;
+        self.data.splice(start..start, value.iter().copied());
+        self.offsets.insert(at + 1, (start + value.len()) as i32);
+        for offset in &mut self.offsets[at + 2..] {
+            *offset += value.len() as i32;
+        }
+    }
+
     fn reserve(&mut self, other: &Utf8) {
         self.offsets.reserve(other.offsets.len());
         self.data.reserve(other.data.len());
@@ -79,35 +135,132 @@ fn shift_extend(offsets: &mut Vec<i32>, more: &[i32]) {
     offsets.extend(more[1..].iter().map(|o| o + base));
 }
 
+/// A column of conversations: per row, offsets into the messages (`roles`, `contents`).
+#[derive(Debug)]
+pub(super) struct Messages {
+    pub rows: Vec<i32>,
+    pub roles: Utf8,
+    pub contents: Utf8,
+}
+
+impl Messages {
+    fn new(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Self {
+            rows: offsets,
+            roles: Utf8::with_capacity(0, 0),
+            contents: Utf8::with_capacity(0, 0),
+        }
+    }
+
+    /// How many messages all rows so far and the current one hold.
+    pub fn count(&self) -> usize {
+        self.roles.offsets.len() - 1
+    }
+
+    /// Ends a message whose role and content were appended.
+    pub fn end_message(&mut self) {
+        self.roles.end_value();
+        self.contents.end_value();
+    }
+
+    /// Message `i` as `(role, content)`.
+    pub fn message(&self, i: usize) -> (&[u8], &[u8]) {
+        (self.roles.value(i), self.contents.value(i))
+    }
+
+    /// Moves messages `first..first + count` of the current row to the end of `to` (the
+    /// current row of another column), or drops them.
+    pub fn take_messages(&mut self, first: usize, count: usize, to: Option<&mut Messages>) {
+        let (roles, contents) = match to {
+            Some(to) => (Some(&mut to.roles), Some(&mut to.contents)),
+            None => (None, None),
+        };
+        self.roles.take_values(first, count, roles);
+        self.contents.take_values(first, count, contents);
+    }
+
+    /// Inserts a message as message `at` (in the current row).
+    pub fn insert_message(&mut self, at: usize, role: &[u8], content: &[u8]) {
+        self.roles.insert_value(at, role);
+        self.contents.insert_value(at, content);
+    }
+
+    fn mark(&self) -> ((usize, usize), (usize, usize)) {
+        (self.roles.mark(), self.contents.mark())
+    }
+
+    fn truncate(&mut self, mark: ((usize, usize), (usize, usize))) {
+        self.roles.truncate(mark.0);
+        self.contents.truncate(mark.1);
+    }
+
+    fn end_row(&mut self) {
+        self.rows.push(self.count() as i32);
+    }
+
+    fn reserve(&mut self, other: &Messages) {
+        self.rows.reserve(other.rows.len());
+        self.roles.reserve(&other.roles);
+        self.contents.reserve(&other.contents);
+    }
+
+    fn append(&mut self, other: &Messages) {
+        shift_extend(&mut self.rows, &other.rows);
+        self.roles.append(&other.roles);
+        self.contents.append(&other.contents);
+    }
+
+    fn into_array(self, nulls: Option<NullBuffer>) -> ListArray {
+        let messages = StructArray::new(
+            message_fields(),
+            vec![
+                Arc::new(self.roles.into_array(None)),
+                Arc::new(self.contents.into_array(None)),
+            ],
+            None,
+        );
+        ListArray::new(
+            list_item(message_fields()),
+            OffsetBuffer::new(ScalarBuffer::from(self.rows)),
+            Arc::new(messages),
+            nulls,
+        )
+    }
+}
+
 /// The rows of a piece of a batch, and the problems of those that are null.
 #[derive(Debug)]
 pub(super) struct Columns {
     pub valid: Vec<bool>,
     pub prompt: Utf8,
-    /// Per row, offsets into the messages (`roles`, `contents`).
-    pub messages: Vec<i32>,
-    pub roles: Utf8,
-    pub contents: Utf8,
+    pub prompt_messages: Messages,
     /// Per row, offsets into the responses (`texts`, `scores`).
     pub outputs: Vec<i32>,
     pub texts: Utf8,
     pub scores: Vec<f64>,
     pub chosen: Utf8,
     pub rejected: Utf8,
+    pub chosen_messages: Messages,
+    pub rejected_messages: Messages,
     pub margin: Vec<f64>,
     pub margin_valid: Vec<bool>,
     pub problems: Vec<Problem>,
 }
 
+type MessagesMark = ((usize, usize), (usize, usize));
+
 /// The lengths of every buffer at the start of a row, to roll a faulty row back.
 pub(super) struct Mark {
     prompt: (usize, usize),
-    roles: (usize, usize),
-    contents: (usize, usize),
+    prompt_messages: MessagesMark,
     texts: (usize, usize),
     scores: usize,
     chosen: (usize, usize),
     rejected: (usize, usize),
+    chosen_messages: MessagesMark,
+    rejected_messages: MessagesMark,
     margin: usize,
 }
 
@@ -115,8 +268,6 @@ impl Columns {
     /// Room for `rows` rows parsed from `bytes` bytes of JSON of `schema` (a value is never
     /// longer than its JSON).
     pub fn with_capacity(schema: Schema, rows: usize, bytes: usize) -> Self {
-        let mut messages = Vec::with_capacity(rows + 1);
-        messages.push(0);
         let mut outputs = Vec::with_capacity(rows + 1);
         outputs.push(0);
         let (prompt, text, pair) = match schema {
@@ -126,14 +277,14 @@ impl Columns {
         Self {
             valid: Vec::with_capacity(rows),
             prompt: Utf8::with_capacity(rows, prompt),
-            messages,
-            roles: Utf8::with_capacity(0, 0),
-            contents: Utf8::with_capacity(0, 0),
+            prompt_messages: Messages::new(rows),
             outputs,
             texts: Utf8::with_capacity(bytes / 256, text),
             scores: Vec::with_capacity(bytes / 256),
             chosen: Utf8::with_capacity(rows, pair),
             rejected: Utf8::with_capacity(rows, pair),
+            chosen_messages: Messages::new(rows),
+            rejected_messages: Messages::new(rows),
             margin: Vec::with_capacity(rows),
             margin_valid: Vec::with_capacity(rows),
             problems: Vec::new(),
@@ -147,12 +298,13 @@ impl Columns {
     pub fn mark(&self) -> Mark {
         Mark {
             prompt: self.prompt.mark(),
-            roles: self.roles.mark(),
-            contents: self.contents.mark(),
+            prompt_messages: self.prompt_messages.mark(),
             texts: self.texts.mark(),
             scores: self.scores.len(),
             chosen: self.chosen.mark(),
             rejected: self.rejected.mark(),
+            chosen_messages: self.chosen_messages.mark(),
+            rejected_messages: self.rejected_messages.mark(),
             margin: self.margin.len(),
         }
     }
@@ -166,12 +318,13 @@ impl Columns {
     /// Drops what a faulty row appended since `mark` and adds it as a null row.
     pub fn null_row(&mut self, mark: Mark, problem: Problem) {
         self.prompt.truncate(mark.prompt);
-        self.roles.truncate(mark.roles);
-        self.contents.truncate(mark.contents);
+        self.prompt_messages.truncate(mark.prompt_messages);
         self.texts.truncate(mark.texts);
         self.scores.truncate(mark.scores);
         self.chosen.truncate(mark.chosen);
         self.rejected.truncate(mark.rejected);
+        self.chosen_messages.truncate(mark.chosen_messages);
+        self.rejected_messages.truncate(mark.rejected_messages);
         self.margin.truncate(mark.margin);
         self.margin_valid.truncate(mark.margin);
         self.margin.push(0.0);
@@ -184,63 +337,55 @@ impl Columns {
     /// The row-level offsets of every column (the margin is pushed by the row itself).
     fn end_entries(&mut self) {
         self.prompt.end_value();
-        self.messages.push(self.roles.offsets.len() as i32 - 1);
+        self.prompt_messages.end_row();
         self.outputs.push(self.scores.len() as i32);
         self.chosen.end_value();
         self.rejected.end_value();
+        self.chosen_messages.end_row();
+        self.rejected_messages.end_row();
     }
 
     /// Appends the rows of each of `pieces`, in order, after these.
     pub fn append(&mut self, pieces: Vec<Columns>) {
         for piece in &pieces {
             self.prompt.reserve(&piece.prompt);
-            self.roles.reserve(&piece.roles);
-            self.contents.reserve(&piece.contents);
+            self.prompt_messages.reserve(&piece.prompt_messages);
             self.texts.reserve(&piece.texts);
             self.chosen.reserve(&piece.chosen);
             self.rejected.reserve(&piece.rejected);
+            self.chosen_messages.reserve(&piece.chosen_messages);
+            self.rejected_messages.reserve(&piece.rejected_messages);
         }
         for piece in pieces {
             self.valid.extend_from_slice(&piece.valid);
             self.prompt.append(&piece.prompt);
-            shift_extend(&mut self.messages, &piece.messages);
-            self.roles.append(&piece.roles);
-            self.contents.append(&piece.contents);
+            self.prompt_messages.append(&piece.prompt_messages);
             shift_extend(&mut self.outputs, &piece.outputs);
             self.texts.append(&piece.texts);
             self.scores.extend_from_slice(&piece.scores);
             self.chosen.append(&piece.chosen);
             self.rejected.append(&piece.rejected);
+            self.chosen_messages.append(&piece.chosen_messages);
+            self.rejected_messages.append(&piece.rejected_messages);
             self.margin.extend_from_slice(&piece.margin);
             self.margin_valid.extend_from_slice(&piece.margin_valid);
             self.problems.extend(piece.problems);
         }
     }
 
-    /// The record batch of `schema`, the prompt column of `kind` (a Null column while no row
-    /// had a valid prompt: then every row is null).
-    pub fn into_record_batch(self, schema: Schema, kind: Option<PromptKind>) -> RecordBatch {
+    /// The record batch of `schema`, its prompt and completion columns of `kinds` (Null
+    /// columns while no row was valid: then every row is null).
+    pub fn into_record_batch(self, schema: Schema, kinds: Kinds) -> RecordBatch {
         let rows = self.valid.len();
         let nulls = validity(self.valid);
-        let prompt: ArrayRef = match kind {
-            None => Arc::new(NullArray::new(rows)),
-            Some(PromptKind::Text) => Arc::new(self.prompt.into_array(nulls.clone())),
-            Some(PromptKind::Messages) => {
-                let roles = self.roles.into_array(None);
-                let contents = self.contents.into_array(None);
-                let messages = StructArray::new(
-                    message_fields(),
-                    vec![Arc::new(roles), Arc::new(contents)],
-                    None,
-                );
-                Arc::new(ListArray::new(
-                    list_item(message_fields()),
-                    OffsetBuffer::new(ScalarBuffer::from(self.messages)),
-                    Arc::new(messages),
-                    nulls.clone(),
-                ))
+        let column = |kind: Option<PromptKind>, text: Utf8, messages: Messages| -> ArrayRef {
+            match kind {
+                None => Arc::new(NullArray::new(rows)),
+                Some(PromptKind::Text) => Arc::new(text.into_array(nulls.clone())),
+                Some(PromptKind::Messages) => Arc::new(messages.into_array(nulls.clone())),
             }
         };
+        let prompt = column(kinds.prompt, self.prompt, self.prompt_messages);
         let columns: Vec<ArrayRef> = match schema {
             Schema::Scored => {
                 let texts = self.texts.into_array(None);
@@ -254,25 +399,20 @@ impl Columns {
                     list_item(response_fields()),
                     OffsetBuffer::new(ScalarBuffer::from(self.outputs)),
                     Arc::new(responses),
-                    nulls,
+                    nulls.clone(),
                 );
                 vec![prompt, Arc::new(output)]
             }
             Schema::Paired => {
-                let chosen = self.chosen.into_array(nulls.clone());
-                let rejected = self.rejected.into_array(nulls);
+                let chosen = column(kinds.completion, self.chosen, self.chosen_messages);
+                let rejected = column(kinds.completion, self.rejected, self.rejected_messages);
                 let margin =
                     Float64Array::new(ScalarBuffer::from(self.margin), validity(self.margin_valid));
-                vec![
-                    prompt,
-                    Arc::new(chosen),
-                    Arc::new(rejected),
-                    Arc::new(margin),
-                ]
+                vec![prompt, chosen, rejected, Arc::new(margin)]
             }
         };
         // The arrays are built to the schema's types and all have `rows` rows.
-        RecordBatch::try_new(arrow_schema(schema, kind), columns)
+        RecordBatch::try_new(arrow_schema(schema, kinds), columns)
             .unwrap_or_else(|err| unreachable!("columns built against their schema: {err}"))
     }
 }
@@ -302,14 +442,18 @@ fn list_item(fields: Fields) -> Arc<Field> {
     Arc::new(Field::new("item", DataType::Struct(fields), false))
 }
 
-/// The Arrow schema of a batch of `schema` rows with prompts of `kind` (`None`: not known
-/// yet, a Null column).
-pub(super) fn arrow_schema(schema: Schema, kind: Option<PromptKind>) -> SchemaRef {
-    let prompt_type = match kind {
+/// The Arrow type of a prompt or completion of `kind` (`None`: not known yet, Null).
+fn kind_type(kind: Option<PromptKind>) -> DataType {
+    match kind {
         None => DataType::Null,
         Some(PromptKind::Text) => DataType::Utf8,
         Some(PromptKind::Messages) => DataType::List(list_item(message_fields())),
-    };
+    }
+}
+
+/// The Arrow schema of a batch of `schema` rows of `kinds`.
+pub(super) fn arrow_schema(schema: Schema, kinds: Kinds) -> SchemaRef {
+    let prompt_type = kind_type(kinds.prompt);
     let fields = match schema {
         Schema::Scored => vec![
             Field::new("input", prompt_type, true),
@@ -317,8 +461,8 @@ pub(super) fn arrow_schema(schema: Schema, kind: Option<PromptKind>) -> SchemaRe
         ],
         Schema::Paired => vec![
             Field::new("prompt", prompt_type, true),
-            Field::new("chosen", DataType::Utf8, true),
-            Field::new("rejected", DataType::Utf8, true),
+            Field::new("chosen", kind_type(kinds.completion), true),
+            Field::new("rejected", kind_type(kinds.completion), true),
             Field::new("margin", DataType::Float64, true),
         ],
     };

@@ -20,11 +20,21 @@
 //!   (missing or null: null); other members are checked and skipped. A chat message is an
 //!   object of exactly the strings `role` and `content`: another member is a problem (no data
 //!   is dropped silently). Responses may carry other members (skipped).
-//! - The prompt (`input` or `prompt`) is a string or a list of chat messages. Its kind is
-//!   fixed by the first valid row, in file order (a row that fails does not fix it, so the
-//!   result never depends on the order of a row's members), and is required of every later
-//!   row. Until then, batches have a Null-typed
-//!   prompt column (all their rows are problems) and [`Reader::schema`] is `None`.
+//! - The prompt (`input` or `prompt`) is a string or a list of chat messages. A paired row's
+//!   `chosen` and `rejected` are both strings or both chat messages: a list of messages, or
+//!   LMFlow's conversation object (`paired_conversation`) `{"messages": [...], "system":
+//!   string or null, "tools": null or []}` (other members checked and skipped), read as its
+//!   messages with the system prompt first as a `system` message. Chat-message completions
+//!   need a chat-message prompt (TRL's conversational format).
+//! - A paired row of chat-message completions may leave its prompt implicit (no `prompt`
+//!   member, as TRL allows): the messages `chosen` and `rejected` both start with (equal role
+//!   and content, in order) are its prompt and are taken off both. There must be at least
+//!   one, and each completion must go on past them.
+//! - The kinds (of the prompt and of the completions) are fixed by the first valid row, in
+//!   file order (a row that fails does not fix them, so the result never depends on the
+//!   order of a row's members), and are required of every later row. Until then, batches
+//!   have Null-typed prompt and completion columns (all their rows are problems) and
+//!   [`Reader::schema`] is `None`.
 //!
 //! Framing:
 //! - A UTF-8 byte order mark at byte 0 is skipped.
@@ -66,7 +76,7 @@ use arrow_schema::SchemaRef;
 use rayon::prelude::*;
 
 pub use columns::PromptKind;
-use columns::{arrow_schema, Columns};
+use columns::{arrow_schema, Columns, Kinds};
 use frame::{Framer, Lines, Lmflow, Step};
 pub use parse::MAX_DEPTH;
 use parse::{Fault, Names};
@@ -201,7 +211,7 @@ pub struct Reader<R> {
     /// Row spans of the batch being made (kept for its allocation).
     spans: Vec<(usize, usize)>,
     next_row: u64,
-    kind: Option<PromptKind>,
+    kinds: Kinds,
     done: bool,
     max_row_bytes: usize,
 }
@@ -227,7 +237,7 @@ impl<R: Read + Send> Reader<R> {
             pending: None,
             spans: Vec::new(),
             next_row: 0,
-            kind: None,
+            kinds: Kinds::default(),
             done: false,
             max_row_bytes,
         }
@@ -241,10 +251,12 @@ impl<R: Read + Send> Reader<R> {
         }
     }
 
-    /// The Arrow schema of the batches, once a row fixed the prompt kind.
+    /// The Arrow schema of the batches, once a valid row fixed the kinds of its prompt (and
+    /// completions).
     pub fn schema(&self) -> Option<SchemaRef> {
-        self.kind
-            .map(|kind| arrow_schema(self.options.schema, Some(kind)))
+        self.kinds
+            .prompt
+            .map(|_| arrow_schema(self.options.schema, self.kinds))
     }
 
     /// The next batch, `None` at the end; after an error, `None`.
@@ -300,7 +312,7 @@ impl<R: Read + Send> Reader<R> {
         let batch = Batch {
             first_row,
             bytes: consumed as u64,
-            columns: columns.into_record_batch(self.options.schema, self.kind),
+            columns: columns.into_record_batch(self.options.schema, self.kinds),
             problems,
         };
         self.buf.drain(..consumed);
@@ -331,8 +343,8 @@ impl<R: Read + Send> Reader<R> {
         Ok(())
     }
 
-    /// The rows `spans` of `buf[..len]`, parsed: those before the prompt kind is known one by
-    /// one (each may fix it), the rest in parallel pieces.
+    /// The rows `spans` of `buf[..len]`, parsed: those before the kinds are known one by one
+    /// (each may fix them), the rest in parallel pieces.
     fn parse(&mut self, spans: &[(usize, usize)], len: usize) -> Columns {
         let bytes = &self.buf[..len];
         let ctx = Context {
@@ -344,12 +356,12 @@ impl<R: Read + Send> Reader<R> {
         let mut first = Columns::with_capacity(ctx.schema, spans.len(), len);
         let mut names = Names::default();
         let mut done = 0;
-        while done < spans.len() && self.kind.is_none() {
+        while done < spans.len() && self.kinds.prompt.is_none() {
             let row = self.next_row + done as u64;
             ctx.parse(
                 &spans[done..done + 1],
                 row,
-                &mut self.kind,
+                &mut self.kinds,
                 &mut first,
                 &mut names,
             );
@@ -389,15 +401,15 @@ impl<R: Read + Send> Reader<R> {
             .chain(others.iter_mut())
             .collect();
         let first_rest_row = self.next_row + done as u64;
-        let kind = self.kind;
+        let kinds = self.kinds;
         targets.par_iter_mut().enumerate().for_each(|(k, out)| {
             let (a, b) = (cuts[k], cuts[k + 1]);
-            let mut kind = kind;
+            let mut kinds = kinds;
             let mut names = Names::default();
             ctx.parse(
                 &rest[a..b],
                 first_rest_row + a as u64,
-                &mut kind,
+                &mut kinds,
                 out,
                 &mut names,
             );
@@ -422,14 +434,14 @@ impl Context<'_> {
         &self,
         spans: &[(usize, usize)],
         first_row: u64,
-        kind: &mut Option<PromptKind>,
+        kinds: &mut Kinds,
         out: &mut Columns,
         names: &mut Names,
     ) {
         for (k, &(start, end)) in spans.iter().enumerate() {
             let mark = out.mark();
-            // Only a valid row fixes the prompt kind, whatever the order of its members.
-            let mut row_kind = *kind;
+            // Only a valid row fixes the kinds, whatever the order of its members.
+            let mut row_kinds = *kinds;
             let parsed = if end - start > self.max_row_bytes {
                 Err(Box::new(Fault {
                     pos: start,
@@ -446,14 +458,14 @@ impl Context<'_> {
                     start,
                     end,
                     self.schema,
-                    &mut row_kind,
+                    &mut row_kinds,
                     out,
                     names,
                 )
             };
             match parsed {
                 Ok(()) => {
-                    *kind = row_kind;
+                    *kinds = row_kinds;
                     out.end_row();
                 }
                 Err(fault) => {

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::columns::{Columns, PromptKind};
+use super::columns::{Columns, Kinds, Messages, PromptKind};
 use super::Schema;
 use crate::text::{hex4, skip_plain, unescape};
 
@@ -93,6 +93,23 @@ const ROW_SCORED: &[&[u8]] = &[b"input", b"output"];
 const ROW_PAIRED: &[&[u8]] = &[b"prompt", b"chosen", b"rejected", b"margin"];
 const RESPONSE: &[&[u8]] = &[b"text", b"score"];
 const MESSAGE: &[&[u8]] = &[b"role", b"content"];
+const CONVERSATION: &[&[u8]] = &[b"messages", b"system", b"tools"];
+
+/// Which completion of a paired row.
+#[derive(Clone, Copy)]
+enum Side {
+    Chosen,
+    Rejected,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Chosen => "chosen",
+            Side::Rejected => "rejected",
+        }
+    }
+}
 
 /// A member name just read: its index among the known names, if it is one, and where it lies
 /// in [`Names`] (for paths).
@@ -492,16 +509,10 @@ impl<'a> Cursor<'a> {
         self.number()
     }
 
-    /// One row (the object at the cursor) of `schema` appended to `out`; `kind` is the prompt
-    /// kind of the rows before (set here when the prompt is read; the caller keeps it only
-    /// if the whole row is valid). On a fault,
-    /// `out` may hold part of the row: the caller rolls it back.
-    pub fn row(
-        &mut self,
-        schema: Schema,
-        kind: &mut Option<PromptKind>,
-        out: &mut Columns,
-    ) -> Res<()> {
+    /// One row (the object at the cursor) of `schema` appended to `out`; `kinds` are those of
+    /// the rows before (set here as the row is read; the caller keeps them only if the whole
+    /// row is valid). On a fault, `out` may hold part of the row: the caller rolls it back.
+    pub fn row(&mut self, schema: Schema, kinds: &mut Kinds, out: &mut Columns) -> Res<()> {
         self.skip_whitespace();
         if self.peek() != Some(b'{') {
             return self.expected("a JSON object");
@@ -512,21 +523,29 @@ impl<'a> Cursor<'a> {
             Schema::Paired => ROW_PAIRED,
         };
         let mut seen = [false; 4];
+        // Where each completion's value starts, and its kind.
+        let mut completions = [(0, PromptKind::Text); 2];
+        let first_messages = [out.chosen_messages.count(), out.rejected_messages.count()];
         let mut object = self.open_object(1)?;
         while let Some(key) = self.next_key(&mut object, names)? {
+            let at = self.pos;
             let read = match (schema, key.known) {
-                (_, Some(0)) => self.prompt(kind, out),
+                (_, Some(0)) => self.prompt(&mut kinds.prompt, out),
                 (Schema::Scored, Some(1)) => self.responses(out),
-                (Schema::Paired, Some(1)) => self.required_string(&mut out.chosen.data),
-                (Schema::Paired, Some(2)) => self.required_string(&mut out.rejected.data),
-                (Schema::Paired, Some(3)) => self.margin(out),
-                _ => self.skip_value(2),
+                (Schema::Paired, Some(1)) => self.completion(Side::Chosen, kinds.completion, out),
+                (Schema::Paired, Some(2)) => self.completion(Side::Rejected, kinds.completion, out),
+                (Schema::Paired, Some(3)) => self.margin(out).map(|()| PromptKind::Text),
+                _ => self.skip_value(2).map(|()| PromptKind::Text),
             };
-            if let Err(f) = read {
-                return Err(f.in_member(&self.name(&key)));
-            }
+            let kind = match read {
+                Ok(kind) => kind,
+                Err(f) => return Err(f.in_member(&self.name(&key))),
+            };
             if let Some(id) = key.known {
                 seen[id] = true;
+                if matches!((schema, id), (Schema::Paired, 1 | 2)) {
+                    completions[id - 1] = (at, kind);
+                }
             }
         }
         let missing = |id: usize, what: &str| -> Res<()> {
@@ -539,15 +558,52 @@ impl<'a> Cursor<'a> {
                 message: format!("missing; expected {what}"),
             }))
         };
-        missing(0, "the prompt (a string or a list of chat messages)")?;
         match schema {
-            Schema::Scored => missing(1, "a list of responses {\"text\": ..., \"score\": ...}")?,
+            Schema::Scored => {
+                missing(0, "the prompt (a string or a list of chat messages)")?;
+                missing(1, "a list of responses {\"text\": ..., \"score\": ...}")?;
+            }
             Schema::Paired => {
-                missing(1, "a string")?;
-                missing(2, "a string")?;
+                missing(1, "a string or chat messages")?;
+                missing(2, "a string or chat messages")?;
                 if !seen[3] {
                     out.margin.push(0.0);
                     out.margin_valid.push(false);
+                }
+                let [(_, chosen), (rejected_at, rejected)] = completions;
+                if chosen != rejected {
+                    return fault(
+                        rejected_at,
+                        format!(
+                            "expected {}, as chosen is, got {}",
+                            chosen.name(),
+                            rejected.name()
+                        ),
+                    )
+                    .map_err(|f| f.in_member("rejected"));
+                }
+                kinds.completion = Some(chosen);
+                match (seen[0], chosen) {
+                    (false, PromptKind::Text) => missing(
+                        0,
+                        "the prompt (a string or a list of chat messages); only chosen and \
+                         rejected as chat messages may leave it implicit in their shared \
+                         first messages",
+                    )?,
+                    (false, PromptKind::Messages) => {
+                        let at = [completions[0].0, completions[1].0];
+                        implicit_prompt(start, at, first_messages, out)?;
+                        kinds.prompt = Some(PromptKind::Messages);
+                    }
+                    (true, PromptKind::Messages) if kinds.prompt == Some(PromptKind::Text) => {
+                        return fault(
+                            completions[0].0,
+                            "chat messages beside a string prompt; chat-message completions \
+                             need a chat-message prompt",
+                        )
+                        .map_err(|f| f.in_member("chosen"));
+                    }
+                    (true, _) => {}
                 }
             }
         }
@@ -555,7 +611,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A prompt: a string or a list of chat messages, of the same kind as the rows before.
-    fn prompt(&mut self, kind: &mut Option<PromptKind>, out: &mut Columns) -> Res<()> {
+    fn prompt(&mut self, kind: &mut Option<PromptKind>, out: &mut Columns) -> Res<PromptKind> {
         let found = match self.peek() {
             Some(b'"') => PromptKind::Text,
             Some(b'[') => PromptKind::Messages,
@@ -579,29 +635,140 @@ impl<'a> Cursor<'a> {
         }
         match found {
             PromptKind::Text => self.string_into(&mut out.prompt.data)?,
-            PromptKind::Messages => self.messages(out)?,
+            PromptKind::Messages => self.messages(&mut out.prompt_messages)?,
         }
         *kind = Some(found);
+        Ok(found)
+    }
+
+    /// `chosen` or `rejected`: a string, a list of chat messages, or LMFlow's conversation
+    /// object `{"messages": [...], "system": ...}` (chat messages, the system prompt first),
+    /// of the kind of the rows before (`expected`).
+    fn completion(
+        &mut self,
+        side: Side,
+        expected: Option<PromptKind>,
+        out: &mut Columns,
+    ) -> Res<PromptKind> {
+        let found = match self.peek() {
+            Some(b'"') => PromptKind::Text,
+            Some(b'[' | b'{') => PromptKind::Messages,
+            _ => {
+                return self.expected(
+                    "a string, a list of chat messages or a conversation {\"messages\": [...]}",
+                )
+            }
+        };
+        if let Some(expected) = expected {
+            if expected != found {
+                return fault(
+                    self.pos,
+                    format!(
+                        "expected {}, like the rows before, got {}",
+                        expected.name(),
+                        found.name()
+                    ),
+                );
+            }
+        }
+        let (text, messages) = match side {
+            Side::Chosen => (&mut out.chosen.data, &mut out.chosen_messages),
+            Side::Rejected => (&mut out.rejected.data, &mut out.rejected_messages),
+        };
+        match self.peek() {
+            Some(b'"') => self.string_into(text)?,
+            Some(b'[') => self.messages(messages)?,
+            _ => self.conversation(messages)?,
+        }
+        Ok(found)
+    }
+
+    /// LMFlow's conversation: `messages` (required), `system` (a string, or null for none:
+    /// the conversation's first message, with the role `system`), `tools` (only null or an
+    /// empty list: tools cannot be carried into the pair), other members checked and skipped.
+    fn conversation(&mut self, out: &mut Messages) -> Res<()> {
+        let start = self.pos;
+        let first = out.count();
+        let mut system: Option<Vec<u8>> = None;
+        let mut seen_messages = false;
+        let mut object = self.open_object(2)?;
+        while let Some(key) = self.next_key(&mut object, CONVERSATION)? {
+            let read = match key.known {
+                Some(0) => {
+                    seen_messages = true;
+                    if self.peek() == Some(b'[') {
+                        self.messages_at(out, 3)
+                    } else {
+                        self.expected("a list of chat messages")
+                    }
+                }
+                Some(1) if self.bytes[self.pos..].starts_with(b"null") => {
+                    self.pos += 4;
+                    Ok(())
+                }
+                Some(1) => {
+                    let mut text = Vec::new();
+                    self.required_string(&mut text)
+                        .map(|()| system = Some(text))
+                }
+                Some(2) => self.no_tools(),
+                _ => self.skip_value(3),
+            };
+            if let Err(f) = read {
+                return Err(f.in_member(&self.name(&key)));
+            }
+        }
+        if !seen_messages {
+            return fault(start, "missing; expected a list of chat messages")
+                .map_err(|f| f.in_member("messages"));
+        }
+        if let Some(system) = system {
+            out.insert_message(first, b"system", &system);
+        }
         Ok(())
     }
 
-    fn messages(&mut self, out: &mut Columns) -> Res<()> {
-        let mut array = self.open_array(2)?;
+    /// `tools`: null or `[]`.
+    fn no_tools(&mut self) -> Res<()> {
+        let at = self.pos;
+        self.skip_value(3)?;
+        let value: Vec<u8> = self.bytes[at..self.pos]
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        if value == b"null" || value == b"[]" {
+            return Ok(());
+        }
+        fault(
+            at,
+            "tools cannot be carried into a preference pair; expected null or an empty list",
+        )
+    }
+
+    /// A list of chat messages, a member of the row.
+    fn messages(&mut self, out: &mut Messages) -> Res<()> {
+        self.messages_at(out, 2)
+    }
+
+    /// A list of chat messages at `depth`.
+    fn messages_at(&mut self, out: &mut Messages, depth: usize) -> Res<()> {
+        let mut array = self.open_array(depth)?;
         while self.next_element(&mut array)? {
-            self.message(out)
+            self.message(out, depth + 1)
                 .map_err(|f| f.in_element(array.elements - 1))?;
         }
         Ok(())
     }
 
     /// `{"role": "...", "content": "..."}` and nothing else.
-    fn message(&mut self, out: &mut Columns) -> Res<()> {
+    fn message(&mut self, out: &mut Messages, depth: usize) -> Res<()> {
         if self.peek() != Some(b'{') {
             return self.expected("a chat message {\"role\": ..., \"content\": ...}");
         }
         let start = self.pos;
         let mut seen = [false; 2];
-        let mut object = self.open_object(3)?;
+        let mut object = self.open_object(depth)?;
         while let Some(key) = self.next_key(&mut object, MESSAGE)? {
             let read = match key.known {
                 Some(0) => self.required_string(&mut out.roles.data),
@@ -627,12 +794,11 @@ impl<'a> Cursor<'a> {
                 return fault(start, "missing; expected a string").map_err(|f| f.in_member(name));
             }
         }
-        out.roles.end_value();
-        out.contents.end_value();
+        out.end_message();
         Ok(())
     }
 
-    fn responses(&mut self, out: &mut Columns) -> Res<()> {
+    fn responses(&mut self, out: &mut Columns) -> Res<PromptKind> {
         if self.peek() != Some(b'[') {
             return self.expected("a list of responses {\"text\": ..., \"score\": ...}");
         }
@@ -641,7 +807,8 @@ impl<'a> Cursor<'a> {
             self.response(out)
                 .map_err(|f| f.in_element(array.elements - 1))?;
         }
-        Ok(())
+        // Not a completion: the kind is not used.
+        Ok(PromptKind::Text)
     }
 
     /// `{"text": "...", "score": number}`; other members skipped.
@@ -700,12 +867,12 @@ pub(super) fn row(
     start: usize,
     end: usize,
     schema: Schema,
-    kind: &mut Option<PromptKind>,
+    kinds: &mut Kinds,
     out: &mut Columns,
     names: &mut Names,
 ) -> Res<()> {
     let mut cursor = Cursor::new(&bytes[..end], start, names);
-    cursor.row(schema, kind, out)?;
+    cursor.row(schema, kinds, out)?;
     if !cursor.at_end() {
         return fault(
             cursor.pos,
@@ -715,5 +882,47 @@ pub(super) fn row(
             ),
         );
     }
+    Ok(())
+}
+
+/// TRL's implicit prompt: the messages chosen and rejected share at their start (from message
+/// `first[0]` of `chosen_messages`, `first[1]` of `rejected_messages`) move to the row's
+/// prompt. There must be some, and each completion must go on past them. `row` and `at` are
+/// where the row and the completions start, for faults.
+fn implicit_prompt(row: usize, at: [usize; 2], first: [usize; 2], out: &mut Columns) -> Res<()> {
+    let lengths = [
+        out.chosen_messages.count() - first[0],
+        out.rejected_messages.count() - first[1],
+    ];
+    let shared = (0..lengths[0].min(lengths[1]))
+        .take_while(|&i| {
+            out.chosen_messages.message(first[0] + i) == out.rejected_messages.message(first[1] + i)
+        })
+        .count();
+    if shared == 0 {
+        return Err(Box::new(Fault {
+            pos: row,
+            path: "prompt".to_owned(),
+            message: "missing, and chosen and rejected share no first message to take it from; \
+                      give a prompt, or chosen and rejected as whole conversations that start \
+                      alike"
+                .to_owned(),
+        }));
+    }
+    for (k, side) in [Side::Chosen, Side::Rejected].into_iter().enumerate() {
+        if lengths[k] == shared {
+            return Err(Box::new(Fault {
+                pos: at[k],
+                path: side.name().to_owned(),
+                message: format!(
+                    "is all prompt: its {shared} messages are the ones both completions start \
+                     with; a completion must go on past the shared prompt"
+                ),
+            }));
+        }
+    }
+    out.chosen_messages
+        .take_messages(first[0], shared, Some(&mut out.prompt_messages));
+    out.rejected_messages.take_messages(first[1], shared, None);
     Ok(())
 }

@@ -65,11 +65,12 @@ pub struct Scored {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Paired {
     pub prompt: Prompt,
-    pub chosen: String,
-    pub rejected: String,
+    pub chosen: Prompt,
+    pub rejected: Prompt,
     pub margin: Option<f64>,
 }
 
+/// Value `i` of a prompt or completion column.
 fn prompt(column: &ArrayRef, i: usize) -> Prompt {
     match column.data_type() {
         DataType::Utf8 => Prompt::Text(column.as_string::<i32>().value(i).to_owned()),
@@ -84,7 +85,7 @@ fn prompt(column: &ArrayRef, i: usize) -> Prompt {
                     .collect(),
             )
         }
-        other => panic!("prompt column of type {other}"),
+        other => panic!("prompt or completion column of type {other}"),
     }
 }
 
@@ -127,13 +128,12 @@ pub fn paired_rows(batches: &[Batch]) -> Vec<Option<Paired>> {
     for batch in batches {
         let columns = &batch.columns;
         assert_eq!(columns.num_columns(), 4);
-        let chosen = columns.column(1).as_string::<i32>();
-        let rejected = columns.column(2).as_string::<i32>();
+        let (chosen, rejected) = (columns.column(1), columns.column(2));
         let margin = columns.column(3).as_primitive::<Float64Type>();
         for i in 0..columns.num_rows() {
-            if chosen.is_null(i) {
+            if prompt_is_null(chosen, i) {
                 assert!(
-                    rejected.is_null(i)
+                    prompt_is_null(rejected, i)
                         && margin.is_null(i)
                         && prompt_is_null(columns.column(0), i)
                 );
@@ -142,8 +142,8 @@ pub fn paired_rows(batches: &[Batch]) -> Vec<Option<Paired>> {
             }
             rows.push(Some(Paired {
                 prompt: prompt(columns.column(0), i),
-                chosen: chosen.value(i).to_owned(),
-                rejected: rejected.value(i).to_owned(),
+                chosen: prompt(chosen, i),
+                rejected: prompt(rejected, i),
                 margin: margin.is_valid(i).then(|| margin.value(i)),
             }));
         }
@@ -236,8 +236,8 @@ pub fn paired_json(row: &Paired, escape_all: bool) -> String {
     format!(
         "{{\"prompt\": {}, \"chosen\": {}, \"rejected\": {}{margin}}}",
         prompt_json(&row.prompt, escape_all),
-        quote(&row.chosen, escape_all),
-        quote(&row.rejected, escape_all),
+        prompt_json(&row.chosen, escape_all),
+        prompt_json(&row.rejected, escape_all),
     )
 }
 
