@@ -17,6 +17,7 @@
 //! - random draws come from a SplitMix64 stream seeded by `(seed, key)` where the key is the
 //!   prompt's global position, so they never depend on batching or thread count.
 
+mod content;
 mod error;
 mod method;
 mod penalty;
@@ -25,9 +26,10 @@ mod rng;
 mod select;
 mod validate;
 
+pub use content::{checked_offsets, content_key, duplicate_of, Fnv1a};
 pub use error::PairError;
-pub use method::Method;
+pub use method::{MarginFrom, Method, TieOrder};
 pub use penalty::penalized_rewards;
 pub use rewards::Lengths;
 pub use rng::PromptRng;
-pub use select::{select_pairs, Options, Selection, Status};
+pub use select::{select_pairs, Inputs, Options, Selection, Status};
