@@ -76,9 +76,11 @@ __all__ = ["Shard", "find_shards", "write_pairs_on_ray"]
 
 SHARD_FORMATS = ("jsonl", "json", "parquet")
 # Columns added to the pairs for the driver: the instance's key and its Outcome. Unpaired
-# instances are rows with null pair columns.
+# instances are rows with null pair columns. An instance's pairs after its first carry
+# MORE_PAIRS instead of an outcome, so that each instance is counted once.
 KEY = "__dpov2_key"
 OUTCOME = "__dpov2_outcome"
+MORE_PAIRS = 255
 # Of the records, what the summary needs (all that leaves a worker that writes its pairs).
 SUMMARY_COLUMNS = ["margin", KEY, OUTCOME]
 DEFAULT_SHARD_FORMAT = "parquet"
@@ -355,7 +357,10 @@ def _records(paired: PairedBatch) -> pa.Table:
     """The pairs with their keys and outcome, then a row for each unpaired instance with
     only its outcome (the summary needs no more of it)."""
     pairs = paired.table.append_column(KEY, pa.array(paired.rows, pa.int64()))
-    pairs = pairs.append_column(OUTCOME, pa.array(np.zeros(pairs.num_rows, np.uint8)))
+    first = np.ones(pairs.num_rows, dtype=bool)
+    first[1:] = paired.rows[1:] != paired.rows[:-1]  # an instance's pairs are consecutive
+    marks = np.where(first, np.uint8(PAIRED), np.uint8(MORE_PAIRS))
+    pairs = pairs.append_column(OUTCOME, pa.array(marks))
     unpaired = paired.outcomes[paired.outcomes != PAIRED]
     if len(unpaired) == 0:
         return pairs
@@ -366,11 +371,11 @@ def _records(paired: PairedBatch) -> pa.Table:
 
 def _add_records(summary: PairSummary, table: pa.Table) -> pa.Table:
     """Counts a record table into ``summary``; returns its pairs."""
-    outcomes = table.column(OUTCOME).to_numpy()
-    paired = outcomes == PAIRED
+    marks = table.column(OUTCOME).to_numpy()
+    paired = (marks == PAIRED) | (marks == MORE_PAIRS)
     pairs = table if paired.all() else table.filter(pa.array(paired))
     margins = pairs.column("margin").to_numpy()
-    summary.add(outcomes, margins, pairs.column(KEY).to_numpy())
+    summary.add(marks[marks != MORE_PAIRS], margins, pairs.column(KEY).to_numpy())
     return pairs.drop_columns([KEY, OUTCOME])
 
 

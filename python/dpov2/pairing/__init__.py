@@ -8,7 +8,6 @@ the README's "Pair selection" section.
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 import secrets
@@ -20,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dpov2 import _core
-from dpov2.pairing import content, reference
+from dpov2.pairing import reference
 from dpov2.pairing.status import PairStatus
 from dpov2.threads import resolve_threads
 
@@ -30,6 +29,7 @@ __all__ = [
     "PairSelection",
     "PairStatus",
     "calc_reward_with_length_penalty",
+    "content_keys",
     "duplicate_of",
     "sampling_paired_idx_from_rewards",
     "select_pairs",
@@ -212,20 +212,21 @@ def select_pairs(
     )
 
 
-def duplicate_of(texts: Any, offsets: ArrayLike, *, use_fast: bool = True) -> npt.NDArray[np.int64]:
+def duplicate_of(texts: Any, offsets: ArrayLike) -> npt.NDArray[np.int64]:
     """Per response, the index within its prompt of the first response whose text is the
     same bytes (its own index for a first occurrence): the ``duplicate_of`` argument of
-    :func:`select_pairs`. ``texts`` is an Arrow string array (``use_fast``, read in place by
-    the Rust core) or, for the reference, anything ``pyarrow.array`` takes."""
-    offsets_arr = _as_ints(offsets, "offsets")
-    if use_fast:
-        return _core.duplicate_of(texts, offsets_arr)
-    values = texts.to_pylist() if hasattr(texts, "to_pylist") else list(texts)
-    bounds = offsets_arr.tolist()
-    out: list[int] = []
-    for start, end in itertools.pairwise(bounds):
-        out += content.duplicate_of(values[start:end])
-    return np.array(out, dtype=np.int64)
+    :func:`select_pairs`, found by the Rust core in the buffers of ``texts``, an Arrow string
+    array (``offsets`` delimit its prompts). The reference is
+    :func:`dpov2.pairing.content.duplicate_of`."""
+    return _core.duplicate_of(texts, _as_ints(offsets, "offsets"))
+
+
+def content_keys(prompts: Any, texts: Any, offsets: ArrayLike) -> npt.NDArray[np.uint64]:
+    """Per instance, the content key (:func:`dpov2.pairing.content.content_key`) of prompt
+    ``p`` (an Arrow string or chat-message array) and its responses
+    ``texts[offsets[p]:offsets[p + 1]]`` (an Arrow string array): the ``keys`` argument of
+    :func:`select_pairs` for draws that follow the content, not the row."""
+    return _core.content_keys(prompts, texts, _as_ints(offsets, "offsets"))
 
 
 def sampling_paired_idx_from_rewards(
