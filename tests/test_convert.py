@@ -381,16 +381,18 @@ def test_summary_counts_drops_by_reason() -> None:
     assert summary.dropped == {
         "too_few_responses": 2,
         "tie": 1,
-        "invalid": 0,
+        "duplicate_responses": 0,
         "below_min_margin": 1,
+        "length_limits": 0,
+        "invalid": 0,
         "non_finite_margin": 0,
     }
     lines = summary.lines()
     assert lines[:3] == [
         "prompts read: 5",
         "pairs written: 1",
-        "prompts dropped: 4 (2 too few responses, 1 tie, 0 invalid, 1 below min margin, "
-        "0 non finite margin)",
+        "prompts dropped: 4 (2 too few responses, 1 tie, 0 duplicate responses, 1 below min "
+        "margin, 0 length limits, 0 invalid, 0 non finite margin)",
     ]
     assert lines[3].startswith("margin: mean 3  min 3  p5 3")
 

@@ -60,7 +60,8 @@ pub fn duplicate_of<'a>(text: impl Fn(usize) -> &'a [u8], offsets: &[usize]) -> 
         let start = range[0];
         for k in start..range[1] {
             let t = text(k);
-            let first = (start..k).find(|&j| out[j - offsets[0]] == (j - start) as i64 && text(j) == t);
+            let first =
+                (start..k).find(|&j| out[j - offsets[0]] == (j - start) as i64 && text(j) == t);
             out.push(first.map_or(k - start, |j| j - start) as i64);
         }
     }

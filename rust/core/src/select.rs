@@ -162,13 +162,14 @@ pub fn select_pairs(inputs: &Inputs<'_>, options: &Options) -> Result<Selection,
             })
             .collect()
     });
-    let problem = tasks
-        .iter()
-        .filter_map(|t| t.problem.as_ref())
-        .min_by_key(|problem| match problem {
-            Problem::Offsets(_) => (0, 0),
-            Problem::Value(index, _) => (1, *index),
-        });
+    let problem =
+        tasks
+            .iter()
+            .filter_map(|t| t.problem.as_ref())
+            .min_by_key(|problem| match problem {
+                Problem::Offsets(_) => (0, 0),
+                Problem::Value(index, _) => (1, *index),
+            });
     let end = offsets[n_prompts];
     let key_overflow = keys.is_none()
         && n_prompts > 0
@@ -555,9 +556,8 @@ impl<V: Rewards> Prompt<'_, V> {
                 worst_first.extend(ranked.iter().rev());
                 let v = self.view;
                 // Worst first, equal rewards lower index first (np.argmin's choice).
-                worst_first.sort_unstable_by(|&x, &y| {
-                    v.reward(x).total_cmp(&v.reward(y)).then(x.cmp(&y))
-                });
+                worst_first
+                    .sort_unstable_by(|&x, &y| v.reward(x).total_cmp(&v.reward(y)).then(x.cmp(&y)));
                 let position = &mut scratch.position;
                 position.clear();
                 position.resize(self.view.len(), usize::MAX);
@@ -651,11 +651,8 @@ impl<V: Rewards> Prompt<'_, V> {
             }
             let candidates = || (0..n).filter(|&k| self.is_candidate(k));
             let open = || {
-                candidates().flat_map(move |i| {
-                    candidates()
-                        .filter(move |&j| j > i)
-                        .map(move |j| (i, j))
-                })
+                candidates()
+                    .flat_map(move |i| candidates().filter(move |&j| j > i).map(move |j| (i, j)))
             };
             let mut count = 0u64;
             for (i, j) in open() {

@@ -17,10 +17,16 @@ pub(crate) fn check_options(options: &Options, has_lengths: bool) -> Result<(), 
     if let Some(m) = options.min_margin.filter(|m| !m.is_finite()) {
         return Err(PairError::NonFiniteMinMargin(m));
     }
-    if let Some(r) = options.max_length_ratio.filter(|r| !(r.is_finite() && *r >= 1.0)) {
+    if let Some(r) = options
+        .max_length_ratio
+        .filter(|r| !(r.is_finite() && *r >= 1.0))
+    {
         return Err(PairError::BadLengthRatio(r));
     }
-    if let Some(d) = options.max_length_diff.filter(|d| !(d.is_finite() && *d >= 0.0)) {
+    if let Some(d) = options
+        .max_length_diff
+        .filter(|d| !(d.is_finite() && *d >= 0.0))
+    {
         return Err(PairError::BadLengthDiff(d));
     }
     let limits = options.max_length_ratio.is_some() || options.max_length_diff.is_some();
