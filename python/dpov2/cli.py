@@ -21,8 +21,8 @@ from pathlib import Path
 from types import FrameType
 
 from dpov2.convert import MARGIN_SOURCES, PairOptions, write_pairs
-from dpov2.convert.options import KEYS
 from dpov2.convert.lengths import length_unit
+from dpov2.convert.options import KEYS
 from dpov2.errors import InputError
 from dpov2.formats import INPUT_FORMATS, OUTPUT_FORMATS, ScoredSource, open_scored
 from dpov2.pairing import METHODS, TIE_ORDERS

@@ -121,7 +121,10 @@ class _Prompt:
                 return _FAILED_MARGIN
         if f.max_length_ratio is not None or f.max_length_diff is not None:
             assert self.lengths is not None  # checked with the options
-            long, short = max(self.lengths[a], self.lengths[b]), min(self.lengths[a], self.lengths[b])
+            long, short = (
+                max(self.lengths[a], self.lengths[b]),
+                min(self.lengths[a], self.lengths[b]),
+            )
             if f.max_length_ratio is not None and long > f.max_length_ratio * short:
                 return _FAILED_LENGTH
             if f.max_length_diff is not None and long - short > f.max_length_diff:
