@@ -108,7 +108,7 @@ FILTERS = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(
     data=prompts(),
     method=st.sampled_from(METHODS),

@@ -131,6 +131,10 @@ class _Prompt:
                 return _FAILED_LENGTH
         return c, r
 
+    def margin(self, c: int, r: int) -> float:
+        rc, rr = self.rewards[c], self.rewards[r]
+        return 0.0 if rc == rr else rc - rr
+
     def ranking(self, later_first: bool) -> list[int]:
         """Candidates best first; equal rewards lower index first, or higher with
         ``later_first`` (LMFlow's ``np.argsort``, read from the end)."""
@@ -181,8 +185,9 @@ class _Prompt:
         eligible = [c for c in checked if isinstance(c, tuple)]
         failed = max([c for c in checked if isinstance(c, int)], default=0)
         if method in ("adjacent", "all_pairs"):
-            # Largest margin first; sorted() is stable, so equal margins keep ranking order.
-            eligible.sort(key=lambda cr: -(self.rewards[cr[0]] - self.rewards[cr[1]]))
+            # Largest margin first (a tie's is 0, also between infinite rewards); sort() is
+            # stable, so equal margins keep ranking order.
+            eligible.sort(key=lambda cr: -self.margin(*cr))
         return eligible[:k], failed
 
     def draw_random(self, k: int, rng: PromptRng) -> tuple[list[tuple[int, int]], int]:

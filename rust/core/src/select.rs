@@ -1,3 +1,5 @@
+use std::cmp::Ordering;
+
 use rayon::prelude::*;
 
 use crate::rewards::{with_rewards, Bad, Rewards};
@@ -510,7 +512,7 @@ impl<V: Rewards> Prompt<'_, V> {
         ranked.extend((0..self.view.len()).filter(|&k| self.is_candidate(k)));
         let v = self.view;
         ranked.sort_unstable_by(|&x, &y| {
-            let by_reward = v.reward(y).total_cmp(&v.reward(x));
+            let by_reward = order(v.reward(y), v.reward(x));
             let by_index = if later_first { y.cmp(&x) } else { x.cmp(&y) };
             by_reward.then(by_index)
         });
@@ -587,8 +589,8 @@ impl<V: Rewards> Prompt<'_, V> {
                 let v = self.view;
                 let mut keep = |a: usize, b: usize| match self.check(a, b) {
                     Check::Eligible(c, r) => {
-                        let order = pairs.len();
-                        pairs.push((v.reward(c) - v.reward(r), order, c, r));
+                        let found = pairs.len();
+                        pairs.push((margin(v.reward(c), v.reward(r)), found, c, r));
                     }
                     Check::Failed(how_far) => reached = reached.max(how_far),
                 };
@@ -751,8 +753,25 @@ impl<V: Rewards> Prompt<'_, V> {
 }
 
 /// Largest margin first, then the order the pairs were found in.
-fn by_margin(x: &(f64, usize, usize, usize), y: &(f64, usize, usize, usize)) -> std::cmp::Ordering {
-    y.0.total_cmp(&x.0).then(x.1.cmp(&y.1))
+fn by_margin(x: &(f64, usize, usize, usize), y: &(f64, usize, usize, usize)) -> Ordering {
+    order(y.0, x.0).then(x.1.cmp(&y.1))
+}
+
+/// The order of two rewards or margins, never NaN: `-0.0` equals `0.0`, as in Python.
+#[inline]
+fn order(a: f64, b: f64) -> Ordering {
+    a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+}
+
+/// How much `chosen` beats `rejected` by: `0` for equal rewards, also when both are infinite
+/// (where the difference would be NaN).
+#[inline]
+fn margin(chosen: f64, rejected: f64) -> f64 {
+    if chosen == rejected {
+        0.0
+    } else {
+        chosen - rejected
+    }
 }
 
 /// What the one read of a prompt ranked.
