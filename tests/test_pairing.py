@@ -661,7 +661,12 @@ def lmflow_pair(rewards: list[float], method: str, draws: tuple[int, int]) -> tu
     elif method == "max_min":
         idx_0, idx_1 = int(np.argmax(rewards)), int(np.argmin(rewards))
     elif method == "max_max":
-        sorted_indices = np.argsort(rewards)
+        # LMFlow calls np.argsort with the default kind, whose order of equal values NumPy
+        # leaves unspecified: NumPy 2 on AVX2/AVX-512 CPUs sorts with x86-simd-sort, which
+        # gives [3, 2, 1, 0] for [1, 1, 0, 0] but [1, 2, 0] for [5, 3, 3]. What is
+        # reproducible is the stable order (what the default gives where it keeps ties in
+        # index order, as NumPy's insertion sort for short arrays does).
+        sorted_indices = np.argsort(rewards, kind="stable")
         idx_0, idx_1 = int(sorted_indices[-1]), int(sorted_indices[-2])
     else:  # max_random
         idx_0 = int(np.argmax(rewards))

@@ -44,6 +44,13 @@ impl<'a> Texts<'a> {
         }
     }
 
+    fn is_null(&self, k: usize) -> bool {
+        match self {
+            Self::Small(a) => a.is_null(k),
+            Self::Large(a) => a.is_null(k),
+        }
+    }
+
     fn get(&self, k: usize) -> &'a [u8] {
         fn bytes<O: OffsetSizeTrait>(a: &GenericStringArray<O>, k: usize) -> &[u8] {
             if a.is_null(k) {
@@ -75,8 +82,10 @@ fn duplicate_of<'py>(
 }
 
 /// The prompts as pieces of bytes: a text is one piece, chat messages two per message
-/// (role, content).
+/// (role, content), a missing prompt none.
 enum Prompts<'a> {
+    /// A column of only nulls (Arrow's `Null` type).
+    Missing(usize),
     Texts(Texts<'a>),
     Messages {
         offsets: Vec<usize>,
@@ -89,6 +98,7 @@ enum Prompts<'a> {
 impl<'a> Prompts<'a> {
     fn new(array: &'a ArrayRef, children: &'a mut Vec<ArrayRef>) -> Result<Self> {
         let (offsets, values): (Vec<usize>, &StructArray) = match array.data_type() {
+            DataType::Null => return Ok(Self::Missing(array.len())),
             DataType::Utf8 | DataType::LargeUtf8 => {
                 return Ok(Self::Texts(Texts::new(array, "prompts")?))
             }
@@ -124,30 +134,86 @@ impl<'a> Prompts<'a> {
 
     fn len(&self) -> usize {
         match self {
+            Self::Missing(n) => *n,
             Self::Texts(t) => t.len(),
             Self::Messages { valid, .. } => valid.len(),
         }
     }
 
-    fn pieces(&self, p: usize) -> Vec<&'a [u8]> {
+    /// Prompt `p`'s pieces, without collecting them.
+    fn pieces(&self, p: usize) -> Pieces<'_, 'a> {
         match self {
-            Self::Texts(t) => vec![t.get(p)],
-            Self::Messages {
-                offsets,
-                roles,
-                contents,
-                valid,
-            } => {
-                if !valid[p] {
-                    return Vec::new();
+            Self::Missing(_) => Pieces {
+                prompts: self,
+                next: 0,
+                end: 0,
+                text: None,
+            },
+            Self::Texts(t) if t.is_null(p) => Pieces {
+                prompts: self,
+                next: 0,
+                end: 0,
+                text: None,
+            },
+            Self::Texts(t) => Pieces {
+                prompts: self,
+                next: 0,
+                end: 1,
+                text: Some(t.get(p)),
+            },
+            Self::Messages { offsets, valid, .. } => {
+                let (first, last) = if valid[p] {
+                    (offsets[p], offsets[p + 1])
+                } else {
+                    (0, 0)
+                };
+                Pieces {
+                    prompts: self,
+                    next: 2 * first,
+                    end: 2 * last,
+                    text: None,
                 }
-                (offsets[p]..offsets[p + 1])
-                    .flat_map(|m| [roles.get(m), contents.get(m)])
-                    .collect()
             }
         }
     }
 }
+
+/// The pieces of one prompt: its text, or message `m`'s role at `2m` and content at `2m + 1`.
+struct Pieces<'p, 'a> {
+    prompts: &'p Prompts<'a>,
+    next: usize,
+    end: usize,
+    text: Option<&'a [u8]>,
+}
+
+impl<'a> Iterator for Pieces<'_, 'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.next == self.end {
+            return None;
+        }
+        let at = self.next;
+        self.next += 1;
+        match self.prompts {
+            Prompts::Missing(_) | Prompts::Texts(_) => self.text,
+            Prompts::Messages {
+                roles, contents, ..
+            } => Some(if at.is_multiple_of(2) {
+                roles.get(at / 2)
+            } else {
+                contents.get(at / 2)
+            }),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.end - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Pieces<'_, '_> {}
 
 fn struct_values(values: &ArrayRef) -> Result<&StructArray> {
     values
@@ -191,8 +257,7 @@ fn content_keys<'py>(
             .windows(2)
             .enumerate()
             .map(|(p, w)| {
-                let pieces = prompts.pieces(p);
-                dpov2_core::content_key(pieces.into_iter(), (w[0]..w[1]).map(|k| texts.get(k)))
+                dpov2_core::content_key(prompts.pieces(p), (w[0]..w[1]).map(|k| texts.get(k)))
             })
             .collect()
     });
