@@ -16,11 +16,11 @@ __all__ = [
     "MAX_THREADS",
     "METHODS",
     "NUM_THREADS_ENV",
+    "STATUSES",
+    "TIE_ORDERS",
     "ArrowBatch",
     "JsonEncoder",
     "JsonReader",
-    "STATUSES",
-    "TIE_ORDERS",
     "check_batches",
     "content_keys",
     "duplicate_of",
@@ -67,9 +67,7 @@ def select_pairs(
     Raises ValueError with the core's message for bad input; TypeError for wrong dtypes.
     """
 
-def duplicate_of(
-    texts: _ArrowExportable, offsets: npt.NDArray[np.int64]
-) -> npt.NDArray[np.int64]:
+def duplicate_of(texts: _ArrowExportable, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Per response, the index within its prompt of the first byte-equal text."""
 
 def content_keys(
