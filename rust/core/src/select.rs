@@ -154,13 +154,19 @@ pub fn select_pairs(inputs: &Inputs<'_>, options: &Options) -> Result<Selection,
         }
     }
     let n_scores = scores.len();
+    // Per-prompt outputs are written in place; pairs, whose number is known only at the
+    // end, are gathered per task and copied once into place.
+    let mut status = vec![Status::TooFewResponses as u8; n_prompts];
+    let mut pair_offsets = vec![0i64; n_prompts + 1];
     let tasks: Vec<TaskOut> = with_rewards!(scores, lengths, options.length_penalty, |view| {
-        (0..n_prompts.div_ceil(PROMPTS_PER_TASK))
-            .into_par_iter()
-            .map(|task| {
+        status
+            .par_chunks_mut(PROMPTS_PER_TASK)
+            .zip(pair_offsets[1..].par_chunks_mut(PROMPTS_PER_TASK))
+            .enumerate()
+            .map(|(task, (status, ends))| {
                 let first = task * PROMPTS_PER_TASK;
-                let last = (first + PROMPTS_PER_TASK).min(n_prompts);
-                select_task(view, inputs, &offsets[first..=last], first, options)
+                let bounds = &offsets[first..=first + status.len()];
+                select_task(view, inputs, bounds, first, options, (status, ends))
             })
             .collect()
     });
@@ -187,30 +193,45 @@ pub fn select_pairs(inputs: &Inputs<'_>, options: &Options) -> Result<Selection,
             n_prompts,
         }),
         Some(Problem::Value(_, err)) => Err(err.clone()),
-        None => Ok(assemble(tasks, n_prompts)),
+        None => Ok(assemble(tasks, status, pair_offsets)),
     }
 }
 
-/// The tasks' outputs joined in prompt order.
-fn assemble(tasks: Vec<TaskOut>, n_prompts: usize) -> Selection {
-    let n_pairs: usize = tasks.iter().map(|t| t.chosen.len()).sum();
-    let mut selection = Selection {
-        status: Vec::with_capacity(n_prompts),
-        pair_offsets: Vec::with_capacity(n_prompts + 1),
-        chosen: Vec::with_capacity(n_pairs),
-        rejected: Vec::with_capacity(n_pairs),
-    };
-    selection.pair_offsets.push(0);
-    for task in tasks {
-        let base = selection.chosen.len() as i64;
-        selection.status.extend_from_slice(&task.status);
-        selection
-            .pair_offsets
-            .extend(task.ends.iter().map(|&e| base + e));
-        selection.chosen.extend_from_slice(&task.chosen);
-        selection.rejected.extend_from_slice(&task.rejected);
+/// The tasks' pairs joined in prompt order, and each task's pair counts made global.
+fn assemble(tasks: Vec<TaskOut>, status: Vec<u8>, mut pair_offsets: Vec<i64>) -> Selection {
+    let mut bases = Vec::with_capacity(tasks.len());
+    let mut n_pairs = 0;
+    for task in &tasks {
+        bases.push(n_pairs);
+        n_pairs += task.chosen.len();
     }
-    selection
+    pair_offsets[1..]
+        .par_chunks_mut(PROMPTS_PER_TASK)
+        .zip(&bases)
+        .for_each(|(ends, &base)| ends.iter_mut().for_each(|e| *e += base as i64));
+    let mut chosen = vec![0i64; n_pairs];
+    let mut rejected = vec![0i64; n_pairs];
+    let mut targets = Vec::with_capacity(tasks.len());
+    let (mut c_rest, mut r_rest) = (&mut chosen[..], &mut rejected[..]);
+    for task in &tasks {
+        let (c, c_tail) = c_rest.split_at_mut(task.chosen.len());
+        let (r, r_tail) = r_rest.split_at_mut(task.rejected.len());
+        targets.push((c, r));
+        (c_rest, r_rest) = (c_tail, r_tail);
+    }
+    targets
+        .into_par_iter()
+        .zip(&tasks)
+        .for_each(|((c, r), task)| {
+            c.copy_from_slice(&task.chosen);
+            r.copy_from_slice(&task.rejected);
+        });
+    Selection {
+        status,
+        pair_offsets,
+        chosen,
+        rejected,
+    }
 }
 
 /// The first thing wrong that a task found. Offsets problems outrank value problems
@@ -222,27 +243,27 @@ enum Problem {
     Value(usize, PairError),
 }
 
-/// One task's share of the result: per prompt its status and the number of pairs up to
-/// and including it; the pairs as flat indices.
+/// One task's pairs as flat indices (its per-prompt outputs are written in place).
 #[derive(Default)]
 struct TaskOut {
-    status: Vec<u8>,
-    ends: Vec<i64>,
     chosen: Vec<i64>,
     rejected: Vec<i64>,
     problem: Option<Problem>,
 }
 
 /// Checks and selects for the prompts of one task; `bounds` are their offsets, `first` the
-/// index of the task's first prompt. After a bad value only the offsets are still checked,
-/// since an offsets problem later in the task would outrank it.
+/// index of the task's first prompt; writes each prompt's status, and its number of pairs
+/// in the task up to and including it, into `per_prompt`. After a bad value only the
+/// offsets are still checked, since an offsets problem later in the task would outrank it.
 fn select_task<V: Rewards>(
     view: V,
     inputs: &Inputs<'_>,
     bounds: &[i64],
     first: usize,
     options: &Options,
+    per_prompt: (&mut [u8], &mut [i64]),
 ) -> TaskOut {
+    let (status, ends) = per_prompt;
     let n_scores = view.len() as i64;
     let mut out = TaskOut::default();
     // The task's first start is the previous prompt's end. If that is outside the arrays,
@@ -252,8 +273,6 @@ fn select_task<V: Rewards>(
         return out;
     }
     let n = bounds.len() - 1;
-    out.status.reserve(n);
-    out.ends.reserve(n);
     if options.pairs_per_prompt == 1 && options.method != Method::AllPairs {
         out.chosen.reserve(n);
         out.rejected.reserve(n);
@@ -297,7 +316,7 @@ fn select_task<V: Rewards>(
             out.rejected.push((start + r) as i64);
         };
         match prompt_view.select(options.seed, key, &mut scratch, &mut emit) {
-            Ok(status) => out.status.push(status as u8),
+            Ok(found) => status[i] = found as u8,
             Err((k, bad)) => {
                 let index = start + k;
                 let err = match bad {
@@ -315,7 +334,7 @@ fn select_task<V: Rewards>(
                 continue;
             }
         }
-        out.ends.push(out.chosen.len() as i64);
+        ends[i] = out.chosen.len() as i64;
     }
     out
 }
@@ -651,32 +670,12 @@ impl<V: Rewards> Prompt<'_, V> {
                     continue;
                 }
             }
-            let candidates = || (0..n).filter(|&k| self.is_candidate(k));
-            let open = || {
-                candidates()
-                    .flat_map(move |i| candidates().filter(move |&j| j > i).map(move |j| (i, j)))
-            };
-            let mut count = 0u64;
-            for (i, j) in open() {
-                match self.check(i, j) {
-                    Check::Eligible(..) if !taken.contains(&(i, j)) => count += 1,
-                    Check::Eligible(..) => {}
-                    Check::Failed(how_far) => reached = reached.max(how_far),
+            match self.draw_open(&mut rng, taken, &mut reached) {
+                Some((i, j, c, r)) => {
+                    emit(c, r);
+                    taken.push((i, j));
                 }
-            }
-            if count == 0 {
-                break;
-            }
-            let t = rng.below(count) as usize;
-            let nth = open()
-                .filter_map(|(i, j)| match self.check(i, j) {
-                    Check::Eligible(c, r) if !taken.contains(&(i, j)) => Some((i, j, c, r)),
-                    _ => None,
-                })
-                .nth(t);
-            if let Some((i, j, c, r)) = nth {
-                emit(c, r);
-                taken.push((i, j));
+                None => break,
             }
         }
         if taken.is_empty() {
@@ -684,6 +683,43 @@ impl<V: Rewards> Prompt<'_, V> {
         } else {
             Status::Paired
         }
+    }
+
+    /// The fallback draw of `random`: uniform over the eligible pairs of candidates not
+    /// drawn yet, in index order, as `(i, j, chosen, rejected)`; `None` when there are none.
+    /// Also records how far every pair got through the filters.
+    #[cold]
+    #[inline(never)]
+    fn draw_open(
+        &self,
+        rng: &mut PromptRng,
+        taken: &[(usize, usize)],
+        reached: &mut Reached,
+    ) -> Option<(usize, usize, usize, usize)> {
+        let n = self.view.len();
+        let candidates = || (0..n).filter(|&k| self.is_candidate(k));
+        let open = || {
+            candidates()
+                .flat_map(move |i| candidates().filter(move |&j| j > i).map(move |j| (i, j)))
+        };
+        let mut count = 0u64;
+        for (i, j) in open() {
+            match self.check(i, j) {
+                Check::Eligible(..) if !taken.contains(&(i, j)) => count += 1,
+                Check::Eligible(..) => {}
+                Check::Failed(how_far) => *reached = (*reached).max(how_far),
+            }
+        }
+        if count == 0 {
+            return None;
+        }
+        let t = rng.below(count) as usize;
+        open()
+            .filter_map(|(i, j)| match self.check(i, j) {
+                Check::Eligible(c, r) if !taken.contains(&(i, j)) => Some((i, j, c, r)),
+                _ => None,
+            })
+            .nth(t)
     }
 
     /// `max_random`: the anchor is the best candidate, or (when no pair with it is
