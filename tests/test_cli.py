@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from dpov2.cli import main
+from dpov2.cli import PAIR_FLAGS, main
 
 # Prompt i has i % 4 + 1 responses; those of every fifth prompt all score 1 (a tie).
 ROWS = [
@@ -62,8 +62,8 @@ def test_pair_writes_the_pairs_and_a_summary(
     assert out[:3] == [
         "prompts read: 40",
         "pairs written: 24",
-        "prompts dropped: 16 (10 too few responses, 6 tie, 0 invalid, 0 below min margin, "
-        "0 non finite margin)",
+        "prompts dropped: 16 (10 too few responses, 6 tie, 0 duplicate responses, 0 below min "
+        "margin, 0 length limits, 0 invalid, 0 non finite margin)",
     ]
     assert out[3].startswith("margin: mean ") and out[4].startswith("length (characters): ")
     assert out[5].startswith(f"wrote {tmp_path / out_name} in ")
@@ -285,15 +285,21 @@ def test_skip_invalid_drops_and_counts_bad_rows(
     source.write_text("\n".join(lines) + "\n")
     assert run("pair", source, tmp_path / "o.jsonl", "--skip-invalid") == 0
     assert (
-        "prompts dropped: 4 (1 too few responses, 0 tie, 3 invalid, 0 below min margin, "
-        "0 non finite margin)" in capsys.readouterr().out
+        "prompts dropped: 4 (1 too few responses, 0 tie, 0 duplicate responses, 0 below min "
+        "margin, 0 length limits, 3 invalid, 0 non finite margin)" in capsys.readouterr().out
     )
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--method", "best"], "invalid choice: 'best'"),
+        (["--method", "best"], "--method: unknown sampling method 'best'"),
+        (["--tie-order", "x"], "--tie-order: unknown tie order 'x'"),
+        (["--key", "x"], "--key: unknown key 'x'"),
+        (["--pairs-per-prompt", "0"], "--pairs-per-prompt: pairs per prompt must be at least 1"),
+        (["--max-length-ratio", "0.5"], "--max-length-ratio: maximum length ratio must be"),
+        (["--max-length-ratio", "inf"], "--max-length-ratio: maximum length ratio must be"),
+        (["--max-length-diff", "-1"], "--max-length-diff: maximum length difference must be"),
         (["--length-penalty", "nan"], "length penalty must be a finite number, got nan"),
         (["--batch-size", "0"], "batch size must be at least 1, got 0"),
         (["--seed", "-3"], "seed must be an integer in"),
@@ -305,7 +311,10 @@ def test_bad_options_are_exit_2(
 ) -> None:
     source = write(tmp_path / "s.jsonl", ROWS)
     assert run("pair", source, tmp_path / "o.jsonl", *args) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    if args[0] in PAIR_FLAGS.values():  # checked by dpov2, one line naming the flag
+        assert err.count("\n") == 1 and err.startswith(f"dpov2 pair: error: {args[0]}: "), err
     assert not (tmp_path / "o.jsonl").exists()
 
 

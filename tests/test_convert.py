@@ -258,6 +258,16 @@ rows_strategy = st.lists(
     seed=st.integers(0, 2**64 - 1),
     first_row=st.integers(0, 10**6),
     key_offset=st.sampled_from([0, 1, 10**12]),
+    more=st.fixed_dictionaries(
+        {},
+        optional={
+            "tie_order": st.sampled_from(["dpov2", "lmflow"]),
+            "pairs_per_prompt": st.integers(1, 4),
+            "max_length_ratio": st.sampled_from([1.0, 2.0]),
+            "max_length_diff": st.sampled_from([0.0, 3.0]),
+            "key": st.sampled_from(["row", "content"]),
+        },
+    ),
 )
 def test_fast_and_reference_paths_agree(
     rows: list[dict[str, object]],
@@ -269,6 +279,7 @@ def test_fast_and_reference_paths_agree(
     seed: int,
     first_row: int,
     key_offset: int,
+    more: dict[str, Any],
 ) -> None:
     options = PairOptions(
         method=method,
@@ -279,6 +290,7 @@ def test_fast_and_reference_paths_agree(
         seed=seed,
         skip_invalid=True,
         provenance=True,
+        **more,
     )
     result, ref = pair_both(batch(rows, first_row), options, key_offset)
     assert_same(result, ref)
@@ -381,16 +393,18 @@ def test_summary_counts_drops_by_reason() -> None:
     assert summary.dropped == {
         "too_few_responses": 2,
         "tie": 1,
-        "invalid": 0,
+        "duplicate_responses": 0,
         "below_min_margin": 1,
+        "length_limits": 0,
+        "invalid": 0,
         "non_finite_margin": 0,
     }
     lines = summary.lines()
     assert lines[:3] == [
         "prompts read: 5",
         "pairs written: 1",
-        "prompts dropped: 4 (2 too few responses, 1 tie, 0 invalid, 1 below min margin, "
-        "0 non finite margin)",
+        "prompts dropped: 4 (2 too few responses, 1 tie, 0 duplicate responses, 1 below min "
+        "margin, 0 length limits, 0 invalid, 0 non finite margin)",
     ]
     assert lines[3].startswith("margin: mean 3  min 3  p5 3")
 
@@ -519,3 +533,51 @@ def test_the_api_never_writes_over_its_input(tmp_path: Path) -> None:
         write_pairs(open_scored(source), source, PairOptions(), overwrite=True)
     assert source.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["scored.jsonl"]
+
+
+def test_copies_of_a_text_are_one_candidate_and_never_a_pair() -> None:
+    rows = [
+        {"input": "a", "output": [{"text": "x", "score": 1.0}, {"text": "x", "score": 5.0}]},
+        {
+            "input": "b",
+            "output": [
+                {"text": "y", "score": 0.0},
+                {"text": "y ", "score": 2.0},  # not a copy: byte-equal only
+                {"text": "y", "score": 9.0},
+            ],
+        },
+    ]
+    for result in pair_both(batch(rows), PairOptions(method="all_pairs", pairs_per_prompt=9)):
+        assert result.outcomes.tolist() == [Outcome.DUPLICATE_RESPONSES, Outcome.PAIRED]  # type: ignore[attr-defined]
+        pairs = result.table.to_pylist()  # type: ignore[attr-defined]
+        assert [(p["chosen"], p["rejected"]) for p in pairs] == [("y ", "y")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=rows_strategy,
+    method=st.sampled_from(METHODS),
+    order=st.randoms(use_true_random=False),
+    seed=st.integers(0, 2**64 - 1),
+)
+def test_content_keys_give_each_instance_its_pairs_in_any_row_order(
+    rows: list[dict[str, object]], method: str, order: Any, seed: int
+) -> None:
+    options = PairOptions(
+        method=method, key="content", pairs_per_prompt=2, seed=seed, skip_invalid=True
+    )
+    shuffled = list(rows)
+    order.shuffle(shuffled)
+    kept = shuffled[: len(shuffled) // 2 + 1]  # some rows removed, the rest moved
+
+    def by_instance(rows: list[dict[str, object]]) -> dict[str, list[object]]:
+        table = fast.pair_batch(batch(rows), options, "f").table
+        found: dict[str, list[object]] = {}
+        for pair in table.to_pylist():
+            found.setdefault(repr(pair["prompt"]), []).append(pair)
+        return found
+
+    everything, subset = by_instance(rows), by_instance(kept)
+    for prompt, pairs in subset.items():
+        # An instance given twice draws alike both times; compare within one copy's pairs.
+        assert all(pair in everything[prompt] for pair in pairs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from dpov2 import (
     sampling_paired_idx_from_rewards,
     select_pairs,
 )
+from dpov2.pairing import TIE_ORDERS
 from dpov2.pairing.rng import PromptRng
 
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
@@ -61,33 +63,80 @@ def typed_lengths(draw: st.DrawFn, n: int) -> np.ndarray:
 
 
 def assert_same(a, b) -> None:  # type: ignore[no-untyped-def]
+    np.testing.assert_array_equal(a.status, b.status)
+    np.testing.assert_array_equal(a.pair_offsets, b.pair_offsets)
     np.testing.assert_array_equal(a.chosen, b.chosen)
     np.testing.assert_array_equal(a.rejected, b.rejected)
-    np.testing.assert_array_equal(a.status, b.status)
-    assert a.chosen.dtype == b.chosen.dtype == np.int64
+    assert a.chosen.dtype == b.chosen.dtype == a.pair_offsets.dtype == np.int64
     assert a.status.dtype == b.status.dtype == np.uint8
 
 
-@settings(max_examples=300, deadline=None)
+def pairs_of(sel, p: int) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    """The (chosen, rejected) pairs of prompt ``p``."""
+    lo, hi = int(sel.pair_offsets[p]), int(sel.pair_offsets[p + 1])
+    return list(zip(sel.chosen[lo:hi].tolist(), sel.rejected[lo:hi].tolist(), strict=True))
+
+
+@st.composite
+def copies(draw: st.DrawFn, offsets: list[int]) -> list[int]:
+    """A valid ``duplicate_of``: each response a first occurrence or a copy of an earlier one."""
+    out: list[int] = []
+    for start, end in itertools.pairwise(offsets):
+        firsts: list[int] = []
+        for k in range(end - start):
+            if firsts and draw(st.booleans()):
+                out.append(draw(st.sampled_from(firsts)))
+            else:
+                firsts.append(k)
+                out.append(k)
+    return out
+
+
+#: The selection options beyond the method, each drawn from valid values, ties and extremes.
+FILTERS = st.fixed_dictionaries(
+    {},
+    optional={
+        "keep_ties": st.booleans(),
+        "tie_order": st.sampled_from(TIE_ORDERS),
+        "pairs_per_prompt": st.one_of(st.integers(1, 4), st.just(10**6)),
+        "min_margin": st.one_of(st.none(), st.sampled_from([-1.0, 0.0, 0.5, 2.0, 1e300])),
+        "margin_scale": st.sampled_from([1.0, -1.0, 0.0, 1e300]),
+        "margin_from": st.sampled_from(["raw", "penalized"]),
+        "max_length_ratio": st.one_of(st.none(), st.sampled_from([1.0, 1.5, 4.0, 1e300])),
+        "max_length_diff": st.one_of(st.none(), st.sampled_from([0.0, 3.0, 20.0])),
+    },
+)
+
+
+@settings(max_examples=250, deadline=None)
 @given(
     data=prompts(),
     method=st.sampled_from(METHODS),
     penalty=PENALTY,
     seed=st.integers(0, 2**64 - 1),
     first_key=st.integers(0, 2**40),
-    keep_ties=st.booleans(),
+    filters=FILTERS,
+    with_copies=st.booleans(),
+    with_keys=st.booleans(),
     draw=st.data(),
 )
-def test_fast_path_equals_reference_path(data, method, penalty, seed, first_key, keep_ties, draw):  # type: ignore[no-untyped-def]
+def test_fast_path_equals_reference_path(  # type: ignore[no-untyped-def]
+    data, method, penalty, seed, first_key, filters, with_copies, with_keys, draw
+):
     scores, _, offsets = data
     lengths = draw.draw(typed_lengths(len(scores)), label="lengths")
+    n_prompts = len(offsets) - 1
     kwargs = dict(
         method=method,
         lengths=lengths,
         length_penalty=penalty,
         seed=seed,
         first_key=first_key,
-        keep_ties=keep_ties,
+        duplicate_of=draw.draw(copies(offsets), label="copies") if with_copies else None,
+        keys=draw.draw(st.lists(st.integers(0, 2**64 - 1), min_size=n_prompts, max_size=n_prompts))
+        if with_keys
+        else None,
+        **filters,
     )
     assert_same_outcome(
         lambda: select_pairs(scores, offsets, use_fast=True, **kwargs),
@@ -141,7 +190,7 @@ ANY_VALUE = st.one_of(
     st.floats(),
     st.text(max_size=3),
     st.sampled_from(
-        ["random", "max_min", "max_max", "max_random", np.int64(2), np.bool_(True), np.float32(0.5)]
+        [*METHODS, *TIE_ORDERS, "raw", "penalized", np.int64(2), np.bool_(True), np.float32(0.5)]
     ),
     st.just([1]),
 )
@@ -153,7 +202,20 @@ ANY_VALUE = st.one_of(
         {},
         optional={
             name: ANY_VALUE
-            for name in ("method", "length_penalty", "seed", "first_key", "keep_ties")
+            for name in (
+                "method",
+                "length_penalty",
+                "seed",
+                "first_key",
+                "keep_ties",
+                "tie_order",
+                "pairs_per_prompt",
+                "min_margin",
+                "margin_scale",
+                "margin_from",
+                "max_length_ratio",
+                "max_length_diff",
+            )
         }
         | {"num_threads": st.one_of(ANY_VALUE, st.integers(1, 4))},
     ),
@@ -181,6 +243,42 @@ def test_both_paths_accept_and_refuse_the_same_arguments(arguments, with_lengths
         (dict(num_threads=-1), ValueError, "num_threads must be from 1 to 1024, got -1"),
         (dict(num_threads=2**70), ValueError, f"num_threads must be from 1 to 1024, got {2**70}"),
         (dict(num_threads=True), TypeError, "num_threads must be an integer or None, got bool"),
+        (
+            dict(method="best"),
+            ValueError,
+            "unknown sampling method 'best'; expected one of: " + ", ".join(METHODS),
+        ),
+        (dict(tie_order="x"), ValueError, "unknown tie order 'x'; expected one of: dpov2, lmflow"),
+        (dict(tie_order=1), TypeError, "tie_order must be a str, got int"),
+        (dict(pairs_per_prompt=0), ValueError, "pairs_per_prompt must be >= 1, got 0"),
+        (dict(pairs_per_prompt=1.0), TypeError, "pairs_per_prompt must be an integer, got float"),
+        (
+            dict(pairs_per_prompt=2**64),
+            ValueError,
+            f"pairs_per_prompt must be < 2**64, got {2**64}",
+        ),
+        (
+            dict(max_length_ratio=0.5),
+            ValueError,
+            "max_length_ratio is below 1; it must be finite and >= 1",
+        ),
+        (
+            dict(max_length_ratio=math.inf),
+            ValueError,
+            "max_length_ratio is inf; it must be finite and >= 1",
+        ),
+        (
+            dict(max_length_diff=-1),
+            ValueError,
+            "max_length_diff is negative; it must be finite and >= 0",
+        ),
+        (dict(max_length_diff="1"), TypeError, "max_length_diff must be a real number, got str"),
+        (dict(min_margin=math.nan), ValueError, "min_margin must be finite, got nan"),
+        (
+            dict(max_length_diff=1, lengths=None),
+            ValueError,
+            "max_length_ratio and max_length_diff need lengths, but no lengths were given",
+        ),
     ],
 )
 @pytest.mark.parametrize("use_fast", [True, False])
@@ -201,18 +299,24 @@ def test_bad_arguments_raise_the_same_error_on_both_paths(
 def test_chosen_beats_rejected_in_the_same_prompt(data, method, penalty, seed):  # type: ignore[no-untyped-def]
     scores, lengths, offsets = data
     sel = select_pairs(
-        scores, offsets, method=method, lengths=lengths, length_penalty=penalty, seed=seed
+        scores,
+        offsets,
+        method=method,
+        lengths=lengths,
+        length_penalty=penalty,
+        seed=seed,
+        pairs_per_prompt=2,
     )
     for p in range(len(offsets) - 1):
         start, end = offsets[p], offsets[p + 1]
         if end - start < 2:
             assert sel.status[p] == PairStatus.TOO_FEW_RESPONSES
-        if sel.status[p] != PairStatus.PAIRED:
-            assert sel.chosen[p] == sel.rejected[p] == -1
-            continue
-        c, r = int(sel.chosen[p]), int(sel.rejected[p])
-        assert start <= c < end and start <= r < end and c != r
-        assert scores[c] - penalty * lengths[c] > scores[r] - penalty * lengths[r]
+        found = pairs_of(sel, p)
+        assert (sel.status[p] == PairStatus.PAIRED) == bool(found) and len(found) <= 2
+        assert len({frozenset(pair) for pair in found}) == len(found)  # distinct pairs
+        for c, r in found:
+            assert start <= c < end and start <= r < end and c != r
+            assert scores[c] - penalty * lengths[c] > scores[r] - penalty * lengths[r]
 
 
 @settings(max_examples=150, deadline=None)
@@ -226,7 +330,9 @@ def test_chosen_beats_rejected_in_the_same_prompt(data, method, penalty, seed): 
 def test_chunked_selection_equals_whole_selection(data, method, seed, cuts, use_fast):  # type: ignore[no-untyped-def]
     scores, _, offsets = data
     n_prompts = len(offsets) - 1
-    whole = select_pairs(scores, offsets, method=method, seed=seed, use_fast=use_fast)
+    whole = select_pairs(
+        scores, offsets, method=method, seed=seed, pairs_per_prompt=3, use_fast=use_fast
+    )
     bounds = sorted({0, n_prompts, *(min(c, n_prompts) for c in cuts)})
     chosen, rejected = [], []
     for lo, hi in itertools.pairwise(bounds):
@@ -237,10 +343,11 @@ def test_chunked_selection_equals_whole_selection(data, method, seed, cuts, use_
             method=method,
             seed=seed,
             first_key=lo,
+            pairs_per_prompt=3,
             use_fast=use_fast,
         )
-        chosen += [c + base if c >= 0 else c for c in part.chosen.tolist()]
-        rejected += [r + base if r >= 0 else r for r in part.rejected.tolist()]
+        chosen += [c + base for c in part.chosen.tolist()]
+        rejected += [r + base for r in part.rejected.tolist()]
     assert chosen == whole.chosen.tolist()
     assert rejected == whole.rejected.tolist()
 
@@ -260,10 +367,13 @@ def test_methods_follow_the_documented_ties() -> None:
     for use_fast in (True, False):
         sel = select_pairs(scores, [0, 5], method="max_min", use_fast=use_fast)
         assert (sel.chosen[0], sel.rejected[0]) == (1, 0)
+        # The tied best two are not eligible: the next pair in max_max's order is taken.
         sel = select_pairs(scores, [0, 5], method="max_max", use_fast=use_fast)
-        assert sel.status[0] == PairStatus.TIE and sel.counts()["tie"] == 1
+        assert pairs_of(sel, 0) == [(1, 4)]
         sel = select_pairs(scores, [0, 5], method="max_max", keep_ties=True, use_fast=use_fast)
         assert (sel.chosen[0], sel.rejected[0], sel.status[0]) == (1, 3, PairStatus.PAIRED)
+        sel = select_pairs([2.0, 2.0], [0, 2], method="max_max", use_fast=use_fast)
+        assert sel.status[0] == PairStatus.TIE and sel.counts()["tie"] == 1
 
 
 def test_length_penalty_sign_decides_between_short_and_long() -> None:
@@ -275,7 +385,14 @@ def test_length_penalty_sign_decides_between_short_and_long() -> None:
 
 def test_counts_report_every_status() -> None:
     sel = select_pairs([1.0, 1.0, 2.0, 3.0], [0, 0, 1, 2, 4], method="max_min")
-    assert sel.counts() == {"paired": 1, "too_few_responses": 3, "tie": 0}
+    assert sel.counts() == {
+        "paired": 1,
+        "too_few_responses": 3,
+        "tie": 0,
+        "duplicate_responses": 0,
+        "below_min_margin": 0,
+        "length_limits": 0,
+    }
     assert sel.paired.tolist() == [False, False, False, True]
 
 
@@ -319,7 +436,7 @@ def test_max_random_picks_each_other_response_uniformly(use_fast: bool) -> None:
 BAD_REQUESTS = [
     (
         dict(scores=[1.0, 2.0], offsets=[0, 2], method="best"),
-        "unknown sampling method 'best'; expected one of: random, max_min, max_max, max_random",
+        "unknown sampling method 'best'; expected one of: " + ", ".join(METHODS),
     ),
     (
         dict(
@@ -532,3 +649,200 @@ def test_bounded_draw_refuses_an_empty_range() -> None:
 
     with pytest.raises(ValueError, match=r"bounds\[1\] is 0; bounds must be >= 1"):
         _core.prompt_rng_below(0, 0, np.array([3, 0], dtype=np.uint64))
+
+
+def lmflow_pair(rewards: list[float], method: str, draws: tuple[int, int]) -> tuple[int, int]:
+    """LMFlow's ``_sampling_paired_idx_from_rewards`` (src/lmflow/pipeline/dpov2_aligner.py),
+    transcribed from reading it, with its ``np.random.choice`` results passed in as
+    ``draws``: for ``random`` the two distinct indices, for ``max_random`` (second entry) the
+    index among the others of the best."""
+    if method == "random":
+        idx_0, idx_1 = draws
+    elif method == "max_min":
+        idx_0, idx_1 = int(np.argmax(rewards)), int(np.argmin(rewards))
+    elif method == "max_max":
+        # LMFlow calls np.argsort with the default kind, whose order of equal values NumPy
+        # leaves unspecified: NumPy 2 on AVX2/AVX-512 CPUs sorts with x86-simd-sort, which
+        # gives [3, 2, 1, 0] for [1, 1, 0, 0] but [1, 2, 0] for [5, 3, 3]. What is
+        # reproducible is the stable order (what the default gives where it keeps ties in
+        # index order, as NumPy's insertion sort for short arrays does).
+        sorted_indices = np.argsort(rewards, kind="stable")
+        idx_0, idx_1 = int(sorted_indices[-1]), int(sorted_indices[-2])
+    else:  # max_random
+        idx_0 = int(np.argmax(rewards))
+        idx_1 = [i for i in range(len(rewards)) if i != idx_0][draws[1]]
+    return (idx_0, idx_1) if rewards[idx_0] > rewards[idx_1] else (idx_1, idx_0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rewards=st.lists(st.integers(0, 3).map(float), min_size=2, max_size=12),
+    method=st.sampled_from(["random", "max_min", "max_max", "max_random"]),
+    seed=st.integers(0, 2**64 - 1),
+    use_fast=st.booleans(),
+)
+def test_lmflow_tie_order_gives_lmflows_pairs_on_repeated_scores(  # type: ignore[no-untyped-def]
+    rewards, method, seed, use_fast
+):
+    if method == "max_min" and len(set(rewards)) == 1:
+        return  # LMFlow pairs response 0 with itself there; dpov2 never does (see below)
+    n = len(rewards)
+    rng = PromptRng(seed, 0)  # the draws dpov2 makes: the same for both orders
+    if method == "random":
+        a = rng.below(n)
+        draws = (a, [i for i in range(n) if i != a][rng.below(n - 1)])
+    else:
+        draws = (0, rng.below(n - 1))
+    sel = select_pairs(
+        rewards,
+        [0, n],
+        method=method,
+        keep_ties=True,
+        tie_order="lmflow",
+        seed=seed,
+        use_fast=use_fast,
+    )
+    assert pairs_of(sel, 0) == [lmflow_pair(rewards, method, draws)]
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+def test_tie_orders_differ_where_the_readme_says(use_fast: bool) -> None:
+    def pair(rewards: list[float], method: str, order: str) -> list[tuple[int, int]]:
+        sel = select_pairs(
+            rewards,
+            [0, len(rewards)],
+            method=method,
+            keep_ties=True,
+            tie_order=order,
+            use_fast=use_fast,
+        )
+        return pairs_of(sel, 0)
+
+    assert pair([5, 3, 3], "max_max", "dpov2") == [(0, 1)]
+    assert pair([5, 3, 3], "max_max", "lmflow") == [(0, 2)]
+    # All equal: LMFlow's max_min would pair 0 with itself; dpov2 takes 0 and 1, and
+    # under LMFlow's order chooses the second pick.
+    assert pair([2, 2, 2], "max_min", "dpov2") == [(0, 1)]
+    assert pair([2, 2, 2], "max_min", "lmflow") == [(1, 0)]
+
+
+def test_statuses_are_the_cores() -> None:
+    from dpov2 import _core
+
+    assert dict(_core.STATUSES) == {s.name.lower(): int(s) for s in PairStatus}
+    assert tuple(_core.METHODS) == METHODS and tuple(_core.TIE_ORDERS) == TIE_ORDERS
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+def test_each_status_names_the_filter_that_left_no_pair(use_fast: bool) -> None:
+    scores = [1.0, 1.0, 3.0, 1.0, 3.0, 0.0, 5.0, 0.0, 5.0]
+    lengths = [1, 1, 1, 1, 1, 1, 10, 1, 1]
+    sel = select_pairs(
+        scores,
+        [0, 2, 4, 6, 8, 9],
+        method="max_min",
+        lengths=lengths,
+        duplicate_of=[0, 1, 0, 1, 0, 0, 0, 1, 0],
+        min_margin=2.5,
+        max_length_ratio=2.0,
+        use_fast=use_fast,
+    )
+    assert sel.status.tolist() == [
+        PairStatus.TIE,
+        PairStatus.BELOW_MIN_MARGIN,
+        PairStatus.DUPLICATE_RESPONSES,
+        PairStatus.LENGTH_LIMITS,
+        PairStatus.TOO_FEW_RESPONSES,
+    ]
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+def test_random_methods_draw_uniformly_among_eligible_pairs_only(use_fast: bool) -> None:
+    n_prompts = 6000 if use_fast else 1500
+    # Response 5 copies response 0; min_margin 2 leaves 6 of the 10 candidate pairs:
+    # (2,0), (3,0), (3,1), (4,0), (4,1), (4,2) by (chosen, rejected).
+    scores = np.tile([0.0, 1.0, 2.0, 3.0, 4.0, 0.0], n_prompts)
+    offsets = np.arange(0, 6 * n_prompts + 1, 6)
+    copies = np.tile([0, 1, 2, 3, 4, 0], n_prompts)
+    sel = select_pairs(
+        scores,
+        offsets,
+        method="random",
+        min_margin=2.0,
+        duplicate_of=copies,
+        seed=3,
+        use_fast=use_fast,
+    )
+    assert (sel.status == PairStatus.PAIRED).all() and len(sel.chosen) == n_prompts
+    codes = (sel.chosen % 6) * 6 + sel.rejected % 6
+    eligible = [2 * 6 + 0, 3 * 6 + 0, 3 * 6 + 1, 4 * 6 + 0, 4 * 6 + 1, 4 * 6 + 2]
+    counts = np.bincount(codes, minlength=36)
+    assert counts.sum() == counts[eligible].sum()
+    assert chi_square(counts[eligible]) < CHI2_DF5, counts[eligible]
+    sel = select_pairs(
+        scores,
+        offsets,
+        method="max_random",
+        min_margin=2.0,
+        duplicate_of=copies,
+        seed=4,
+        use_fast=use_fast,
+    )
+    assert (sel.chosen % 6 == 4).all()
+    counts = np.bincount(sel.rejected % 6, minlength=6)
+    assert counts[[3, 5]].sum() == 0
+    assert chi_square(counts[[0, 1, 2]]) < CHI2_DF2, counts
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+def test_several_pairs_follow_each_methods_order(use_fast: bool) -> None:
+    scores = [0.5, 3.0, -1.0, 2.0, 2.0]  # ranking 1, 3, 4, 0, 2
+
+    def pairs(method: str, k: int, **kwargs: Any) -> list[tuple[int, int]]:
+        sel = select_pairs(
+            scores, [0, 5], method=method, pairs_per_prompt=k, use_fast=use_fast, **kwargs
+        )
+        return pairs_of(sel, 0)
+
+    assert pairs("top_bottom", 5) == [(1, 2), (3, 0)]  # 4 against itself would be next
+    assert pairs("adjacent", 5) == [(4, 0), (0, 2), (1, 3)]  # margins 1.5, 1.5, 1 (3-4 tie)
+    assert pairs("all_pairs", 3) == [(1, 2), (3, 2), (4, 2)]
+    assert len(pairs("all_pairs", 100)) == 9  # 10 pairs of 5, less the tie
+    assert pairs("max_min", 2) == [(1, 2), (1, 0)]
+    assert pairs("max_max", 2) == [(1, 3), (1, 4)]
+    drawn = pairs("random", 100, seed=1)
+    assert len(drawn) == 9 and len(set(drawn)) == 9
+    assert sorted(pairs("max_random", 100)) == [(1, 0), (1, 2), (1, 3), (1, 4)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    texts=st.lists(
+        st.lists(st.sampled_from(["", "a", "a ", "é", "a\x00", "\U0001f600"]), max_size=6),
+        max_size=6,
+    ),
+    chat=st.booleans(),
+)
+def test_copies_and_content_keys_agree_between_rust_and_python(texts, chat) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    from dpov2.pairing import content, content_keys, duplicate_of
+
+    offsets = np.cumsum([0] + [len(t) for t in texts])
+    flat = pa.array([t for group in texts for t in group], pa.string())
+    expected = [k for group in texts for k in content.duplicate_of(group)]
+    assert duplicate_of(flat, offsets).tolist() == expected
+    if chat:
+        prompts = [[{"role": "user", "content": g[0] if g else "?"}] for g in texts]
+    else:
+        prompts = ["".join(g) for g in texts]
+    keys = content_keys(pa.array(prompts), flat, offsets)
+    assert keys.tolist() == [content.content_key(p, g) for p, g in zip(prompts, texts, strict=True)]
+
+
+def test_content_key_is_fnv1a_over_length_prefixed_pieces() -> None:
+    from dpov2.pairing import content
+
+    assert content.fnv1a(b"foobar") == 0x85944171F73967E8  # FNV reference test vector
+    assert content.content_key("ab", ["c"]) != content.content_key("a", ["bc"])
+    assert content.content_key("p", ["x", "y"]) != content.content_key("p", ["y", "x"])

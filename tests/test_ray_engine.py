@@ -98,6 +98,9 @@ CASES = {
     "max_min": {"length_penalty": 0.05, "margin_from": "penalized", "provenance": True},
     "max_max": {"keep_ties": True, "min_margin": 0.5},
     "max_random": {"seed": 2**64 - 1},
+    # Several pairs per instance, keyed by content, under LMFlow's tie order and limits.
+    "all_pairs": {"pairs_per_prompt": 3, "key": "content", "tie_order": "lmflow"},
+    "top_bottom": {"pairs_per_prompt": 2, "max_length_ratio": 3.0, "length_penalty": 0.01},
 }
 
 

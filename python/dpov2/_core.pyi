@@ -16,10 +16,14 @@ __all__ = [
     "MAX_THREADS",
     "METHODS",
     "NUM_THREADS_ENV",
+    "STATUSES",
+    "TIE_ORDERS",
     "ArrowBatch",
     "JsonEncoder",
     "JsonReader",
     "check_batches",
+    "content_keys",
+    "duplicate_of",
     "penalized_rewards",
     "prompt_rng_below",
     "resolve_threads",
@@ -27,6 +31,8 @@ __all__ = [
 ]
 
 METHODS: list[str]
+TIE_ORDERS: list[str]
+STATUSES: list[tuple[str, int]]
 MAX_THREADS: int
 NUM_THREADS_ENV: str
 
@@ -42,12 +48,32 @@ def select_pairs(
     seed: int,
     first_key: int = 0,
     keep_ties: bool = False,
+    tie_order: str = "dpov2",
+    pairs_per_prompt: int = 1,
+    min_margin: float | None = None,
+    margin_scale: float = 1.0,
+    margin_from: str = "raw",
+    max_length_ratio: float | None = None,
+    max_length_diff: float | None = None,
+    duplicate_of: npt.NDArray[np.int64] | None = None,
+    keys: npt.NDArray[np.uint64] | None = None,
     num_threads: int | None = None,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-    """One pair per prompt: (chosen, rejected, status), flat indices or -1.
+) -> tuple[
+    npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
+]:
+    """Up to ``pairs_per_prompt`` pairs per prompt: (status per prompt, pair_offsets,
+    chosen, rejected), the last two flat response indices per pair.
 
     Raises ValueError with the core's message for bad input; TypeError for wrong dtypes.
     """
+
+def duplicate_of(texts: _ArrowExportable, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Per response, the index within its prompt of the first byte-equal text."""
+
+def content_keys(
+    prompts: _ArrowExportable, texts: _ArrowExportable, offsets: npt.NDArray[np.int64]
+) -> npt.NDArray[np.uint64]:
+    """Per instance, FNV-1a over its prompt pieces and response texts, length-prefixed."""
 
 def penalized_rewards(
     scores: npt.NDArray[np.float64],

@@ -24,10 +24,11 @@ from types import FrameType
 
 from dpov2.convert import MARGIN_SOURCES, PairOptions, write_pairs
 from dpov2.convert.lengths import length_unit
+from dpov2.convert.options import KEYS
 from dpov2.convert.summary import stats_json
 from dpov2.errors import InputError
 from dpov2.formats import INPUT_FORMATS, OUTPUT_FORMATS, ScoredSource, open_scored
-from dpov2.pairing import METHODS
+from dpov2.pairing import METHODS, TIE_ORDERS
 from dpov2.report import check_output, inspect_pairs, write_json, write_plot
 
 __all__ = ["COMMANDS", "Command", "main"]
@@ -115,7 +116,16 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="scored dataset: file, or save_to_disk folder")
     parser.add_argument("output", type=Path, help="pair dataset file to write")
     select = parser.add_argument_group("pair selection")
-    select.add_argument("--method", choices=METHODS, default="random", help="default: random")
+    select.add_argument(
+        "--method", default="random", help=f"one of {', '.join(METHODS)} (default: random)"
+    )
+    select.add_argument(
+        "--pairs-per-prompt",
+        type=int,
+        default=1,
+        metavar="K",
+        help="at most K pairs per prompt (default 1)",
+    )
     select.add_argument(
         "--length-penalty",
         type=float,
@@ -130,6 +140,30 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     select.add_argument("--seed", type=int, default=42, help="default: 42")
     select.add_argument(
         "--keep-ties", action="store_true", help="keep pairs of equal rewards (LMFlow does)"
+    )
+    select.add_argument(
+        "--tie-order",
+        default="dpov2",
+        help=f"one of {', '.join(TIE_ORDERS)}: how equal rewards are ordered, and which of a "
+        "kept tie is chosen (lmflow: as LMFlow; default: dpov2)",
+    )
+    select.add_argument(
+        "--max-length-ratio",
+        type=float,
+        metavar="R",
+        help="only pairs whose longer response is at most R times the shorter (R >= 1)",
+    )
+    select.add_argument(
+        "--max-length-diff",
+        type=float,
+        metavar="D",
+        help="only pairs whose lengths differ by at most D (D >= 0)",
+    )
+    select.add_argument(
+        "--key",
+        default="row",
+        help=f"one of {', '.join(KEYS)}: key each prompt's draws by its row (default) or by "
+        "its prompt and response texts (same pairs however rows are ordered or sharded)",
     )
     margin = parser.add_argument_group("margin")
     margin.add_argument("--margin-scale", type=float, default=1.0, help="default: 1.0")
@@ -207,20 +241,41 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: The flag of each pair option whose errors name it.
+PAIR_FLAGS = {
+    "method": "--method",
+    "tie_order": "--tie-order",
+    "key": "--key",
+    "pairs_per_prompt": "--pairs-per-prompt",
+    "max_length_ratio": "--max-length-ratio",
+    "max_length_diff": "--max-length-diff",
+}
+
+
 def run_pair(args: argparse.Namespace) -> int:
-    options = PairOptions(
-        method=args.method,
-        length_penalty=args.length_penalty,
-        length_unit=length_unit(args.tokenizer),
-        margin_scale=args.margin_scale,
-        margin_from=args.margin_from,
-        seed=args.seed,
-        min_margin=args.min_margin,
-        keep_ties=args.keep_ties,
-        skip_invalid=args.skip_invalid,
-        provenance=args.provenance,
-        num_threads=args.threads,
-    )
+    try:
+        options = PairOptions(
+            method=args.method,
+            length_penalty=args.length_penalty,
+            length_unit=length_unit(args.tokenizer),
+            margin_scale=args.margin_scale,
+            margin_from=args.margin_from,
+            seed=args.seed,
+            min_margin=args.min_margin,
+            keep_ties=args.keep_ties,
+            tie_order=args.tie_order,
+            pairs_per_prompt=args.pairs_per_prompt,
+            max_length_ratio=args.max_length_ratio,
+            max_length_diff=args.max_length_diff,
+            key=args.key,
+            skip_invalid=args.skip_invalid,
+            provenance=args.provenance,
+            num_threads=args.threads,
+        )
+    except InputError as err:
+        if err.field not in PAIR_FLAGS:
+            raise
+        raise InputError(f"{PAIR_FLAGS[err.field]}: {err.message}") from None
     if args.summary_json is not None:
         others = {"INPUT": args.input, "OUTPUT": args.output}
         check_output(args.summary_json, others, overwrite=args.overwrite)

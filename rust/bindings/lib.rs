@@ -11,6 +11,7 @@ pub mod arrow;
 mod errors;
 mod json;
 mod select;
+mod texts;
 mod threads;
 
 use pyo3::prelude::*;
@@ -18,6 +19,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     select::register(m)?;
+    texts::register(m)?;
     json::register(m)?;
     arrow::register(m)?;
     Ok(())

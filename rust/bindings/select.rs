@@ -1,6 +1,6 @@
 //! Pair selection and the length penalty (`dpov2-core`).
 
-use dpov2_core::{Lengths, Method, Options, PromptRng};
+use dpov2_core::{Inputs, Lengths, MarginFrom, Method, Options, PromptRng, Status, TieOrder};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -14,6 +14,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(penalized_rewards, m)?)?;
     m.add_function(wrap_pyfunction!(prompt_rng_below, m)?)?;
     m.add("METHODS", Method::NAMES.to_vec())?;
+    m.add("TIE_ORDERS", TieOrder::NAMES.to_vec())?;
+    m.add("STATUSES", Status::NAMES.to_vec())?;
     // The thread setting belongs to every entry point; selection is the first to need it.
     threads::register(m)?;
     Ok(())
@@ -38,16 +40,20 @@ impl LengthArray<'_> {
 }
 
 type PairArrays<'py> = (
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<u8>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
 );
 
-/// Selects one pair per prompt; returns (chosen, rejected, status), one entry per prompt.
+/// Selects up to `pairs_per_prompt` pairs per prompt; returns (status per prompt,
+/// pair_offsets, chosen, rejected).
 #[pyfunction]
 #[pyo3(signature = (
     scores, offsets, *, method, lengths=None, length_penalty=0.0, seed, first_key=0,
-    keep_ties=false, num_threads=None,
+    keep_ties=false, tie_order="dpov2", pairs_per_prompt=1, min_margin=None, margin_scale=1.0,
+    margin_from="raw", max_length_ratio=None, max_length_diff=None, duplicate_of=None,
+    keys=None, num_threads=None,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn select_pairs<'py>(
@@ -60,6 +66,15 @@ fn select_pairs<'py>(
     seed: u64,
     first_key: u64,
     keep_ties: bool,
+    tie_order: &str,
+    pairs_per_prompt: usize,
+    min_margin: Option<f64>,
+    margin_scale: f64,
+    margin_from: &str,
+    max_length_ratio: Option<f64>,
+    max_length_diff: Option<f64>,
+    duplicate_of: Option<PyReadonlyArray1<'py, i64>>,
+    keys: Option<PyReadonlyArray1<'py, u64>>,
     num_threads: Option<usize>,
 ) -> Result<PairArrays<'py>> {
     let options = Options {
@@ -68,19 +83,32 @@ fn select_pairs<'py>(
         seed,
         first_key,
         keep_ties,
+        tie_order: tie_order.parse::<TieOrder>()?,
+        pairs_per_prompt,
+        min_margin,
+        margin_scale,
+        margin_from: margin_from.parse::<MarginFrom>()?,
+        max_length_ratio,
+        max_length_diff,
     };
-    let scores = slice(&scores, "scores")?;
-    let offsets = slice(&offsets, "offsets")?;
-    let lengths = lengths.as_ref().map(LengthArray::as_lengths).transpose()?;
+    let inputs = Inputs {
+        scores: slice(&scores, "scores")?,
+        lengths: lengths.as_ref().map(LengthArray::as_lengths).transpose()?,
+        offsets: slice(&offsets, "offsets")?,
+        duplicate_of: duplicate_of
+            .as_ref()
+            .map(|d| slice(d, "duplicate_of"))
+            .transpose()?,
+        keys: keys.as_ref().map(|k| slice(k, "keys")).transpose()?,
+    };
     let selection = py.detach(|| {
-        threads::install(num_threads, || {
-            dpov2_core::select_pairs(scores, lengths, offsets, &options)
-        })
+        threads::install(num_threads, || dpov2_core::select_pairs(&inputs, &options))
     })??;
     Ok((
+        selection.status.into_pyarray(py),
+        selection.pair_offsets.into_pyarray(py),
         selection.chosen.into_pyarray(py),
         selection.rejected.into_pyarray(py),
-        selection.status.into_pyarray(py),
     ))
 }
 

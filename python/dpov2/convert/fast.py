@@ -2,7 +2,8 @@
 
 Nothing here loops over rows in Python. Scores and per-instance offsets are read from the
 Arrow list and struct buffers, lengths from ``utf8_length``, invalid rows found with
-vectorised null and finiteness checks, the pairs selected by ``dpov2.select_pairs`` and the
+vectorised null and finiteness checks, copies of a response text and content keys found by
+the Rust core in the text buffers, the pairs selected by ``dpov2.select_pairs`` and the
 texts gathered with ``take``.
 """
 
@@ -14,7 +15,6 @@ import pyarrow as pa
 
 from dpov2.arrays import from_numpy, mask, nulls, to_numpy
 from dpov2.convert.options import (
-    BELOW_MIN_MARGIN,
     INVALID,
     NON_FINITE_MARGIN,
     PAIRED,
@@ -24,7 +24,7 @@ from dpov2.convert.options import (
 )
 from dpov2.convert.result import PairedBatch
 from dpov2.formats import ScoredBatch, scored_row_problem
-from dpov2.pairing import select_pairs
+from dpov2.pairing import content_keys, duplicate_of, select_pairs
 
 __all__ = ["pair_batch"]
 
@@ -66,6 +66,9 @@ def pair_batch(
     if options.needs_lengths:
         lengths = np.zeros(len(scores))
         lengths[flat] = options.length_unit.measure(kept_texts)
+    keys = None
+    if options.key == "content":
+        keys = content_keys(prompts, kept_texts, kept_offsets)
     selection = select_pairs(
         scores[flat],
         kept_offsets,
@@ -75,13 +78,22 @@ def pair_batch(
         seed=options.seed,
         first_key=key_offset + batch.first_row,
         keep_ties=options.keep_ties,
+        tie_order=options.tie_order,
+        pairs_per_prompt=options.pairs_per_prompt,
+        min_margin=options.min_margin,
+        margin_scale=options.margin_scale,
+        margin_from=options.margin_from,
+        max_length_ratio=options.max_length_ratio,
+        max_length_diff=options.max_length_diff,
+        duplicate_of=duplicate_of(kept_texts, kept_offsets),
+        keys=keys,
         num_threads=options.num_threads,
     )
     outcomes = selection.status.copy()
     outcomes[invalid] = INVALID
-    rows = np.flatnonzero(outcomes == PAIRED)
-    chosen = flat[selection.chosen[rows]]
-    rejected = flat[selection.rejected[rows]]
+    rows = selection.pair_prompts()  # the row in the batch of every pair
+    chosen = flat[selection.chosen]
+    rejected = flat[selection.rejected]
 
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is found and reported below
         if options.margin_from == "penalized" and lengths is not None:
@@ -96,14 +108,11 @@ def pair_batch(
         raise _first_error(
             batch, invalid, overflowed, (rows, chosen, rejected), (offsets, scores), file, options
         )
-    outcomes[rows[overflowed]] = NON_FINITE_MARGIN
-    dropped = overflowed
-    if options.min_margin is not None:
-        below = (margins < options.min_margin) & ~overflowed
-        outcomes[rows[below]] = BELOW_MIN_MARGIN
-        dropped = dropped | below
-    if dropped.any():
-        kept = ~dropped
+    if overflowed.any():
+        kept = ~overflowed
+        # A row whose every pair overflowed yields nothing; the others keep their good pairs.
+        left = np.bincount(rows[kept], minlength=len(outcomes))
+        outcomes[(outcomes == PAIRED) & (left == 0)] = NON_FINITE_MARGIN
         rows, chosen, rejected, margins = rows[kept], chosen[kept], rejected[kept], margins[kept]
 
     columns: list[pa.Array] = [

@@ -10,12 +10,12 @@ import pyarrow as pa
 
 from dpov2.convert.lengths import CHARACTERS, LengthUnit
 from dpov2.errors import InputError
-from dpov2.pairing import METHODS, PairStatus
+from dpov2.pairing import METHODS, TIE_ORDERS, PairStatus, reference
 from dpov2.threads import resolve_threads
 
 __all__ = [
-    "BELOW_MIN_MARGIN",
     "INVALID",
+    "KEYS",
     "MARGIN_SOURCES",
     "NON_FINITE_MARGIN",
     "PAIRED",
@@ -25,21 +25,26 @@ __all__ = [
     "pairs_schema",
 ]
 
-MARGIN_SOURCES = ("raw", "penalized")
+MARGIN_SOURCES = reference.MARGIN_SOURCES
+#: What keys an instance's random draws: its row in the dataset, or its content.
+KEYS = ("row", "content")
 
 
 class Outcome(enum.IntEnum):
-    """Per instance; the first three are :class:`dpov2.PairStatus` codes."""
+    """Per instance: the :class:`dpov2.PairStatus` codes (one source, the selection's), then
+    what only a conversion can meet."""
 
     PAIRED = PairStatus.PAIRED
     TOO_FEW_RESPONSES = PairStatus.TOO_FEW_RESPONSES
     TIE = PairStatus.TIE
+    DUPLICATE_RESPONSES = PairStatus.DUPLICATE_RESPONSES
+    BELOW_MIN_MARGIN = PairStatus.BELOW_MIN_MARGIN
+    LENGTH_LIMITS = PairStatus.LENGTH_LIMITS
     #: The row broke the input format and was skipped (only with ``skip_invalid``).
-    INVALID = 3
-    #: The pair's margin was below ``min_margin``.
-    BELOW_MIN_MARGIN = 4
-    #: The pair's margin overflowed the float64 range (only with ``skip_invalid``).
-    NON_FINITE_MARGIN = 5
+    INVALID = len(PairStatus)
+    #: Every selected pair's margin overflowed the float64 range (only with
+    #: ``skip_invalid``; such pairs are dropped one by one).
+    NON_FINITE_MARGIN = len(PairStatus) + 1
 
 
 # The codes as plain ints, for comparisons with NumPy arrays and in per-row loops: comparing an
@@ -47,21 +52,26 @@ class Outcome(enum.IntEnum):
 # KeyboardInterrupt that arrives meanwhile.
 PAIRED = int(Outcome.PAIRED)
 INVALID = int(Outcome.INVALID)
-BELOW_MIN_MARGIN = int(Outcome.BELOW_MIN_MARGIN)
 NON_FINITE_MARGIN = int(Outcome.NON_FINITE_MARGIN)
 
 
 @dataclass(frozen=True)
 class PairOptions:
-    """Everything that decides which pair an instance yields, if any.
+    """Everything that decides which pairs an instance yields, if any.
 
     ``length_penalty`` ranks responses by ``score - length_penalty * length`` with lengths in
     ``length_unit`` (characters unless a tokenizer is given). The written ``margin`` is
     ``(chosen - rejected) * margin_scale`` over raw scores (LMFlow's definition) or, with
-    ``margin_from="penalized"``, over penalised rewards. Pairs whose margin is below
-    ``min_margin`` are dropped; so are ties unless ``keep_ties``. Invalid rows stop the run
-    unless ``skip_invalid``. ``provenance`` adds the two scores and response indices.
-    ``num_threads`` is the Rust core's thread count (:func:`dpov2.threads.resolve_threads`).
+    ``margin_from="penalized"``, over penalised rewards. Selection (:func:`dpov2.select_pairs`)
+    takes up to ``pairs_per_prompt`` pairs among the eligible ones: of distinct response
+    texts (byte-equal copies are one candidate), not tied unless ``keep_ties``, with a margin
+    of at least ``min_margin``, within ``max_length_ratio`` and ``max_length_diff`` (in
+    ``length_unit``). ``key`` keys the random draws by the instance's row (default) or its
+    content (prompt and response texts: the same pairs however the rows are ordered or
+    sharded). Invalid rows stop the run unless ``skip_invalid``. ``provenance`` adds the two
+    scores and response indices. ``num_threads`` is the Rust core's thread count
+    (:func:`dpov2.threads.resolve_threads`). An invalid option is an :class:`InputError`
+    whose ``field`` is the option's name.
     """
 
     method: str = "random"
@@ -72,6 +82,11 @@ class PairOptions:
     seed: int = 42
     min_margin: float | None = None
     keep_ties: bool = False
+    tie_order: str = "dpov2"
+    pairs_per_prompt: int = 1
+    max_length_ratio: float | None = None
+    max_length_diff: float | None = None
+    key: str = "row"
     skip_invalid: bool = False
     provenance: bool = False
     num_threads: int | None = None
@@ -79,7 +94,34 @@ class PairOptions:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise InputError(
-                f"unknown sampling method '{self.method}'; expected one of: {', '.join(METHODS)}"
+                f"unknown sampling method '{self.method}'; expected one of: {', '.join(METHODS)}",
+                field="method",
+            )
+        if self.tie_order not in TIE_ORDERS:
+            raise InputError(
+                f"unknown tie order '{self.tie_order}'; expected one of: {', '.join(TIE_ORDERS)}",
+                field="tie_order",
+            )
+        if self.key not in KEYS:
+            raise InputError(
+                f"unknown key '{self.key}'; expected one of: {', '.join(KEYS)}", field="key"
+            )
+        k = self.pairs_per_prompt
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InputError(
+                f"pairs per prompt must be at least 1, got {self.pairs_per_prompt}",
+                field="pairs_per_prompt",
+            )
+        ratio, diff = self.max_length_ratio, self.max_length_diff
+        if ratio is not None and not (math.isfinite(ratio) and ratio >= 1):
+            raise InputError(
+                f"maximum length ratio must be a finite number >= 1, got {ratio}",
+                field="max_length_ratio",
+            )
+        if diff is not None and not (math.isfinite(diff) and diff >= 0):
+            raise InputError(
+                f"maximum length difference must be a finite number >= 0, got {diff}",
+                field="max_length_diff",
             )
         if self.margin_from not in MARGIN_SOURCES:
             raise InputError(
@@ -101,7 +143,11 @@ class PairOptions:
 
     @property
     def needs_lengths(self) -> bool:
-        return self.length_penalty != 0
+        return (
+            self.length_penalty != 0
+            or self.max_length_ratio is not None
+            or self.max_length_diff is not None
+        )
 
 
 def non_finite_margin_error(

@@ -67,6 +67,7 @@ from dpov2.formats import (
     OUTPUT_SUFFIXES,
     atomic_folder,
     check_output_path,
+    dataset_files,
     detect_format,
     open_scored,
     open_writer,
@@ -78,11 +79,13 @@ __all__ = ["Shard", "find_shards", "write_pairs_on_ray"]
 
 SHARD_FORMATS = ("jsonl", "json", "parquet")
 # Columns added to the pairs for the driver: the instance's key and its Outcome. Unpaired
-# instances are rows with null pair columns.
+# instances are rows with null pair columns. An instance's pairs after its first carry
+# MORE_PAIRS instead of an outcome, so that each instance is counted once.
 KEY = "__dpov2_key"
 OUTCOME = "__dpov2_outcome"
 CHOSEN_LENGTH = "__dpov2_chosen_length"
 REJECTED_LENGTH = "__dpov2_rejected_length"
+MORE_PAIRS = 255
 # Of the records, what the summary needs (all that leaves a worker that writes its pairs).
 SUMMARY_COLUMNS = ["margin", KEY, CHOSEN_LENGTH, REJECTED_LENGTH, OUTCOME]
 DEFAULT_SHARD_FORMAT = "parquet"
@@ -113,8 +116,7 @@ def find_shards(
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            visible = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
-            paths = [p for p in visible if _is_shard_name(p, input_format)]
+            paths = [p for p, _ in dataset_files(path, input_format)]
         elif path.exists():
             paths = [path]
         else:
@@ -137,17 +139,6 @@ def find_shards(
             )
         shards.append((path, fmt))
     return shards
-
-
-def _is_shard_name(path: Path, input_format: str | None) -> bool:
-    """Whether a file in a shard folder is a shard: any file when the format is given, else
-    one whose extension names a shard format (other files, such as ``_SUCCESS``, are not)."""
-    if input_format is not None:
-        return True
-    try:
-        return detect_format(path, None) in SHARD_FORMATS
-    except InputError:
-        return False
 
 
 def write_pairs_on_ray(
@@ -361,7 +352,10 @@ def _records(paired: PairedBatch) -> pa.Table:
     pairs = paired.table.append_column(KEY, pa.array(paired.rows, pa.int64()))
     for name, texts in ((CHOSEN_LENGTH, "chosen"), (REJECTED_LENGTH, "rejected")):
         pairs = pairs.append_column(name, from_numpy(text_lengths(pairs[texts], texts)))
-    pairs = pairs.append_column(OUTCOME, pa.array(np.zeros(pairs.num_rows, np.uint8)))
+    first = np.ones(pairs.num_rows, dtype=bool)
+    first[1:] = paired.rows[1:] != paired.rows[:-1]  # an instance's pairs are consecutive
+    marks = np.where(first, np.uint8(PAIRED), np.uint8(MORE_PAIRS))
+    pairs = pairs.append_column(OUTCOME, pa.array(marks))
     unpaired = paired.outcomes[paired.outcomes != PAIRED]
     if len(unpaired) == 0:
         return pairs
@@ -372,12 +366,12 @@ def _records(paired: PairedBatch) -> pa.Table:
 
 def _add_records(summary: PairSummary, table: pa.Table) -> pa.Table:
     """Counts a record table into ``summary``; returns its pairs."""
-    outcomes = table.column(OUTCOME).to_numpy()
-    paired = outcomes == PAIRED
+    marks = table.column(OUTCOME).to_numpy()
+    paired = (marks == PAIRED) | (marks == MORE_PAIRS)
     pairs = table if paired.all() else table.filter(pa.array(paired))
     margins = pairs.column("margin").to_numpy()
     lengths = (pairs.column(CHOSEN_LENGTH).to_numpy(), pairs.column(REJECTED_LENGTH).to_numpy())
-    summary.add(outcomes, margins, pairs.column(KEY).to_numpy(), lengths)
+    summary.add(marks[marks != MORE_PAIRS], margins, pairs.column(KEY).to_numpy(), lengths)
     return pairs.drop_columns([KEY, CHOSEN_LENGTH, REJECTED_LENGTH, OUTCOME])
 
 

@@ -1,7 +1,8 @@
 """The reference path: one batch of scored instances to pairs, one row at a time, in Python.
 
 This is the definition the fast path (:mod:`dpov2.convert.fast`) must match row for row:
-plain loops over Python dicts, the selection done by the pure-Python reference of
+plain loops over Python dicts, copies and content keys found by
+:mod:`dpov2.pairing.content`, the selection done by the pure-Python reference of
 :func:`dpov2.select_pairs`, one prompt per call. It is meant to be read, not to be fast.
 """
 
@@ -13,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 
 from dpov2.convert.options import (
-    BELOW_MIN_MARGIN,
     INVALID,
     NON_FINITE_MARGIN,
     PAIRED,
@@ -23,7 +23,7 @@ from dpov2.convert.options import (
 )
 from dpov2.convert.result import PairedBatch
 from dpov2.formats import ScoredBatch, scored_row_problem
-from dpov2.pairing import select_pairs
+from dpov2.pairing import content, select_pairs
 
 __all__ = ["pair_batch"]
 
@@ -53,9 +53,10 @@ def pair_batch(
             continue
         responses = instance["output"]
         scores = [response["score"] for response in responses]
+        texts = [response["text"] for response in responses]
         lengths = None
         if options.needs_lengths:
-            lengths = [options.length_unit.measure_one(r["text"]) for r in responses]
+            lengths = [options.length_unit.measure_one(text) for text in texts]
         selection = select_pairs(
             scores,
             [0, len(scores)],
@@ -65,44 +66,55 @@ def pair_batch(
             seed=options.seed,
             first_key=key,
             keep_ties=options.keep_ties,
+            tie_order=options.tie_order,
+            pairs_per_prompt=options.pairs_per_prompt,
+            min_margin=options.min_margin,
+            margin_scale=options.margin_scale,
+            margin_from=options.margin_from,
+            max_length_ratio=options.max_length_ratio,
+            max_length_diff=options.max_length_diff,
+            duplicate_of=content.duplicate_of(texts),
+            keys=[content.content_key(instance["input"], texts)]
+            if options.key == "content"
+            else None,
             use_fast=False,
         )
         status = int(selection.status[0])
         if status != PAIRED:
             outcomes.append(status)
             continue
-        c, r = int(selection.chosen[0]), int(selection.rejected[0])
-        if options.margin_from == "penalized" and lengths is not None:
-            chosen_reward = scores[c] - options.length_penalty * lengths[c]
-            rejected_reward = scores[r] - options.length_penalty * lengths[r]
-            margin = (chosen_reward - rejected_reward) * options.margin_scale
-        else:
-            margin = (scores[c] - scores[r]) * options.margin_scale
-        if not math.isfinite(margin):
-            if not options.skip_invalid:
-                raise non_finite_margin_error(file, row, (c, scores[c]), (r, scores[r]), options)
-            outcomes.append(NON_FINITE_MARGIN)
-            continue
-        if options.min_margin is not None and margin < options.min_margin:
-            outcomes.append(BELOW_MIN_MARGIN)
-            continue
-        pair = {
-            "prompt": instance["input"],
-            "chosen": responses[c]["text"],
-            "rejected": responses[r]["text"],
-            "margin": margin,
-        }
-        if options.provenance:
-            pair |= {
-                "chosen_score": scores[c],
-                "rejected_score": scores[r],
-                "chosen_index": c,
-                "rejected_index": r,
+        written = 0
+        for c, r in zip(selection.chosen.tolist(), selection.rejected.tolist(), strict=True):
+            if options.margin_from == "penalized" and lengths is not None:
+                chosen_reward = scores[c] - options.length_penalty * lengths[c]
+                rejected_reward = scores[r] - options.length_penalty * lengths[r]
+                margin = (chosen_reward - rejected_reward) * options.margin_scale
+            else:
+                margin = (scores[c] - scores[r]) * options.margin_scale
+            if not math.isfinite(margin):
+                if not options.skip_invalid:
+                    raise non_finite_margin_error(
+                        file, row, (c, scores[c]), (r, scores[r]), options
+                    )
+                continue
+            pair = {
+                "prompt": instance["input"],
+                "chosen": texts[c],
+                "rejected": texts[r],
+                "margin": margin,
             }
-        pairs.append(pair)
-        outcomes.append(PAIRED)
-        margins.append(margin)
-        pair_rows.append(key)
+            if options.provenance:
+                pair |= {
+                    "chosen_score": scores[c],
+                    "rejected_score": scores[r],
+                    "chosen_index": c,
+                    "rejected_index": r,
+                }
+            pairs.append(pair)
+            margins.append(margin)
+            pair_rows.append(key)
+            written += 1
+        outcomes.append(PAIRED if written else NON_FINITE_MARGIN)
     schema = pairs_schema(batch.table.schema.field("input").type, options.provenance)
     return PairedBatch(
         pa.Table.from_pylist(pairs, schema=schema),

@@ -13,10 +13,12 @@ __all__ = ["PairedBatch"]
 
 @dataclass(frozen=True)
 class PairedBatch:
-    """``table``: the pairs (see :func:`dpov2.convert.options.pairs_schema`); ``outcomes``:
-    an :class:`~dpov2.convert.options.Outcome` per instance of the batch; ``margins`` and
-    ``rows``: the margin and the instance index (the random key: the index in the whole
-    dataset, also when it was read shard by shard) of every pair in ``table``."""
+    """``table``: the pairs (see :func:`dpov2.convert.options.pairs_schema`), in instance
+    order, an instance's pairs in selection order; ``outcomes``: an
+    :class:`~dpov2.convert.options.Outcome` per instance of the batch; ``margins`` and
+    ``rows``: the margin and the instance index (the index in the whole dataset, also when
+    it was read shard by shard; the random key unless keyed by content) of every pair in
+    ``table``, so an instance with several pairs has its index several times."""
 
     table: pa.Table
     outcomes: npt.NDArray[np.uint8]

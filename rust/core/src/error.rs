@@ -7,6 +7,28 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq)]
 pub enum PairError {
     UnknownMethod(String),
+    UnknownTieOrder(String),
+    UnknownMarginSource(String),
+    NoPairsPerPrompt,
+    BadLengthRatio(f64),
+    BadLengthDiff(f64),
+    NonFiniteMarginScale(f64),
+    NonFiniteMinMargin(f64),
+    LimitsWithoutLengths,
+    DuplicatesMismatch {
+        scores: usize,
+        duplicates: usize,
+    },
+    KeysMismatch {
+        prompts: usize,
+        keys: usize,
+    },
+    BadDuplicate {
+        index: usize,
+        prompt: usize,
+        response: usize,
+        value: i64,
+    },
     NonFinitePenalty(f64),
     PenaltyWithoutLengths,
     LengthMismatch {
@@ -51,6 +73,11 @@ pub enum PairError {
 /// `-inf`), or says `negative`, so both paths print identical text without depending on
 /// how either language formats other floats.
 pub(crate) fn describe(value: f64) -> &'static str {
+    describe_below(value, "negative")
+}
+
+/// [`describe`] with `below` for a finite value under the allowed range.
+pub(crate) fn describe_below(value: f64, below: &'static str) -> &'static str {
     if value.is_nan() {
         "nan"
     } else if value == f64::INFINITY {
@@ -58,7 +85,7 @@ pub(crate) fn describe(value: f64) -> &'static str {
     } else if value == f64::NEG_INFINITY {
         "-inf"
     } else {
-        "negative"
+        below
     }
 }
 
@@ -69,6 +96,51 @@ impl fmt::Display for PairError {
                 f,
                 "unknown sampling method '{name}'; expected one of: {}",
                 crate::Method::NAMES.join(", ")
+            ),
+            Self::UnknownTieOrder(name) => write!(
+                f,
+                "unknown tie order '{name}'; expected one of: {}",
+                crate::TieOrder::NAMES.join(", ")
+            ),
+            Self::UnknownMarginSource(name) => write!(
+                f,
+                "unknown margin source '{name}'; expected one of: {}",
+                crate::MarginFrom::NAMES.join(", ")
+            ),
+            Self::NoPairsPerPrompt => write!(f, "pairs_per_prompt must be >= 1, got 0"),
+            Self::BadLengthRatio(v) => write!(
+                f,
+                "max_length_ratio is {}; it must be finite and >= 1",
+                describe_below(*v, "below 1")
+            ),
+            Self::BadLengthDiff(v) => write!(
+                f,
+                "max_length_diff is {}; it must be finite and >= 0",
+                describe(*v)
+            ),
+            Self::NonFiniteMarginScale(v) => {
+                write!(f, "margin_scale must be finite, got {}", describe(*v))
+            }
+            Self::NonFiniteMinMargin(v) => {
+                write!(f, "min_margin must be finite, got {}", describe(*v))
+            }
+            Self::LimitsWithoutLengths => write!(
+                f,
+                "max_length_ratio and max_length_diff need lengths, but no lengths were given"
+            ),
+            Self::DuplicatesMismatch { scores, duplicates } => write!(
+                f,
+                "duplicate_of has {duplicates} entries but scores has {scores}; they must match"
+            ),
+            Self::KeysMismatch { prompts, keys } => write!(
+                f,
+                "keys has {keys} entries but there are {prompts} prompts; they must match"
+            ),
+            Self::BadDuplicate { index, prompt, response, value } => write!(
+                f,
+                "duplicate_of[{index}] is {value} (prompt {prompt}, response {response}); it must \
+                 be the index within the prompt of a response at or before it that is its own \
+                 first occurrence"
             ),
             Self::NonFinitePenalty(v) => {
                 write!(f, "length_penalty must be finite, got {}", describe(*v))

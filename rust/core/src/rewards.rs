@@ -110,6 +110,10 @@ pub(crate) trait Rewards: Copy + Send + Sync {
     fn scan(self) -> impl Iterator<Item = (f64, bool)>;
     /// The penalised reward of response `k` (of an already validated run).
     fn reward(self, k: usize) -> f64;
+    /// The raw score of response `k`.
+    fn score(self, k: usize) -> f64;
+    /// The length of response `k` as an `f64`, `None` without lengths.
+    fn length(self, k: usize) -> Option<f64>;
     /// What is wrong with response `k`, `None` if nothing; the score is checked first.
     fn bad(self, k: usize) -> Option<Bad>;
 
@@ -139,6 +143,14 @@ impl Rewards for Scores<'_> {
     #[inline]
     fn reward(self, k: usize) -> f64 {
         self.0[k]
+    }
+    #[inline]
+    fn score(self, k: usize) -> f64 {
+        self.0[k]
+    }
+    #[inline]
+    fn length(self, _: usize) -> Option<f64> {
+        None
     }
     fn bad(self, k: usize) -> Option<Bad> {
         let score = self.0[k];
@@ -183,6 +195,14 @@ impl<L: Length> Rewards for Penalized<'_, L> {
             self.lengths[k].as_f64(),
             self.length_penalty,
         )
+    }
+    #[inline]
+    fn score(self, k: usize) -> f64 {
+        self.scores[k]
+    }
+    #[inline]
+    fn length(self, k: usize) -> Option<f64> {
+        Some(self.lengths[k].as_f64())
     }
     fn bad(self, k: usize) -> Option<Bad> {
         let (score, length) = (self.scores[k], self.lengths[k]);

@@ -1,91 +1,236 @@
+use std::cmp::Ordering;
+
 use rayon::prelude::*;
 
 use crate::rewards::{with_rewards, Bad, Rewards};
-use crate::validate::{check_penalty, check_same_len, value_error};
-use crate::{Lengths, Method, PairError, PromptRng};
+use crate::validate::{check_options, check_same_len, value_error};
+use crate::{Lengths, MarginFrom, Method, PairError, PromptRng, TieOrder};
 
 /// What became of one prompt. Stored as `u8` so it crosses into NumPy without conversion.
+/// A prompt is unpaired only when no pair passes the filters; the status names the first
+/// filter, in this order, that left none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Status {
-    /// A pair was selected.
+    /// At least one pair was selected.
     Paired = 0,
     /// Fewer than two responses: nothing to compare.
     TooFewResponses = 1,
-    /// The two picked responses have equal penalised rewards and ties are dropped.
+    /// Every pair of candidates has equal penalised rewards and ties are dropped.
     Tie = 2,
+    /// Two responses or more, but fewer than two distinct texts.
+    DuplicateResponses = 3,
+    /// No pair's margin reaches `min_margin`.
+    BelowMinMargin = 4,
+    /// No pair is within `max_length_ratio` and `max_length_diff`.
+    LengthLimits = 5,
 }
 
-/// How to select: the method, the length penalty and where the randomness comes from.
+impl Status {
+    /// Every status as `(lower-case name, code)`, in code order.
+    pub const NAMES: [(&'static str, u8); 6] = [
+        ("paired", 0),
+        ("too_few_responses", 1),
+        ("tie", 2),
+        ("duplicate_responses", 3),
+        ("below_min_margin", 4),
+        ("length_limits", 5),
+    ];
+}
+
+/// How to select: the method, the length penalty, the filters every pair must pass, and
+/// where the randomness comes from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Options {
     pub method: Method,
     /// Penalised reward is `score - length_penalty * length`; needs lengths unless zero.
     pub length_penalty: f64,
     pub seed: u64,
-    /// Key of prompt 0 of this call; prompt `p` draws from `PromptRng::new(seed, first_key + p)`.
-    /// Pass the global position of the first prompt when selecting chunk by chunk.
+    /// Key of prompt 0 of this call when no per-prompt keys are given; prompt `p` draws
+    /// from `PromptRng::new(seed, first_key + p)`.
     pub first_key: u64,
-    /// Keep pairs whose two penalised rewards are equal (LMFlow's behaviour).
+    /// Keep pairs whose two penalised rewards are equal.
     pub keep_ties: bool,
+    pub tie_order: TieOrder,
+    /// At most this many pairs per prompt (>= 1).
+    pub pairs_per_prompt: usize,
+    /// A pair whose margin `(chosen - rejected) * margin_scale` (from `margin_from`) is
+    /// below this is not eligible.
+    pub min_margin: Option<f64>,
+    pub margin_scale: f64,
+    pub margin_from: MarginFrom,
+    /// A pair is eligible only if `longer <= max_length_ratio * shorter` (lengths in the
+    /// unit of the length penalty).
+    pub max_length_ratio: Option<f64>,
+    /// A pair is eligible only if `longer - shorter <= max_length_diff`.
+    pub max_length_diff: Option<f64>,
 }
 
-/// One entry per prompt: flat response indices of the pair (`-1` where there is none) and
-/// the prompt's [`Status`] as `u8`.
+impl Options {
+    /// The default filters and order for `method`: what the four original methods did.
+    pub fn new(method: Method, seed: u64) -> Self {
+        Self {
+            method,
+            length_penalty: 0.0,
+            seed,
+            first_key: 0,
+            keep_ties: false,
+            tie_order: TieOrder::Dpov2,
+            pairs_per_prompt: 1,
+            min_margin: None,
+            margin_scale: 1.0,
+            margin_from: MarginFrom::Raw,
+            max_length_ratio: None,
+            max_length_diff: None,
+        }
+    }
+}
+
+/// The arrays a selection reads, all flat over responses except `offsets` and `keys`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Inputs<'a> {
+    pub scores: &'a [f64],
+    pub lengths: Option<Lengths<'a>>,
+    /// `n_prompts + 1` offsets: prompt `p` owns responses `offsets[p]..offsets[p + 1]`.
+    pub offsets: &'a [i64],
+    /// Per response, the index within its prompt of the first response with the same
+    /// text (its own index for a first occurrence); later copies are not candidates.
+    pub duplicate_of: Option<&'a [i64]>,
+    /// Per prompt, the key of its random stream (instead of `first_key + p`).
+    pub keys: Option<&'a [u64]>,
+}
+
+/// Pair-shaped result: a status per prompt, and the pairs of prompt `p` at
+/// `pair_offsets[p]..pair_offsets[p + 1]` of `chosen` and `rejected` (flat response
+/// indices), in the method's preference order (random methods: draw order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
+    pub status: Vec<u8>,
+    pub pair_offsets: Vec<i64>,
     pub chosen: Vec<i64>,
     pub rejected: Vec<i64>,
-    pub status: Vec<u8>,
 }
 
 /// Prompts handled by one parallel task: enough to amortise scheduling, few enough to balance
 /// the load across threads on small inputs.
 const PROMPTS_PER_TASK: usize = 2048;
 
-/// Selects one (chosen, rejected) pair per prompt, in parallel over prompts.
+/// Selects up to `pairs_per_prompt` (chosen, rejected) pairs per prompt, in parallel over
+/// prompts.
 ///
 /// One read of the data: each prompt's offsets, scores and lengths are checked, penalised
 /// and ranked as they are read. A bad request fails whole (see [`PairError`]) with the error
-/// the documented check order gives first: offsets (by prompt) before the key range before
-/// values (by flat index). The result does not depend on the number of threads.
-pub fn select_pairs(
-    scores: &[f64],
-    lengths: Option<Lengths<'_>>,
-    offsets: &[i64],
-    options: &Options,
-) -> Result<Selection, PairError> {
-    check_penalty(options.length_penalty, lengths.is_some())?;
+/// the documented check order gives first: options, then offsets (by prompt), the key
+/// range, values (by flat index). The result does not depend on the number of threads.
+pub fn select_pairs(inputs: &Inputs<'_>, options: &Options) -> Result<Selection, PairError> {
+    let Inputs {
+        scores,
+        lengths,
+        offsets,
+        duplicate_of,
+        keys,
+    } = *inputs;
+    check_options(options, lengths.is_some())?;
     check_same_len(scores.len(), lengths)?;
+    if let Some(d) = duplicate_of {
+        if d.len() != scores.len() {
+            return Err(PairError::DuplicatesMismatch {
+                scores: scores.len(),
+                duplicates: d.len(),
+            });
+        }
+    }
     let (&first, _) = offsets.split_first().ok_or(PairError::EmptyOffsets)?;
     if first != 0 {
         return Err(PairError::OffsetsStart(first));
     }
     let n_prompts = offsets.len() - 1;
+    if let Some(k) = keys {
+        if k.len() != n_prompts {
+            return Err(PairError::KeysMismatch {
+                prompts: n_prompts,
+                keys: k.len(),
+            });
+        }
+    }
     let n_scores = scores.len();
-    let mut selection = Selection {
-        chosen: vec![-1; n_prompts],
-        rejected: vec![-1; n_prompts],
-        status: vec![Status::TooFewResponses as u8; n_prompts],
-    };
-    let problem = with_rewards!(scores, lengths, options.length_penalty, |view| {
-        select_all(view, offsets, options, &mut selection)
+    // Per-prompt outputs are written in place; pairs, whose number is known only at the
+    // end, are gathered per task and copied once into place.
+    let mut status = vec![Status::TooFewResponses as u8; n_prompts];
+    let mut pair_offsets = vec![0i64; n_prompts + 1];
+    let tasks: Vec<TaskOut> = with_rewards!(scores, lengths, options.length_penalty, |view| {
+        status
+            .par_chunks_mut(PROMPTS_PER_TASK)
+            .zip(pair_offsets[1..].par_chunks_mut(PROMPTS_PER_TASK))
+            .enumerate()
+            .map(|(task, (status, ends))| {
+                let first = task * PROMPTS_PER_TASK;
+                let bounds = &offsets[first..=first + status.len()];
+                select_task(view, inputs, bounds, first, options, (status, ends))
+            })
+            .collect()
     });
+    let problem =
+        tasks
+            .iter()
+            .filter_map(|t| t.problem.as_ref())
+            .min_by_key(|problem| match problem {
+                Problem::Offsets(_) => (0, 0),
+                Problem::Value(index, _) => (1, *index),
+            });
     let end = offsets[n_prompts];
-    let key_overflow = n_prompts > 0
+    let key_overflow = keys.is_none()
+        && n_prompts > 0
         && options
             .first_key
             .checked_add(n_prompts as u64 - 1)
             .is_none();
     match problem {
-        Some(Problem::Offsets(err)) => Err(err),
+        Some(Problem::Offsets(err)) => Err(err.clone()),
         _ if end != n_scores as i64 => Err(PairError::OffsetsShort { end, n_scores }),
         _ if key_overflow => Err(PairError::KeyOverflow {
             first_key: options.first_key,
             n_prompts,
         }),
-        Some(Problem::Value(_, err)) => Err(err),
-        None => Ok(selection),
+        Some(Problem::Value(_, err)) => Err(err.clone()),
+        None => Ok(assemble(tasks, status, pair_offsets)),
+    }
+}
+
+/// The tasks' pairs joined in prompt order, and each task's pair counts made global.
+fn assemble(tasks: Vec<TaskOut>, status: Vec<u8>, mut pair_offsets: Vec<i64>) -> Selection {
+    let mut bases = Vec::with_capacity(tasks.len());
+    let mut n_pairs = 0;
+    for task in &tasks {
+        bases.push(n_pairs);
+        n_pairs += task.chosen.len();
+    }
+    pair_offsets[1..]
+        .par_chunks_mut(PROMPTS_PER_TASK)
+        .zip(&bases)
+        .for_each(|(ends, &base)| ends.iter_mut().for_each(|e| *e += base as i64));
+    let mut chosen = vec![0i64; n_pairs];
+    let mut rejected = vec![0i64; n_pairs];
+    let mut targets = Vec::with_capacity(tasks.len());
+    let (mut c_rest, mut r_rest) = (&mut chosen[..], &mut rejected[..]);
+    for task in &tasks {
+        let (c, c_tail) = c_rest.split_at_mut(task.chosen.len());
+        let (r, r_tail) = r_rest.split_at_mut(task.rejected.len());
+        targets.push((c, r));
+        (c_rest, r_rest) = (c_tail, r_tail);
+    }
+    targets
+        .into_par_iter()
+        .zip(&tasks)
+        .for_each(|((c, r), task)| {
+            c.copy_from_slice(&task.chosen);
+            r.copy_from_slice(&task.rejected);
+        });
+    Selection {
+        status,
+        pair_offsets,
+        chosen,
+        rejected,
     }
 }
 
@@ -94,141 +239,598 @@ pub fn select_pairs(
 #[derive(Debug)]
 enum Problem {
     Offsets(PairError),
-    /// A bad score or length, at its flat index.
+    /// A bad score, length or duplicate index, at its flat index.
     Value(usize, PairError),
 }
 
-fn select_all(
-    view: impl Rewards,
-    offsets: &[i64],
-    options: &Options,
-    selection: &mut Selection,
-) -> Option<Problem> {
-    selection
-        .chosen
-        .par_chunks_mut(PROMPTS_PER_TASK)
-        .zip(selection.rejected.par_chunks_mut(PROMPTS_PER_TASK))
-        .zip(selection.status.par_chunks_mut(PROMPTS_PER_TASK))
-        .enumerate()
-        .filter_map(|(task, ((chosen, rejected), status))| {
-            let first = task * PROMPTS_PER_TASK;
-            let bounds = &offsets[first..=first + chosen.len()];
-            let out = Out {
-                chosen,
-                rejected,
-                status,
-            };
-            select_task(view, bounds, first, options, out)
-        })
-        // Each task reports its first problem in prompt order; across tasks, the earliest.
-        .min_by_key(|problem| match problem {
-            Problem::Offsets(_) => (0, 0),
-            Problem::Value(index, _) => (1, *index),
-        })
-}
-
-/// A task's slices of the per-prompt outputs.
-struct Out<'a> {
-    chosen: &'a mut [i64],
-    rejected: &'a mut [i64],
-    status: &'a mut [u8],
+/// One task's pairs as flat indices (its per-prompt outputs are written in place).
+#[derive(Default)]
+struct TaskOut {
+    chosen: Vec<i64>,
+    rejected: Vec<i64>,
+    problem: Option<Problem>,
 }
 
 /// Checks and selects for the prompts of one task; `bounds` are their offsets, `first` the
-/// index of the task's first prompt. After a bad value only the offsets are still checked,
-/// since an offsets problem later in the task would outrank it.
-fn select_task(
-    view: impl Rewards,
+/// index of the task's first prompt; writes each prompt's status, and its number of pairs
+/// in the task up to and including it, into `per_prompt`. After a bad value only the
+/// offsets are still checked, since an offsets problem later in the task would outrank it.
+fn select_task<V: Rewards>(
+    view: V,
+    inputs: &Inputs<'_>,
     bounds: &[i64],
     first: usize,
     options: &Options,
-    out: Out<'_>,
-) -> Option<Problem> {
+    per_prompt: (&mut [u8], &mut [i64]),
+) -> TaskOut {
+    let (status, ends) = per_prompt;
     let n_scores = view.len() as i64;
+    let mut out = TaskOut::default();
     // The task's first start is the previous prompt's end. If that is outside the arrays,
     // the previous prompt's own check fails (its end is below its start, which is at least
     // 0 by induction from offsets[0] == 0, or past the end), and its task reports it.
     if !(0..=n_scores).contains(&bounds[0]) {
-        return None;
+        return out;
     }
-    let mut bad_value = None;
+    let n = bounds.len() - 1;
+    if options.pairs_per_prompt == 1 && options.method != Method::AllPairs {
+        out.chosen.reserve(n);
+        out.rejected.reserve(n);
+    }
+    let mut scratch = Scratch::default();
     for (i, range) in bounds.windows(2).enumerate() {
         let prompt = first + i;
         let (start, end) = (range[0], range[1]);
         if end < start {
-            return Some(Problem::Offsets(PairError::OffsetsDecrease {
+            out.problem = Some(Problem::Offsets(PairError::OffsetsDecrease {
                 prompt,
                 start,
                 end,
             }));
+            return out;
         }
         if end > n_scores {
-            return Some(Problem::Offsets(PairError::OffsetsPastEnd {
+            out.problem = Some(Problem::Offsets(PairError::OffsetsPastEnd {
                 prompt,
                 end,
                 n_scores: n_scores as usize,
             }));
+            return out;
         }
-        if bad_value.is_some() {
+        if out.problem.is_some() {
             continue;
         }
-        let start = start as usize;
-        let responses = view.cut(start, end as usize);
-        let key = options.first_key.wrapping_add(prompt as u64);
-        let rng = || PromptRng::new(options.seed, key);
-        let picked = match options.method {
-            Method::MaxMin => select_one::<BestAndWorst>(responses, rng),
-            Method::MaxMax => select_one::<BestTwo>(responses, rng),
-            Method::MaxRandom => select_one::<Best>(responses, rng),
-            Method::Random => select_one::<Unranked>(responses, rng),
+        let (start, end) = (start as usize, end as usize);
+        let key = match inputs.keys {
+            Some(keys) => keys[prompt],
+            None => options.first_key.wrapping_add(prompt as u64),
         };
-        let Pick { a, ra, b, rb } = match picked {
-            Ok(Some(pick)) => pick,
-            Ok(None) => continue, // too few responses: the status it already has
+        let prompt_view = Prompt {
+            view: view.cut(start, end),
+            duplicate_of: inputs.duplicate_of.map(|d| &d[start..end]),
+            options,
+        };
+        let before = out.chosen.len();
+        let mut emit = |c: usize, r: usize| {
+            out.chosen.push((start + c) as i64);
+            out.rejected.push((start + r) as i64);
+        };
+        match prompt_view.select(options.seed, key, &mut scratch, &mut emit) {
+            Ok(found) => status[i] = found as u8,
             Err((k, bad)) => {
                 let index = start + k;
-                bad_value = Some(Problem::Value(index, value_error(bad, index, prompt, k)));
+                let err = match bad {
+                    Found::Value(bad) => value_error(bad, index, prompt, k),
+                    Found::Duplicate(value) => PairError::BadDuplicate {
+                        index,
+                        prompt,
+                        response: k,
+                        value,
+                    },
+                };
+                out.problem = Some(Problem::Value(index, err));
+                out.chosen.truncate(before);
+                out.rejected.truncate(before);
                 continue;
             }
-        };
-        let (c, j) = if rb > ra { (b, a) } else { (a, b) };
-        if ra == rb && !options.keep_ties {
-            out.status[i] = Status::Tie as u8;
-            continue;
         }
-        out.chosen[i] = (start + c) as i64;
-        out.rejected[i] = (start + j) as i64;
-        out.status[i] = Status::Paired as u8;
+        ends[i] = out.chosen.len() as i64;
     }
-    bad_value
+    out
 }
 
-/// The two local indices a method picked, best (or first draw) first, with their
-/// penalised rewards.
-struct Pick {
-    a: usize,
-    ra: f64,
-    b: usize,
-    rb: f64,
+/// What is wrong with a response: a score or length, or its duplicate index.
+enum Found {
+    Value(Bad),
+    Duplicate(i64),
 }
 
-/// What a method keeps track of while one prompt's rewards stream past.
+/// Buffers reused across a task's prompts, so that no prompt allocates.
+#[derive(Default)]
+struct Scratch {
+    /// Candidates (local indices), in ranking order once ranked.
+    ranked: Vec<usize>,
+    /// Candidates in the order worst first (`max_min`'s lower end).
+    worst_first: Vec<usize>,
+    /// Position of each local index in `ranked` (`usize::MAX`: not a candidate).
+    position: Vec<usize>,
+    /// Eligible pairs as (margin, order found, chosen, rejected), before sorting.
+    pairs: Vec<(f64, usize, usize, usize)>,
+    /// Pairs already drawn (smaller index first).
+    taken: Vec<(usize, usize)>,
+}
+
+/// How far a pair got through the filters, in their order; the furthest any pair of a
+/// prompt got decides the status of a prompt without pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Reached {
+    Nothing,
+    /// Failed the tie rule.
+    Tie,
+    /// Failed `min_margin`.
+    Margin,
+    /// Failed the length limits.
+    Length,
+}
+
+impl Reached {
+    fn status(self) -> Status {
+        match self {
+            Self::Nothing | Self::Tie => Status::Tie,
+            Self::Margin => Status::BelowMinMargin,
+            Self::Length => Status::LengthLimits,
+        }
+    }
+}
+
+/// The filter a pair failed, or its (chosen, rejected) orientation.
+enum Check {
+    Failed(Reached),
+    Eligible(usize, usize),
+}
+
+/// One prompt's responses, as rewards, with their duplicate indices.
+struct Prompt<'a, V> {
+    view: V,
+    duplicate_of: Option<&'a [i64]>,
+    options: &'a Options,
+}
+
+impl<V: Rewards> Prompt<'_, V> {
+    #[inline]
+    fn is_candidate(&self, k: usize) -> bool {
+        self.duplicate_of.is_none_or(|d| d[k] == k as i64)
+    }
+
+    /// The filters, in order, for the pair whose first pick is `a` and second `b`: the tie
+    /// rule, the margin, the length limits. A tied pair's chosen is the first pick under the
+    /// dpov2 tie order, the second under LMFlow's.
+    #[inline]
+    fn check(&self, a: usize, b: usize) -> Check {
+        let o = self.options;
+        let (ra, rb) = (self.view.reward(a), self.view.reward(b));
+        if ra == rb && !o.keep_ties {
+            return Check::Failed(Reached::Tie);
+        }
+        let (c, r) = if ra > rb || (ra == rb && o.tie_order == TieOrder::Dpov2) {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        if let Some(min_margin) = o.min_margin {
+            let margin = match o.margin_from {
+                MarginFrom::Raw => self.view.score(c) - self.view.score(r),
+                MarginFrom::Penalized => self.view.reward(c) - self.view.reward(r),
+            } * o.margin_scale;
+            if margin < min_margin {
+                return Check::Failed(Reached::Margin);
+            }
+        }
+        if o.max_length_ratio.is_some() || o.max_length_diff.is_some() {
+            let (la, lb) = (self.view.length(a), self.view.length(b));
+            let (la, lb) = (la.unwrap_or(0.0), lb.unwrap_or(0.0));
+            let (long, short) = if la >= lb { (la, lb) } else { (lb, la) };
+            let over_ratio = o.max_length_ratio.is_some_and(|q| long > q * short);
+            let over_diff = o.max_length_diff.is_some_and(|d| long - short > d);
+            if over_ratio || over_diff {
+                return Check::Failed(Reached::Length);
+            }
+        }
+        Check::Eligible(c, r)
+    }
+
+    /// Validates the prompt, then emits its pairs and returns its status; `Err` names the
+    /// first bad response (local index).
+    fn select(
+        &self,
+        seed: u64,
+        key: u64,
+        scratch: &mut Scratch,
+        emit: &mut impl FnMut(usize, usize),
+    ) -> Result<Status, (usize, Found)> {
+        let method = self.options.method;
+        let fast = self.options.pairs_per_prompt == 1;
+        // One read validates and, for the methods that can, ranks.
+        let streamed = match method {
+            Method::MaxMin if fast => stream::<BestAndWorst>(self.view).map(Streamed::Pair),
+            Method::MaxMax if fast => match self.options.tie_order {
+                TieOrder::Dpov2 => stream::<BestTwo<false>>(self.view).map(Streamed::Pair),
+                TieOrder::Lmflow => stream::<BestTwo<true>>(self.view).map(Streamed::Pair),
+            },
+            Method::MaxRandom => stream::<Best>(self.view).map(Streamed::Best),
+            _ => stream::<Unranked>(self.view).map(|_| Streamed::Nothing),
+        };
+        // The first bad response in index order; its score and length before its copy index.
+        let (streamed, has_copies) = match (streamed, self.check_duplicates()) {
+            (Err((kv, _)), Err((kd, of))) if kd < kv => return Err((kd, Found::Duplicate(of))),
+            (Err((kv, bad)), _) => return Err((kv, Found::Value(bad))),
+            (_, Err((kd, of))) => return Err((kd, Found::Duplicate(of))),
+            (Ok(streamed), Ok(copies)) => (streamed, copies),
+        };
+        let n = self.view.len();
+        if n < 2 {
+            return Ok(Status::TooFewResponses);
+        }
+        if has_copies && (0..n).filter(|&k| self.is_candidate(k)).nth(1).is_none() {
+            return Ok(Status::DuplicateResponses);
+        }
+        Ok(match (streamed, method) {
+            (Streamed::Pair(Some((a, b))), _) if !has_copies => {
+                if let Check::Eligible(c, r) = self.check(a, b) {
+                    emit(c, r);
+                    return Ok(Status::Paired);
+                }
+                self.ranked(scratch, emit)
+            }
+            (_, Method::Random) => self.draw_random(seed, key, scratch, emit),
+            (streamed, Method::MaxRandom) => {
+                let best = match streamed {
+                    Streamed::Best(Some(best)) if !has_copies => best,
+                    _ => self.first_best(),
+                };
+                self.draw_max_random(best, seed, key, scratch, emit)
+            }
+            _ => self.ranked(scratch, emit),
+        })
+    }
+
+    /// Whether some response is a later copy of another; `Err` for an index that does not
+    /// name a first occurrence at or before it.
+    fn check_duplicates(&self) -> Result<bool, (usize, i64)> {
+        let Some(d) = self.duplicate_of else {
+            return Ok(false);
+        };
+        let mut copies = false;
+        for (k, &of) in d.iter().enumerate() {
+            if of != k as i64 {
+                let valid = (0..k as i64).contains(&of) && d[of as usize] == of;
+                if !valid {
+                    return Err((k, of));
+                }
+                copies = true;
+            }
+        }
+        Ok(copies)
+    }
+
+    /// The first candidate of highest reward.
+    fn first_best(&self) -> usize {
+        let mut best = usize::MAX;
+        for k in (0..self.view.len()).filter(|&k| self.is_candidate(k)) {
+            if best == usize::MAX || self.view.reward(k) > self.view.reward(best) {
+                best = k;
+            }
+        }
+        best
+    }
+
+    /// Candidates into `scratch.ranked`, best first: by penalised reward, equal rewards by
+    /// index (the lower first, or the higher with `later_first`).
+    fn rank(&self, ranked: &mut Vec<usize>, later_first: bool) {
+        ranked.clear();
+        ranked.extend((0..self.view.len()).filter(|&k| self.is_candidate(k)));
+        let v = self.view;
+        ranked.sort_unstable_by(|&x, &y| {
+            let by_reward = order(v.reward(y), v.reward(x));
+            let by_index = if later_first { y.cmp(&x) } else { x.cmp(&y) };
+            by_reward.then(by_index)
+        });
+    }
+
+    /// The deterministic methods: their pairs in preference order, the first
+    /// `pairs_per_prompt` eligible ones emitted.
+    fn ranked(&self, scratch: &mut Scratch, emit: &mut impl FnMut(usize, usize)) -> Status {
+        let o = self.options;
+        let method = o.method;
+        // LMFlow's max_min takes np.argmax and np.argmin: the first index either way.
+        let later_first = o.tie_order == TieOrder::Lmflow && method != Method::MaxMin;
+        self.rank(&mut scratch.ranked, later_first);
+        let ranked = &scratch.ranked;
+        let m = ranked.len();
+        let mut reached = Reached::Nothing;
+        let mut emitted = 0;
+        // Considers one pair; true once enough pairs are emitted.
+        let mut consider = |a: usize, b: usize| match self.check(a, b) {
+            Check::Eligible(c, r) => {
+                emit(c, r);
+                emitted += 1;
+                emitted == o.pairs_per_prompt
+            }
+            Check::Failed(how_far) => {
+                reached = reached.max(how_far);
+                false
+            }
+        };
+        match method {
+            Method::MaxMax => {
+                'outer: for u in 0..m {
+                    for v in u + 1..m {
+                        if consider(ranked[u], ranked[v]) {
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+            Method::MaxMin => {
+                let worst_first = &mut scratch.worst_first;
+                worst_first.clear();
+                worst_first.extend(ranked.iter().rev());
+                let v = self.view;
+                // Worst first, equal rewards lower index first (np.argmin's choice).
+                worst_first
+                    .sort_unstable_by(|&x, &y| v.reward(x).total_cmp(&v.reward(y)).then(x.cmp(&y)));
+                let position = &mut scratch.position;
+                position.clear();
+                position.resize(self.view.len(), usize::MAX);
+                for (p, &k) in ranked.iter().enumerate() {
+                    position[k] = p;
+                }
+                'outer: for (u, &upper) in ranked.iter().enumerate() {
+                    for &lower in worst_first.iter() {
+                        if position[lower] > u && consider(upper, lower) {
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+            Method::TopBottom => {
+                for i in 0..m / 2 {
+                    if consider(ranked[i], ranked[m - 1 - i]) {
+                        break;
+                    }
+                }
+            }
+            Method::Adjacent | Method::AllPairs => {
+                // Every eligible pair of the method, then largest margin first, equal
+                // margins in ranking order (the order they were found in).
+                let pairs = &mut scratch.pairs;
+                pairs.clear();
+                let v = self.view;
+                let mut keep = |a: usize, b: usize| match self.check(a, b) {
+                    Check::Eligible(c, r) => {
+                        let found = pairs.len();
+                        pairs.push((margin(v.reward(c), v.reward(r)), found, c, r));
+                    }
+                    Check::Failed(how_far) => reached = reached.max(how_far),
+                };
+                if method == Method::Adjacent {
+                    for w in ranked.windows(2) {
+                        keep(w[0], w[1]);
+                    }
+                } else {
+                    for u in 0..m {
+                        for w in u + 1..m {
+                            keep(ranked[u], ranked[w]);
+                        }
+                    }
+                }
+                if o.pairs_per_prompt < pairs.len() {
+                    pairs.select_nth_unstable_by(o.pairs_per_prompt - 1, by_margin);
+                    pairs.truncate(o.pairs_per_prompt);
+                }
+                pairs.sort_unstable_by(by_margin);
+                for &(_, _, c, r) in pairs.iter() {
+                    emit(c, r);
+                }
+                emitted = pairs.len();
+            }
+            Method::Random | Method::MaxRandom => unreachable!("drawn, not ranked"),
+        }
+        if emitted > 0 {
+            Status::Paired
+        } else {
+            reached.status()
+        }
+    }
+
+    /// `random`: each draw is one uniform draw over all pairs of responses, taken if it is
+    /// an eligible pair of candidates not drawn before; else one uniform draw over the
+    /// eligible pairs not drawn before, in index order. Either way every such pair is
+    /// equally likely (1/N + (1 - M/N)/M = 1/M for M of N pairs).
+    fn draw_random(
+        &self,
+        seed: u64,
+        key: u64,
+        scratch: &mut Scratch,
+        emit: &mut impl FnMut(usize, usize),
+    ) -> Status {
+        let n = self.view.len();
+        let mut rng = PromptRng::new(seed, key);
+        let taken = &mut scratch.taken;
+        taken.clear();
+        let mut reached = Reached::Nothing;
+        for _ in 0..self.options.pairs_per_prompt {
+            let a = rng.below(n as u64) as usize;
+            let b = skip(rng.below(n as u64 - 1), a);
+            let pair = (a.min(b), a.max(b));
+            if self.is_candidate(a) && self.is_candidate(b) && !taken.contains(&pair) {
+                if let Check::Eligible(c, r) = self.check(a, b) {
+                    emit(c, r);
+                    taken.push(pair);
+                    continue;
+                }
+            }
+            match self.draw_open(&mut rng, taken, &mut reached) {
+                Some((i, j, c, r)) => {
+                    emit(c, r);
+                    taken.push((i, j));
+                }
+                None => break,
+            }
+        }
+        if taken.is_empty() {
+            reached.status()
+        } else {
+            Status::Paired
+        }
+    }
+
+    /// The fallback draw of `random`: uniform over the eligible pairs of candidates not
+    /// drawn yet, in index order, as `(i, j, chosen, rejected)`; `None` when there are none.
+    /// Also records how far every pair got through the filters.
+    #[cold]
+    #[inline(never)]
+    fn draw_open(
+        &self,
+        rng: &mut PromptRng,
+        taken: &[(usize, usize)],
+        reached: &mut Reached,
+    ) -> Option<(usize, usize, usize, usize)> {
+        let n = self.view.len();
+        let candidates = || (0..n).filter(|&k| self.is_candidate(k));
+        let open = || {
+            candidates()
+                .flat_map(move |i| candidates().filter(move |&j| j > i).map(move |j| (i, j)))
+        };
+        let mut count = 0u64;
+        for (i, j) in open() {
+            match self.check(i, j) {
+                Check::Eligible(..) if !taken.contains(&(i, j)) => count += 1,
+                Check::Eligible(..) => {}
+                Check::Failed(how_far) => *reached = (*reached).max(how_far),
+            }
+        }
+        if count == 0 {
+            return None;
+        }
+        let t = rng.below(count) as usize;
+        open()
+            .filter_map(|(i, j)| match self.check(i, j) {
+                Check::Eligible(c, r) if !taken.contains(&(i, j)) => Some((i, j, c, r)),
+                _ => None,
+            })
+            .nth(t)
+    }
+
+    /// `max_random`: the anchor is the best candidate, or (when no pair with it is
+    /// eligible) the highest-ranked candidate with an eligible pair; each draw is one
+    /// uniform draw over the best's other responses, taken if eligible and new, else one
+    /// uniform draw over the anchor's eligible partners not drawn before, in index order.
+    fn draw_max_random(
+        &self,
+        best: usize,
+        seed: u64,
+        key: u64,
+        scratch: &mut Scratch,
+        emit: &mut impl FnMut(usize, usize),
+    ) -> Status {
+        let n = self.view.len();
+        let mut rng = PromptRng::new(seed, key);
+        let mut anchor: Option<Option<usize>> = None;
+        let mut reached = Reached::Nothing;
+        scratch.taken.clear();
+        for _ in 0..self.options.pairs_per_prompt {
+            let b = skip(rng.below(n as u64 - 1), best);
+            if self.is_candidate(b) && !scratch.taken.contains(&(b, b)) {
+                if let Check::Eligible(c, r) = self.check(best, b) {
+                    emit(c, r);
+                    scratch.taken.push((b, b));
+                    continue;
+                }
+            }
+            let found = *anchor.get_or_insert_with(|| {
+                self.rank(&mut scratch.ranked, false);
+                scratch.ranked.iter().copied().find(|&x| {
+                    let mut any = false;
+                    for y in (0..n).filter(|&y| y != x && self.is_candidate(y)) {
+                        match self.check(x, y) {
+                            Check::Eligible(..) => any = true,
+                            Check::Failed(how_far) => reached = reached.max(how_far),
+                        }
+                    }
+                    any
+                })
+            });
+            let Some(a) = found else { break };
+            let taken = &scratch.taken;
+            let open = || {
+                (0..n)
+                    .filter(move |&y| y != a && self.is_candidate(y) && !taken.contains(&(y, y)))
+                    .filter_map(move |y| match self.check(a, y) {
+                        Check::Eligible(c, r) => Some((y, c, r)),
+                        Check::Failed(_) => None,
+                    })
+            };
+            let count = open().count() as u64;
+            if count == 0 {
+                break;
+            }
+            if let Some((y, c, r)) = open().nth(rng.below(count) as usize) {
+                emit(c, r);
+                scratch.taken.push((y, y));
+            }
+        }
+        if scratch.taken.is_empty() {
+            reached.status()
+        } else {
+            Status::Paired
+        }
+    }
+}
+
+/// Largest margin first, then the order the pairs were found in.
+fn by_margin(x: &(f64, usize, usize, usize), y: &(f64, usize, usize, usize)) -> Ordering {
+    order(y.0, x.0).then(x.1.cmp(&y.1))
+}
+
+/// The order of two rewards or margins, never NaN: `-0.0` equals `0.0`, as in Python.
+#[inline]
+fn order(a: f64, b: f64) -> Ordering {
+    a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+}
+
+/// How much `chosen` beats `rejected` by: `0` for equal rewards, also when both are infinite
+/// (where the difference would be NaN).
+#[inline]
+fn margin(chosen: f64, rejected: f64) -> f64 {
+    if chosen == rejected {
+        0.0
+    } else {
+        chosen - rejected
+    }
+}
+
+/// What the one read of a prompt ranked.
+enum Streamed {
+    Pair(Option<(usize, usize)>),
+    Best(Option<usize>),
+    Nothing,
+}
+
+/// What a streaming ranking keeps track of while one prompt's rewards stream past.
 trait Rank {
+    type Out;
     /// The state after responses 0 and 1.
     fn start(r0: f64, r1: f64) -> Self;
     /// Response `i >= 2` with reward `r`.
     fn push(&mut self, i: usize, r: f64);
-    /// The pair, from the state and (for random draws) the prompt's rewards and stream.
-    fn pick(self, rewards: impl Rewards, rng: impl FnOnce() -> PromptRng) -> Pick;
+    fn finish(self) -> Self::Out;
 }
 
-/// The pair of one prompt's responses in a single read of them, `Ok(None)` for fewer than
-/// two, or `Err` with the first bad response (local index) and what is wrong with it.
+/// One read of a prompt's responses: validated, and ranked by `K`; `Ok(None)` for fewer
+/// than two, or `Err` with the first bad response (local index) and what is wrong with it.
 #[inline]
-fn select_one<K: Rank>(
-    responses: impl Rewards,
-    rng: impl FnOnce() -> PromptRng,
-) -> Result<Option<Pick>, (usize, Bad)> {
+fn stream<K: Rank>(responses: impl Rewards) -> Result<Option<K::Out>, (usize, Bad)> {
     let mut scan = responses.scan();
     let (Some((r0, ok0)), Some((r1, ok1))) = (scan.next(), scan.next()) else {
         return responses.first_bad().map_or(Ok(None), Err);
@@ -242,7 +844,7 @@ fn select_one<K: Rank>(
     if let Some(bad) = (!valid).then(|| responses.first_bad()).flatten() {
         return Err(bad);
     }
-    Ok(Some(rank.pick(responses, rng)))
+    Ok(Some(rank.finish()))
 }
 
 /// Maps a uniform draw over the `n - 1` indices other than `taken` onto `0..n`.
@@ -252,10 +854,11 @@ fn skip(draw: u64, taken: usize) -> usize {
     draw + usize::from(draw >= taken)
 }
 
-/// `random`: nothing to rank; two distinct draws.
+/// Validation only.
 struct Unranked;
 
 impl Rank for Unranked {
+    type Out = ();
     #[inline]
     fn start(_: f64, _: f64) -> Self {
         Self
@@ -263,27 +866,17 @@ impl Rank for Unranked {
     #[inline]
     fn push(&mut self, _: usize, _: f64) {}
     #[inline]
-    fn pick(self, rewards: impl Rewards, rng: impl FnOnce() -> PromptRng) -> Pick {
-        let n = rewards.len() as u64;
-        let mut rng = rng();
-        let a = rng.below(n) as usize;
-        let b = skip(rng.below(n - 1), a);
-        Pick {
-            a,
-            ra: rewards.reward(a),
-            b,
-            rb: rewards.reward(b),
-        }
-    }
+    fn finish(self) {}
 }
 
-/// `max_random`: the first index of the maximum, against a uniform draw among the others.
+/// The first index of the maximum.
 struct Best {
     best: usize,
     hi: f64,
 }
 
 impl Rank for Best {
+    type Out = usize;
     #[inline]
     fn start(r0: f64, r1: f64) -> Self {
         if r1 > r0 {
@@ -299,14 +892,8 @@ impl Rank for Best {
         }
     }
     #[inline]
-    fn pick(self, rewards: impl Rewards, rng: impl FnOnce() -> PromptRng) -> Pick {
-        let b = skip(rng().below(rewards.len() as u64 - 1), self.best);
-        Pick {
-            a: self.best,
-            ra: self.hi,
-            b,
-            rb: rewards.reward(b),
-        }
+    fn finish(self) -> usize {
+        self.best
     }
 }
 
@@ -320,6 +907,7 @@ struct BestAndWorst {
 }
 
 impl Rank for BestAndWorst {
+    type Out = (usize, usize);
     #[inline]
     fn start(r0: f64, r1: f64) -> Self {
         let (worst, lo) = if r1 < r0 { (1, r1) } else { (0, r0) };
@@ -337,31 +925,27 @@ impl Rank for BestAndWorst {
         }
     }
     #[inline]
-    fn pick(self, _: impl Rewards, _: impl FnOnce() -> PromptRng) -> Pick {
-        let Best { best, hi } = self.best;
-        Pick {
-            a: best,
-            ra: hi,
-            b: if self.worst == best { 1 } else { self.worst },
-            rb: self.lo,
-        }
+    fn finish(self) -> (usize, usize) {
+        let best = self.best.best;
+        (best, if self.worst == best { 1 } else { self.worst })
     }
 }
 
-/// `max_max`: the first two entries of the stable descending order: a later index only
-/// displaces an earlier one by being strictly greater. Written as selects rather than
-/// branches, which random rewards would mispredict.
-struct BestTwo {
+/// `max_max`: the first two entries of the descending order, equal rewards lower index
+/// first (or, with `LATER`, higher index first: LMFlow's `np.argsort`). Written as selects
+/// rather than branches, which random rewards would mispredict.
+struct BestTwo<const LATER: bool> {
     best: usize,
     hi: f64,
     second: usize,
     next: f64,
 }
 
-impl Rank for BestTwo {
+impl<const LATER: bool> Rank for BestTwo<LATER> {
+    type Out = (usize, usize);
     #[inline]
     fn start(r0: f64, r1: f64) -> Self {
-        if r1 > r0 {
+        if r1 > r0 || (LATER && r1 == r0) {
             Self {
                 best: 1,
                 hi: r1,
@@ -379,7 +963,11 @@ impl Rank for BestTwo {
     }
     #[inline]
     fn push(&mut self, i: usize, r: f64) {
-        let (above_best, above_second) = (r > self.hi, r > self.next);
+        let (above_best, above_second) = if LATER {
+            (r >= self.hi, r >= self.next)
+        } else {
+            (r > self.hi, r > self.next)
+        };
         (self.second, self.next) = if above_best {
             (self.best, self.hi)
         } else if above_second {
@@ -394,12 +982,7 @@ impl Rank for BestTwo {
         };
     }
     #[inline]
-    fn pick(self, _: impl Rewards, _: impl FnOnce() -> PromptRng) -> Pick {
-        Pick {
-            a: self.best,
-            ra: self.hi,
-            b: self.second,
-            rb: self.next,
-        }
+    fn finish(self) -> (usize, usize) {
+        (self.best, self.second)
     }
 }

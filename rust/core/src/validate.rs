@@ -3,7 +3,38 @@
 //! contract: the Python reference runs them in the same order and raises the same messages.
 
 use crate::rewards::Bad;
-use crate::{Lengths, PairError};
+use crate::{Lengths, Options, PairError};
+
+/// Every option, in the documented order (the method and tie order are parsed before).
+pub(crate) fn check_options(options: &Options, has_lengths: bool) -> Result<(), PairError> {
+    if options.pairs_per_prompt == 0 {
+        return Err(PairError::NoPairsPerPrompt);
+    }
+    check_penalty(options.length_penalty, has_lengths)?;
+    if !options.margin_scale.is_finite() {
+        return Err(PairError::NonFiniteMarginScale(options.margin_scale));
+    }
+    if let Some(m) = options.min_margin.filter(|m| !m.is_finite()) {
+        return Err(PairError::NonFiniteMinMargin(m));
+    }
+    if let Some(r) = options
+        .max_length_ratio
+        .filter(|r| !(r.is_finite() && *r >= 1.0))
+    {
+        return Err(PairError::BadLengthRatio(r));
+    }
+    if let Some(d) = options
+        .max_length_diff
+        .filter(|d| !(d.is_finite() && *d >= 0.0))
+    {
+        return Err(PairError::BadLengthDiff(d));
+    }
+    let limits = options.max_length_ratio.is_some() || options.max_length_diff.is_some();
+    if limits && !has_lengths {
+        return Err(PairError::LimitsWithoutLengths);
+    }
+    Ok(())
+}
 
 pub(crate) fn check_penalty(length_penalty: f64, has_lengths: bool) -> Result<(), PairError> {
     if !length_penalty.is_finite() {

@@ -1,18 +1,38 @@
-use dpov2_core::{select_pairs, Lengths, Method, Options, PairError, Selection, Status};
+use dpov2_core::{Inputs, Lengths, Method, Options, PairError, Selection, Status, TieOrder};
 use proptest::prelude::*;
 
 fn options(method: Method) -> Options {
-    Options {
-        method,
-        length_penalty: 0.0,
-        seed: 42,
-        first_key: 0,
-        keep_ties: false,
-    }
+    Options::new(method, 42)
+}
+
+fn select_pairs(
+    scores: &[f64],
+    lengths: Option<Lengths<'_>>,
+    offsets: &[i64],
+    options: &Options,
+) -> Result<Selection, PairError> {
+    let inputs = Inputs {
+        scores,
+        lengths,
+        offsets,
+        ..Inputs::default()
+    };
+    dpov2_core::select_pairs(&inputs, options)
 }
 
 fn select(scores: &[f64], offsets: &[i64], method: Method) -> Selection {
     select_pairs(scores, None, offsets, &options(method)).unwrap()
+}
+
+/// The pairs of prompt `p`, as (chosen, rejected) flat indices.
+fn pairs(s: &Selection, p: usize) -> Vec<(i64, i64)> {
+    let range = s.pair_offsets[p] as usize..s.pair_offsets[p + 1] as usize;
+    range.map(|i| (s.chosen[i], s.rejected[i])).collect()
+}
+
+/// The first pair of prompt `p`, `(-1, -1)` without one.
+fn pair(s: &Selection, p: usize) -> (i64, i64) {
+    pairs(s, p).first().copied().unwrap_or((-1, -1))
 }
 
 #[test]
@@ -20,12 +40,34 @@ fn max_methods_pick_best_worst_and_runner_up() {
     let scores = [0.5, 3.0, -1.0, 2.0];
     let offsets = [0, 4];
     let s = select(&scores, &offsets, Method::MaxMin);
-    assert_eq!((s.chosen[0], s.rejected[0]), (1, 2));
+    assert_eq!(pair(&s, 0), (1, 2));
     let s = select(&scores, &offsets, Method::MaxMax);
-    assert_eq!((s.chosen[0], s.rejected[0]), (1, 3));
+    assert_eq!(pair(&s, 0), (1, 3));
     let s = select(&scores, &offsets, Method::MaxRandom);
     assert_eq!(s.chosen[0], 1);
     assert_ne!(s.rejected[0], 1);
+    let s = select(&scores, &offsets, Method::TopBottom);
+    assert_eq!(pairs(&s, 0), [(1, 2)]);
+    let opts = Options {
+        pairs_per_prompt: 2,
+        ..options(Method::TopBottom)
+    };
+    let s = select_pairs(&scores, None, &offsets, &opts).unwrap();
+    assert_eq!(pairs(&s, 0), [(1, 2), (3, 0)]);
+    let opts = Options {
+        pairs_per_prompt: 10,
+        ..options(Method::Adjacent)
+    };
+    // Ranking 1, 3, 0, 2 (3, 2, 0.5, -1): margins 1, 1.5, 1.5, largest first.
+    let s = select_pairs(&scores, None, &offsets, &opts).unwrap();
+    assert_eq!(pairs(&s, 0), [(3, 0), (0, 2), (1, 3)]);
+    let opts = Options {
+        method: Method::AllPairs,
+        ..opts
+    };
+    let s = select_pairs(&scores, None, &offsets, &opts).unwrap();
+    assert_eq!(pairs(&s, 0).len(), 6);
+    assert_eq!(pair(&s, 0), (1, 2));
 }
 
 #[test]
@@ -35,20 +77,15 @@ fn ties_in_ranking_go_to_the_lowest_index() {
     let offsets = [0, 5];
     let mut opts = options(Method::MaxMin);
     let s = select_pairs(&scores, None, &offsets, &opts).unwrap();
-    assert_eq!((s.chosen[0], s.rejected[0]), (1, 0));
-    // Best vs second best are equal: a tie, dropped by default, kept on request.
+    assert_eq!(pair(&s, 0), (1, 0));
+    // Best vs second best are equal: a tie is not eligible by default, so the next pair in
+    // max_max's order (best against third) is taken; kept on request.
     opts.method = Method::MaxMax;
     let s = select_pairs(&scores, None, &offsets, &opts).unwrap();
-    assert_eq!(
-        (s.chosen[0], s.rejected[0], s.status[0]),
-        (-1, -1, Status::Tie as u8)
-    );
+    assert_eq!((pair(&s, 0), s.status[0]), ((1, 4), Status::Paired as u8));
     opts.keep_ties = true;
     let s = select_pairs(&scores, None, &offsets, &opts).unwrap();
-    assert_eq!(
-        (s.chosen[0], s.rejected[0], s.status[0]),
-        (1, 3, Status::Paired as u8)
-    );
+    assert_eq!((pair(&s, 0), s.status[0]), ((1, 3), Status::Paired as u8));
 }
 
 #[test]
@@ -58,15 +95,15 @@ fn all_equal_rewards_still_give_two_distinct_responses_when_ties_are_kept() {
         ..options(Method::MaxMin)
     };
     let s = select_pairs(&[2.0, 2.0, 2.0], None, &[0, 3], &opts).unwrap();
-    assert_eq!((s.chosen[0], s.rejected[0]), (0, 1));
+    assert_eq!(pair(&s, 0), (0, 1));
 }
 
 #[test]
 fn prompts_with_fewer_than_two_responses_are_reported_not_paired() {
     let s = select(&[1.0, 2.0, 3.0], &[0, 0, 1, 3], Method::MaxMin);
     assert_eq!(s.status, vec![1, 1, 0]);
-    assert_eq!(s.chosen, vec![-1, -1, 2]);
-    assert_eq!(s.rejected, vec![-1, -1, 1]);
+    assert_eq!(s.pair_offsets, vec![0, 0, 0, 1]);
+    assert_eq!((s.chosen, s.rejected), (vec![2], vec![1]));
 }
 
 #[test]
@@ -78,13 +115,13 @@ fn length_penalty_changes_the_ranking() {
         ..options(Method::MaxMin)
     };
     let s = select_pairs(&scores, Some(lengths[..].into()), &[0, 2], &opts).unwrap();
-    assert_eq!((s.chosen[0], s.rejected[0]), (0, 1));
+    assert_eq!(pair(&s, 0), (0, 1));
     let opts = Options {
         length_penalty: -0.01,
         ..opts
     };
     let s = select_pairs(&scores, Some(lengths[..].into()), &[0, 2], &opts).unwrap();
-    assert_eq!((s.chosen[0], s.rejected[0]), (1, 0));
+    assert_eq!(pair(&s, 0), (1, 0));
 }
 
 #[test]
@@ -243,33 +280,39 @@ fn prompts() -> impl Strategy<Value = (Vec<f64>, Vec<f64>, Vec<i64>)> {
 }
 
 fn method() -> impl Strategy<Value = Method> {
-    prop_oneof![
-        Just(Method::Random),
-        Just(Method::MaxMin),
-        Just(Method::MaxMax),
-        Just(Method::MaxRandom)
-    ]
+    prop::sample::select(
+        Method::NAMES
+            .iter()
+            .map(|name| name.parse::<Method>().unwrap())
+            .collect::<Vec<_>>(),
+    )
 }
 
 proptest! {
     #[test]
     fn chosen_beats_rejected_within_the_same_prompt(
         (scores, lengths, offsets) in prompts(), method in method(), seed: u64, lp in -0.2f64..0.2,
+        k in 1usize..4,
     ) {
-        let opts = Options { method, length_penalty: lp, seed, first_key: 0, keep_ties: false };
+        let opts = Options { length_penalty: lp, pairs_per_prompt: k, ..Options::new(method, seed) };
         let s = select_pairs(&scores, Some(lengths[..].into()), &offsets, &opts).unwrap();
         for p in 0..offsets.len() - 1 {
-            if s.status[p] != Status::Paired as u8 {
-                prop_assert_eq!((s.chosen[p], s.rejected[p]), (-1, -1));
-                continue;
+            let found = pairs(&s, p);
+            prop_assert_eq!(s.status[p] == Status::Paired as u8, !found.is_empty());
+            prop_assert!(found.len() <= k);
+            let mut seen = found.iter().map(|&(c, j)| (c.min(j), c.max(j))).collect::<Vec<_>>();
+            seen.sort_unstable();
+            seen.dedup();
+            prop_assert_eq!(seen.len(), found.len(), "a pair twice");
+            for (c, j) in found {
+                let (c, j) = (c as usize, j as usize);
+                prop_assert!(c != j);
+                for i in [c, j] {
+                    prop_assert!(offsets[p] as usize <= i && i < offsets[p + 1] as usize);
+                }
+                let r = |i: usize| scores[i] - lp * lengths[i];
+                prop_assert!(r(c) > r(j));
             }
-            let (c, j) = (s.chosen[p] as usize, s.rejected[p] as usize);
-            prop_assert!(c != j);
-            for i in [c, j] {
-                prop_assert!(offsets[p] as usize <= i && i < offsets[p + 1] as usize);
-            }
-            let r = |i: usize| scores[i] - lp * lengths[i];
-            prop_assert!(r(c) > r(j));
         }
     }
 
@@ -277,7 +320,7 @@ proptest! {
     fn integer_lengths_select_as_their_float_values(
         (scores, lengths, offsets) in prompts(), method in method(), seed: u64, lp in -0.2f64..0.2,
     ) {
-        let opts = Options { method, length_penalty: lp, seed, first_key: 0, keep_ties: false };
+        let opts = Options { length_penalty: lp, ..Options::new(method, seed) };
         let as_f64 = select_pairs(&scores, Some(Lengths::F64(&lengths)), &offsets, &opts).unwrap();
         let i64s: Vec<i64> = lengths.iter().map(|&l| l as i64).collect();
         let i32s: Vec<i32> = lengths.iter().map(|&l| l as i32).collect();
@@ -289,7 +332,7 @@ proptest! {
     fn chunked_selection_equals_whole_selection(
         (scores, _lengths, offsets) in prompts(), method in method(), seed: u64, cut in 0usize..60,
     ) {
-        let opts = Options { method, length_penalty: 0.0, seed, first_key: 0, keep_ties: true };
+        let opts = Options { keep_ties: true, pairs_per_prompt: 2, ..Options::new(method, seed) };
         let whole = select_pairs(&scores, None, &offsets, &opts).unwrap();
         let cut = cut.min(offsets.len() - 1);
         let base = offsets[cut];
@@ -298,10 +341,9 @@ proptest! {
         let a = select_pairs(&scores[..base as usize], None, &head, &opts).unwrap();
         let b_opts = Options { first_key: cut as u64, ..opts };
         let b = select_pairs(&scores[base as usize..], None, &tail, &b_opts).unwrap();
-        let shift = |v: i64| if v < 0 { v } else { v + base };
-        let chosen: Vec<i64> = a.chosen.iter().copied().chain(b.chosen.iter().map(|&v| shift(v))).collect();
+        let chosen: Vec<i64> = a.chosen.iter().copied().chain(b.chosen.iter().map(|&v| v + base)).collect();
         let rejected: Vec<i64> =
-            a.rejected.iter().copied().chain(b.rejected.iter().map(|&v| shift(v))).collect();
+            a.rejected.iter().copied().chain(b.rejected.iter().map(|&v| v + base)).collect();
         prop_assert_eq!(chosen, whole.chosen);
         prop_assert_eq!(rejected, whole.rejected);
     }
@@ -314,12 +356,8 @@ fn result_does_not_depend_on_thread_count() {
     let scores: Vec<f64> = (0..n_prompts * 5)
         .map(|i| ((i * 7919) % 13) as f64)
         .collect();
-    for method in [
-        Method::Random,
-        Method::MaxMin,
-        Method::MaxMax,
-        Method::MaxRandom,
-    ] {
+    for name in Method::NAMES {
+        let method = name.parse::<Method>().unwrap();
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -353,4 +391,114 @@ fn random_picks_every_unordered_pair_equally_often() {
         }
     }
     assert!(chi2 < 25.0, "chi2 = {chi2}, counts = {counts:?}");
+}
+
+#[test]
+fn lmflow_tie_order_breaks_ties_as_lmflow_does() {
+    // [5, 3, 3]: LMFlow's np.argsort puts index 2 above 1, so max_max is (0, 2).
+    let lmflow = Options {
+        tie_order: TieOrder::Lmflow,
+        keep_ties: true,
+        ..options(Method::MaxMax)
+    };
+    let s = select_pairs(&[5.0, 3.0, 3.0], None, &[0, 3], &lmflow).unwrap();
+    assert_eq!(pair(&s, 0), (0, 2));
+    assert_eq!(
+        pair(&select(&[5.0, 3.0, 3.0], &[0, 3], Method::MaxMax), 0),
+        (0, 1)
+    );
+    // A kept tie: LMFlow chooses the second pick (np.argsort's next), dpov2 the first.
+    let s = select_pairs(&[5.0, 5.0, 5.0], None, &[0, 3], &lmflow).unwrap();
+    assert_eq!(pair(&s, 0), (1, 2));
+    let dpov2 = Options {
+        keep_ties: true,
+        ..options(Method::MaxMax)
+    };
+    let s = select_pairs(&[5.0, 5.0, 5.0], None, &[0, 3], &dpov2).unwrap();
+    assert_eq!(pair(&s, 0), (0, 1));
+}
+
+#[test]
+fn copies_are_one_candidate_and_a_prompt_of_copies_has_its_own_status() {
+    let scores = [1.0, 9.0, 0.0, 2.0, 2.0];
+    let duplicate_of = [0, 0, 2, 0, 0];
+    let inputs = Inputs {
+        scores: &scores,
+        offsets: &[0, 3, 5],
+        duplicate_of: Some(&duplicate_of),
+        ..Inputs::default()
+    };
+    let s = dpov2_core::select_pairs(&inputs, &options(Method::MaxMin)).unwrap();
+    // The copy (9.0) of response 0 is not a candidate: 1.0 against 0.0.
+    assert_eq!(pairs(&s, 0), [(0, 2)]);
+    assert_eq!(s.status[1], Status::DuplicateResponses as u8);
+    let bad = [0, 0, 1, 0, 0]; // response 2 names response 1, itself a copy
+    let inputs = Inputs {
+        duplicate_of: Some(&bad),
+        ..inputs
+    };
+    let err = dpov2_core::select_pairs(&inputs, &options(Method::MaxMin)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PairError::BadDuplicate {
+                index: 2,
+                value: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn filters_move_selection_to_the_next_eligible_pair_and_name_the_reason() {
+    let scores = [3.0, 2.0, 0.0];
+    let lengths = [100.0, 10.0, 12.0];
+    let limited = Options {
+        max_length_ratio: Some(2.0),
+        ..options(Method::MaxMin)
+    };
+    let s = select_pairs(&scores, Some(lengths[..].into()), &[0, 3], &limited).unwrap();
+    assert_eq!(pairs(&s, 0), [(1, 2)]); // 3.0 is 10x longer than both others
+    let tight = Options {
+        max_length_diff: Some(1.0),
+        ..limited
+    };
+    let s = select_pairs(&scores, Some(lengths[..].into()), &[0, 3], &tight).unwrap();
+    assert_eq!(s.status[0], Status::LengthLimits as u8);
+    let margin = Options {
+        min_margin: Some(2.5),
+        ..options(Method::Random)
+    };
+    for seed in 0..20 {
+        let s = select_pairs(&scores, None, &[0, 3], &Options { seed, ..margin }).unwrap();
+        assert_eq!(pairs(&s, 0), [(0, 2)], "seed {seed}");
+    }
+    let s = select_pairs(
+        &scores,
+        None,
+        &[0, 3],
+        &Options {
+            min_margin: Some(4.0),
+            ..margin
+        },
+    );
+    assert_eq!(s.unwrap().status[0], Status::BelowMinMargin as u8);
+}
+
+#[test]
+fn keys_replace_the_position_of_the_prompt() {
+    let scores: Vec<f64> = (0..40).map(f64::from).collect();
+    let offsets: Vec<i64> = (0..=5).map(|p| p * 8).collect();
+    let keys = [7u64, 7, 7, 7, 7];
+    let inputs = Inputs {
+        scores: &scores,
+        offsets: &offsets,
+        keys: Some(&keys),
+        ..Inputs::default()
+    };
+    let s = dpov2_core::select_pairs(&inputs, &options(Method::Random)).unwrap();
+    let local: Vec<i64> = (0..5).map(|p| pair(&s, p).0 - 8 * p as i64).collect();
+    assert!(local.iter().all(|&c| c == local[0]), "{local:?}");
 }
