@@ -450,6 +450,35 @@ def test_convert_to_paired_dataset_gives_the_same_pairs_from_every_source(tmp_pa
             assert got.to_list() == expected.to_list()
 
 
+def test_convert_to_paired_dataset_takes_every_pair_option(tmp_path: Path) -> None:
+    """Each keyword reaches the pairing: the dataset holds what ``write_pairs`` writes with
+    the same options, and the options change it (all pairs of q0, none over the ratio)."""
+    import datasets
+
+    keywords: dict[str, Any] = {
+        "tie_order": "lmflow",
+        "pairs_per_prompt": 3,
+        "max_length_ratio": 3.0,
+        "max_length_diff": 50.0,
+        "key": "content",
+    }
+    got = convert_to_paired_dataset(
+        write_jsonl(tmp_path / "d.jsonl", ROWS),
+        sampling_paired_method="all_pairs",
+        provenance=True,
+        **keywords,
+    )
+    options = PairOptions(method="all_pairs", provenance=True, **keywords)
+    rows = datasets.Dataset.from_list(ROWS)
+    write_pairs(open_scored(rows), tmp_path / "pairs.parquet", options)
+    assert got.to_list() == datasets.Dataset.from_parquet(str(tmp_path / "pairs.parquet")).to_list()
+    # q0's three pairs; q4's lengths 20 and 5 are more than 3 apart as a ratio. By default,
+    # one pair per prompt and no length limit:
+    assert got["prompt"] == ["q0", "q0", "q0"]
+    plain = convert_to_paired_dataset(rows, sampling_paired_method="all_pairs")
+    assert plain["prompt"] == ["q0", "q4"]
+
+
 def _trl_dpo_trainer(pairs: datasets.Dataset, tmp_path: Path) -> Any:
     """TRL's own DPOTrainer (not this project's) on the tiny in-code model, for one step."""
     from trl import DPOConfig, DPOTrainer

@@ -98,6 +98,11 @@ def convert_to_paired_dataset(
     keep_ties: bool = False,
     min_margin: float | None = None,
     margin_from: str = "raw",
+    tie_order: str = "dpov2",
+    pairs_per_prompt: int = 1,
+    max_length_ratio: float | None = None,
+    max_length_diff: float | None = None,
+    key: str = "row",
     tokenizer: str | os.PathLike[str] | Any | None = None,
     skip_invalid: bool = False,
     provenance: bool = False,
@@ -111,10 +116,14 @@ def convert_to_paired_dataset(
 
     As LMFlow's method of the same name: responses ranked by ``score - length_penalty *
     length`` (length in characters, or in tokens of ``tokenizer``, a tokenizer or a local
-    folder), one pair per prompt by ``sampling_paired_method`` (``random``, ``max_min``,
-    ``max_max``, ``max_random``), ``margin = (raw chosen score - raw rejected score) *
-    margin_scale``. Unlike LMFlow, the draws are reproducible from ``seed``, and ties (equal
-    penalised rewards) are dropped unless ``keep_ties``. See :class:`PairOptions` for the rest.
+    folder), pairs by ``sampling_paired_method`` (LMFlow's ``random``, ``max_min``,
+    ``max_max``, ``max_random``, one pair per prompt; or ``all_pairs``, ``adjacent``,
+    ``top_bottom``), ``margin = (raw chosen score - raw rejected score) * margin_scale``.
+    Unlike LMFlow, the draws are reproducible from ``seed``, ties (equal penalised rewards)
+    are not pairs unless ``keep_ties``, and identical response texts are one candidate. The
+    options of ``dpov2 pair`` are the keywords of the same names (``tie_order``,
+    ``pairs_per_prompt``, ``max_length_ratio``, ``max_length_diff``, ``key``, ...); see
+    :class:`PairOptions` and the README's "Pair selection" for their meaning.
 
     A prompt given as chat messages stays as it is, and ``chosen``/``rejected`` become
     one-message conversations, ``[{"role": "assistant", "content": text}]``: TRL's
@@ -134,6 +143,11 @@ def convert_to_paired_dataset(
         seed=seed,
         min_margin=min_margin,
         keep_ties=keep_ties,
+        tie_order=tie_order,
+        pairs_per_prompt=pairs_per_prompt,
+        max_length_ratio=max_length_ratio,
+        max_length_diff=max_length_diff,
+        key=key,
         skip_invalid=skip_invalid,
         provenance=provenance,
     )
