@@ -703,6 +703,9 @@ def test_lmflow_tie_order_gives_lmflows_pairs_on_repeated_scores(  # type: ignor
         use_fast=use_fast,
     )
     assert pairs_of(sel, 0) == [lmflow_pair(rewards, method, draws)]
+    # LMFlow's per-prompt API keeps LMFlow's order too.
+    per_prompt = sampling_paired_idx_from_rewards(rewards, method, use_fast=use_fast, seed=seed)
+    assert per_prompt == lmflow_pair(rewards, method, draws)
 
 
 @pytest.mark.parametrize("use_fast", [True, False])

@@ -237,7 +237,8 @@ def sampling_paired_idx_from_rewards(
 ) -> tuple[int, int]:
     """LMFlow's per-prompt API: indices of (chosen, rejected) among one prompt's rewards.
 
-    As in LMFlow, a pair of equal rewards is returned rather than dropped. ``seed=None``
+    As in LMFlow, a pair of equal rewards is returned rather than dropped, and ties are
+    ordered as LMFlow orders them (``tie_order="lmflow"``). ``seed=None``
     draws a fresh seed from the operating system, so such calls are not reproducible; pass a
     seed for reproducible pairs.
 
@@ -253,6 +254,7 @@ def sampling_paired_idx_from_rewards(
         method=sampling_paired_method,
         seed=secrets.randbits(64) if seed is None else seed,
         keep_ties=True,
+        tie_order="lmflow",
         use_fast=use_fast,
     )
     return int(selection.chosen[0]), int(selection.rejected[0])
