@@ -91,6 +91,33 @@ def test_a_bad_row_in_a_folder_names_its_file_and_row_there(tmp_path: Path) -> N
     assert len(kept) == 4
 
 
+@pytest.mark.parametrize("use_fast", [True, False])
+def test_problems_the_pairing_finds_name_the_file_and_row_there(
+    tmp_path: Path, use_fast: bool
+) -> None:
+    """Problems found after reading (a null score in a Parquet file, which its reader does not
+    check; a margin that overflows) name the folder's file and the row within it, too."""
+    null_score = scored(1)
+    null_score["output"][3]["score"] = None
+    huge = {"input": "h", "output": [{"text": "a", "score": 1e308}, {"text": "b", "score": -1e308}]}
+    lmflow(tmp_path / "a.json", SCORED_TYPE, [scored(0)] * 3)
+    pq.write_table(pa.Table.from_pylist([scored(2), null_score]), tmp_path / "b.parquet")
+    lmflow(tmp_path / "c.json", SCORED_TYPE, [scored(3), scored(4), huge])
+    with pytest.raises(InputError) as raised:
+        convert_to_paired_dataset(tmp_path, use_fast=use_fast)
+    error = raised.value
+    assert (error.file, error.row, error.field) == (
+        str(tmp_path / "b.parquet"),
+        1,
+        "output[3].score",
+    )
+    (tmp_path / "b.parquet").unlink()
+    with pytest.raises(InputError) as raised:
+        convert_to_paired_dataset(tmp_path, use_fast=use_fast, sampling_paired_method="max_min")
+    error = raised.value
+    assert (error.file, error.row, error.field) == (str(tmp_path / "c.json"), 2, "margin")
+
+
 def test_a_folder_mixes_formats_but_not_prompt_kinds(tmp_path: Path) -> None:
     chat = {"input": [{"role": "user", "content": "q"}], "output": scored(0)["output"]}
     pq.write_table(pa.Table.from_pylist([scored(0)]), tmp_path / "a.parquet")

@@ -182,8 +182,7 @@ def _first_error(
     k = int(np.argmax(overflowed))
     start, c, r = int(offsets[rows[k]]), int(chosen[k]), int(rejected[k])
     return non_finite_margin_error(
-        file,
-        batch.first_row + int(rows[k]),
+        *batch.locate(int(rows[k]), file),
         (c - start, float(scores[c])),
         (r - start, float(scores[r])),
         options,
@@ -196,7 +195,7 @@ def _first_problem(batch: ScoredBatch, invalid: npt.NDArray[np.bool_], file: str
     problem = batch.problems.get(i) or scored_row_problem(batch.table.slice(i, 1).to_pylist()[0])
     if problem is None:
         raise AssertionError(f"{file}: row {batch.first_row + i} flagged invalid but is valid")
-    return problem.error(file, batch.first_row + i)
+    return problem.error(*batch.locate(i, file))
 
 
 def _offsets(sizes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

@@ -48,7 +48,7 @@ def pair_batch(
         problem = batch.problems.get(i) or scored_row_problem(instance)
         if problem is not None:
             if not options.skip_invalid:
-                raise problem.error(file, row)
+                raise problem.error(*batch.locate(i, file))
             outcomes.append(INVALID)
             continue
         responses = instance["output"]
@@ -94,7 +94,7 @@ def pair_batch(
             if not math.isfinite(margin):
                 if not options.skip_invalid:
                     raise non_finite_margin_error(
-                        file, row, (c, scores[c]), (r, scores[r]), options
+                        *batch.locate(i, file), (c, scores[c]), (r, scores[r]), options
                     )
                 continue
             pair = {

@@ -18,6 +18,7 @@ renamed into place only on success.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -197,7 +198,7 @@ def _limit(source: ScoredSource, max_samples: int | None) -> ScoredSource:
                 if keep < batch.table.num_rows:
                     problems = {i: p for i, p in batch.problems.items() if i < keep}
                     table = batch.table.slice(0, keep)
-                    yield ScoredBatch(table, batch.first_row, batch.progress, problems)
+                    yield dataclasses.replace(batch, table=table, problems=problems)
                     return
                 yield batch
 

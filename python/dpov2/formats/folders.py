@@ -111,7 +111,8 @@ def folder_batches(
             if fmt == "parquet":
                 progress = _share(size, rows_seen, batch.table.num_rows, _rows_of(path))
             rows_seen += batch.table.num_rows
-            yield ScoredBatch(table, offset + batch.first_row, progress, problems)
+            origin = (str(path), batch.first_row)
+            yield ScoredBatch(table, offset + batch.first_row, progress, problems, origin)
         offset += rows_seen
 
 

@@ -86,13 +86,23 @@ class ScoredBatch:
     instance index of the batch's first row in its source: error messages name rows by it and
     the pairing draws its random numbers by it, so results never depend on batching.
     ``progress`` is how much of the source the batch consumed (bytes or rows, as the reader
-    counts its total).
+    counts its total). ``origin`` is, for a batch of one file of a folder, that file and the
+    row of the batch's first row within it: errors found later name them (:meth:`locate`).
     """
 
     table: pa.Table
     first_row: int
     progress: int
     problems: dict[int, RowProblem] = field(default_factory=dict)
+    origin: tuple[str, int] | None = None
+
+    def locate(self, i: int, source: str) -> tuple[str, int]:
+        """The file and row an error about row ``i`` of the batch names: ``source`` and the
+        row's index there, or for a folder's batch its own file and the row within it."""
+        if self.origin is None:
+            return source, self.first_row + i
+        file, first_row = self.origin
+        return file, first_row + i
 
 
 def is_prompt_type(kind: pa.DataType) -> bool:
