@@ -72,22 +72,12 @@ def pair_batch(
     selection = select_pairs(
         scores[flat],
         kept_offsets,
-        method=options.method,
         lengths=None if lengths is None else lengths[flat],
-        length_penalty=options.length_penalty,
-        seed=options.seed,
         first_key=key_offset + batch.first_row,
-        keep_ties=options.keep_ties,
-        tie_order=options.tie_order,
-        pairs_per_prompt=options.pairs_per_prompt,
-        min_margin=options.min_margin,
-        margin_scale=options.margin_scale,
-        margin_from=options.margin_from,
-        max_length_ratio=options.max_length_ratio,
-        max_length_diff=options.max_length_diff,
         duplicate_of=duplicate_of(kept_texts, kept_offsets),
         keys=keys,
         num_threads=options.num_threads,
+        **options.selection_arguments(),
     )
     outcomes = selection.status.copy()
     outcomes[invalid] = INVALID

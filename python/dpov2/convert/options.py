@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -148,6 +149,23 @@ class PairOptions:
             or self.max_length_ratio is not None
             or self.max_length_diff is not None
         )
+
+    def selection_arguments(self) -> dict[str, Any]:
+        """The keywords of :func:`dpov2.select_pairs` these options set, the same for every
+        batch and on both paths (the arrays, the first key and the thread count aside)."""
+        return {
+            "method": self.method,
+            "length_penalty": self.length_penalty,
+            "seed": self.seed,
+            "keep_ties": self.keep_ties,
+            "tie_order": self.tie_order,
+            "pairs_per_prompt": self.pairs_per_prompt,
+            "min_margin": self.min_margin,
+            "margin_scale": self.margin_scale,
+            "margin_from": self.margin_from,
+            "max_length_ratio": self.max_length_ratio,
+            "max_length_diff": self.max_length_diff,
+        }
 
 
 def non_finite_margin_error(

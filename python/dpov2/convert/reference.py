@@ -60,24 +60,14 @@ def pair_batch(
         selection = select_pairs(
             scores,
             [0, len(scores)],
-            method=options.method,
             lengths=lengths,
-            length_penalty=options.length_penalty,
-            seed=options.seed,
             first_key=key,
-            keep_ties=options.keep_ties,
-            tie_order=options.tie_order,
-            pairs_per_prompt=options.pairs_per_prompt,
-            min_margin=options.min_margin,
-            margin_scale=options.margin_scale,
-            margin_from=options.margin_from,
-            max_length_ratio=options.max_length_ratio,
-            max_length_diff=options.max_length_diff,
             duplicate_of=content.duplicate_of(texts),
             keys=[content.content_key(instance["input"], texts)]
             if options.key == "content"
             else None,
             use_fast=False,
+            **options.selection_arguments(),
         )
         status = int(selection.status[0])
         if status != PAIRED:
