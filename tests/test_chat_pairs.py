@@ -13,6 +13,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from plain_trl import plain_trl_trainer
 
 from dpov2.cli import main
 from dpov2.errors import InputError
@@ -95,28 +96,10 @@ def test_a_written_pair_file_trains_with_plain_trl(
     paired_files: dict[str, Path], tmp_path: Path
 ) -> None:
     """What failed with a TypeError (list + str) before: TRL's own trainer, one step."""
-    from trl import DPOConfig, DPOTrainer
+    from dpov2.tiny_model import build_tiny_tokenizer
 
-    from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
-
-    tokenizer = build_tiny_tokenizer()
-    assert tokenizer.chat_template
-    config = DPOConfig(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        max_steps=1,
-        report_to="none",
-        use_cpu=True,
-        logging_steps=1,
-        save_strategy="no",
-    )
-    trainer = DPOTrainer(
-        model=build_tiny_model(tokenizer),
-        ref_model=build_tiny_model(tokenizer),
-        args=config,
-        train_dataset=read_pairs(paired_files[".parquet"]),
-        processing_class=tokenizer,
-    )
+    assert build_tiny_tokenizer().chat_template
+    trainer = plain_trl_trainer(read_pairs(paired_files[".parquet"]), tmp_path)
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 1 and losses[0] > 0

@@ -7,13 +7,14 @@ import math
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from plain_trl import plain_trl_trainer
 
 from dpov2.convert import (
     Outcome,
@@ -30,9 +31,6 @@ from dpov2.errors import InputError
 from dpov2.formats import ScoredBatch, open_scored
 from dpov2.formats.instances import OUTPUT_TYPE, RowProblem
 from dpov2.pairing import METHODS
-
-if TYPE_CHECKING:
-    import datasets
 
 SCHEMA = pa.schema([("input", pa.string()), ("output", OUTPUT_TYPE)])
 
@@ -479,31 +477,6 @@ def test_convert_to_paired_dataset_takes_every_pair_option(tmp_path: Path) -> No
     assert plain["prompt"] == ["q0", "q4"]
 
 
-def _trl_dpo_trainer(pairs: datasets.Dataset, tmp_path: Path) -> Any:
-    """TRL's own DPOTrainer (not this project's) on the tiny in-code model, for one step."""
-    from trl import DPOConfig, DPOTrainer
-
-    from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
-
-    tokenizer = build_tiny_tokenizer()
-    config = DPOConfig(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        max_steps=1,
-        report_to="none",
-        use_cpu=True,
-        logging_steps=1,
-        save_strategy="no",
-    )
-    return DPOTrainer(
-        model=build_tiny_model(tokenizer),
-        ref_model=build_tiny_model(tokenizer),  # an instance: nothing to load from a hub
-        args=config,
-        train_dataset=pairs,
-        processing_class=tokenizer,
-    )
-
-
 def _scored_rows(prompt: Callable[[int], Any]) -> list[dict[str, Any]]:
     return [
         {
@@ -523,7 +496,7 @@ def test_trl_dpo_trainer_accepts_the_pairs(tmp_path: Path) -> None:
     pairs = convert_to_paired_dataset(
         write_jsonl(tmp_path / "s.jsonl", rows), sampling_paired_method="max_min"
     )
-    trainer = _trl_dpo_trainer(pairs, tmp_path)
+    trainer = plain_trl_trainer(pairs, tmp_path)
     tokenizer = trainer.processing_class
     tokenized = trainer.train_dataset[0]
     assert tokenized["prompt_ids"] == tokenizer(pairs[0]["prompt"])["input_ids"]
@@ -545,7 +518,7 @@ def test_chat_prompts_give_trl_conversational_pairs(tmp_path: Path) -> None:
         "rejected": [{"role": "assistant", "content": "no"}],
         "margin": 2.0,
     }
-    trainer = _trl_dpo_trainer(pairs, tmp_path)
+    trainer = plain_trl_trainer(pairs, tmp_path)
     tokenizer = trainer.processing_class
     prompt_ids = tokenizer.apply_chat_template(
         pairs[0]["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True
