@@ -73,6 +73,29 @@ def test_inspect_of_the_written_file_gives_the_pair_summary_json(
     assert text.splitlines()[1:] == printed.splitlines()[3:5]
 
 
+@pytest.mark.parametrize("path", [[], ["--no-fast"]])
+def test_with_length_limits_the_summary_reports_the_pairs_without_them(
+    tmp_path: Path, path: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The length-bias report before and after the limits: ``before_length_limits`` holds
+    the statistics of the same pairing without the limits, as that run's own summary."""
+    common = ["--method", "all_pairs", "--pairs-per-prompt", "3", *path]
+    summaries = {}
+    for name, limits in (("limited", ["--max-length-ratio", "1.5"]), ("free", [])):
+        out, summary = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.json"
+        code, printed, _ = run(
+            capsys, "pair", scored(tmp_path), out, *common, *limits, "--summary-json", summary
+        )
+        assert code == 0
+        summaries[name] = (json.loads(summary.read_text()), printed)
+    (limited, printed), (free, _) = summaries["limited"], summaries["free"]
+    assert free["before_length_limits"] is None
+    before = limited["before_length_limits"]
+    assert before == {part: free[part] for part in ("pairs", "margin", "length")}
+    assert limited["pairs"] < free["pairs"]
+    assert f"before length limits ({free['pairs']} pairs), length" in printed
+
+
 def test_summary_json_matches_the_pairs_computed_directly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ count, or path: ``use_fast=True`` (Arrow and the Rust core, :mod:`dpov2.convert.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,11 +49,17 @@ def pair_batches(
     shards is paired shard by shard with ``key_offset`` the number of instances in the shards
     before, which gives every instance the key it has in the concatenated file, whoever pairs
     it (see :mod:`dpov2.convert.ray_engine`). The next batch is read in a background thread
-    while this one is paired.
+    while this one is paired. With length limits, each batch is also paired without them
+    (:attr:`PairedBatch.before_limits`), which the summary reports.
     """
     pair = fast.pair_batch if use_fast else reference.pair_batch
+    unlimited = options.without_length_limits()
     for batch in prefetch(source.batches):
-        yield pair(batch, options, source.name, key_offset=key_offset), batch.progress
+        paired = pair(batch, options, source.name, key_offset=key_offset)
+        if unlimited is not None:
+            before = pair(batch, unlimited, source.name, key_offset=key_offset)
+            paired = dataclasses.replace(paired, before_limits=before)
+        yield paired, batch.progress
 
 
 def write_pairs(

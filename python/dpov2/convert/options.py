@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field
@@ -148,6 +149,16 @@ class PairOptions:
             self.length_penalty != 0
             or self.max_length_ratio is not None
             or self.max_length_diff is not None
+        )
+
+    def without_length_limits(self) -> PairOptions | None:
+        """These options without their length limits, for the length-bias report of what the
+        limits changed (``None`` when there are none). Rows the limited run accepted are
+        valid, so pairs whose margin overflows are only dropped here, never an error."""
+        if self.max_length_ratio is None and self.max_length_diff is None:
+            return None
+        return dataclasses.replace(
+            self, max_length_ratio=None, max_length_diff=None, skip_invalid=True
         )
 
     def selection_arguments(self) -> dict[str, Any]:

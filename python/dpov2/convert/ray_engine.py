@@ -55,13 +55,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from dpov2.arrays import from_numpy
 from dpov2.convert import pair_batches
 from dpov2.convert.options import PAIRED, PairOptions, pairs_schema
 from dpov2.convert.result import PairedBatch
-from dpov2.convert.summary import PairSummary, text_lengths
+from dpov2.convert.summary import PairSummary, pair_lengths
 from dpov2.errors import InputError
 from dpov2.formats import (
     OUTPUT_SUFFIXES,
@@ -86,6 +87,9 @@ OUTCOME = "__dpov2_outcome"
 CHOSEN_LENGTH = "__dpov2_chosen_length"
 REJECTED_LENGTH = "__dpov2_rejected_length"
 MORE_PAIRS = 255
+# With length limits, the pairs the instance gives without them (see PairedBatch.before_limits)
+# follow as rows marked BEFORE_LIMITS, with only their key, margin and lengths.
+BEFORE_LIMITS = 254
 # Of the records, what the summary needs (all that leaves a worker that writes its pairs).
 SUMMARY_COLUMNS = ["margin", KEY, CHOSEN_LENGTH, REJECTED_LENGTH, OUTCOME]
 DEFAULT_SHARD_FORMAT = "parquet"
@@ -348,31 +352,56 @@ def _is_part(name: str) -> bool:
 
 def _records(paired: PairedBatch) -> pa.Table:
     """The pairs with their keys, lengths (for the summary) and outcome, then a row for each
-    unpaired instance with only its outcome (the summary needs no more of it)."""
+    unpaired instance with only its outcome (the summary needs no more of it), then, with
+    length limits, the pairs without them (key, margin and lengths only)."""
     pairs = paired.table.append_column(KEY, pa.array(paired.rows, pa.int64()))
-    for name, texts in ((CHOSEN_LENGTH, "chosen"), (REJECTED_LENGTH, "rejected")):
-        pairs = pairs.append_column(name, from_numpy(text_lengths(pairs[texts], texts)))
+    chosen_lengths, rejected_lengths = pair_lengths(paired.table)
+    pairs = pairs.append_column(CHOSEN_LENGTH, from_numpy(chosen_lengths))
+    pairs = pairs.append_column(REJECTED_LENGTH, from_numpy(rejected_lengths))
     first = np.ones(pairs.num_rows, dtype=bool)
     first[1:] = paired.rows[1:] != paired.rows[:-1]  # an instance's pairs are consecutive
     marks = np.where(first, np.uint8(PAIRED), np.uint8(MORE_PAIRS))
     pairs = pairs.append_column(OUTCOME, pa.array(marks))
+    tables = [pairs]
     unpaired = paired.outcomes[paired.outcomes != PAIRED]
-    if len(unpaired) == 0:
-        return pairs
-    nulls = [pa.nulls(len(unpaired), field.type) for field in pairs.schema][:-1]
-    dropped = pa.Table.from_arrays([*nulls, pa.array(unpaired)], schema=pairs.schema)
-    return pa.concat_tables([pairs, dropped])
+    if len(unpaired):
+        nulls = [pa.nulls(len(unpaired), field.type) for field in pairs.schema][:-1]
+        tables.append(pa.Table.from_arrays([*nulls, pa.array(unpaired)], schema=pairs.schema))
+    before = paired.before_limits
+    if before is not None and len(before.rows):
+        n = len(before.rows)
+        chosen_lengths, rejected_lengths = pair_lengths(before.table)
+        given = {
+            "margin": from_numpy(before.margins),
+            KEY: pa.array(before.rows, pa.int64()),
+            CHOSEN_LENGTH: from_numpy(chosen_lengths),
+            REJECTED_LENGTH: from_numpy(rejected_lengths),
+            OUTCOME: pa.array(np.full(n, BEFORE_LIMITS, np.uint8)),
+        }
+        columns = [given.get(field.name, pa.nulls(n, field.type)) for field in pairs.schema]
+        tables.append(pa.Table.from_arrays(columns, schema=pairs.schema))
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 def _add_records(summary: PairSummary, table: pa.Table) -> pa.Table:
     """Counts a record table into ``summary``; returns its pairs."""
     marks = table.column(OUTCOME).to_numpy()
+    before = marks == BEFORE_LIMITS
+    if before.any():
+        summary.add_before_limits(*_pair_figures(table.filter(pa.array(before))))
     paired = (marks == PAIRED) | (marks == MORE_PAIRS)
     pairs = table if paired.all() else table.filter(pa.array(paired))
-    margins = pairs.column("margin").to_numpy()
-    lengths = (pairs.column(CHOSEN_LENGTH).to_numpy(), pairs.column(REJECTED_LENGTH).to_numpy())
-    summary.add(marks[marks != MORE_PAIRS], margins, pairs.column(KEY).to_numpy(), lengths)
+    instances = marks[(marks != MORE_PAIRS) & ~before]
+    summary.add(instances, *_pair_figures(pairs))
     return pairs.drop_columns([KEY, CHOSEN_LENGTH, REJECTED_LENGTH, OUTCOME])
+
+
+def _pair_figures(
+    records: pa.Table,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], tuple[Any, Any]]:
+    """The margins, keys and (chosen, rejected) lengths of pair records."""
+    lengths = (records.column(CHOSEN_LENGTH).to_numpy(), records.column(REJECTED_LENGTH).to_numpy())
+    return records.column("margin").to_numpy(), records.column(KEY).to_numpy(), lengths
 
 
 @contextlib.contextmanager

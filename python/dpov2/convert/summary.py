@@ -204,6 +204,11 @@ def text_lengths(column: pa.Array | pa.ChunkedArray, name: str) -> FloatArray:
     return np.concatenate(lengths) if len(lengths) != 1 else lengths[0]
 
 
+def pair_lengths(table: pa.Table) -> tuple[FloatArray, FloatArray]:
+    """The (chosen, rejected) lengths in characters of a table of pairs."""
+    return text_lengths(table["chosen"], "chosen"), text_lengths(table["rejected"], "rejected")
+
+
 def _chunk_lengths(array: pa.Array, name: str) -> FloatArray:
     if array.null_count:
         row = int(np.flatnonzero(nulls(array))[0])
@@ -449,6 +454,9 @@ class PairSummary:
     prompts_read: int = 0
     outcomes: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     stats: PairStats = field(default_factory=PairStats)
+    #: With length limits: the pairs the same options give without them, so the report says
+    #: what the limits changed (``None`` without limits).
+    before_limits: PairStats | None = None
 
     @property
     def pairs_written(self) -> int:
@@ -473,14 +481,24 @@ class PairSummary:
             self.outcomes[Outcome(outcome)] += int(count)
         self.stats.add(rows, margins, *(lengths or (None, None)))
 
+    def add_before_limits(
+        self,
+        margins: FloatArray,
+        rows: npt.NDArray[np.int64],
+        lengths: tuple[FloatArray, FloatArray],
+    ) -> None:
+        """Counts the pairs of a batch paired without its length limits (as :meth:`add`
+        counts the written ones)."""
+        if self.before_limits is None:
+            self.before_limits = PairStats()
+        self.before_limits.add(rows, margins, *lengths)
+
     def add_batch(self, paired: PairedBatch) -> None:
         """Counts a converted batch, measuring its pairs' lengths."""
-        table = paired.table
-        lengths = (
-            text_lengths(table["chosen"], "chosen"),
-            text_lengths(table["rejected"], "rejected"),
-        )
-        self.add(paired.outcomes, paired.margins, paired.rows, lengths)
+        self.add(paired.outcomes, paired.margins, paired.rows, pair_lengths(paired.table))
+        if paired.before_limits is not None:
+            before = paired.before_limits
+            self.add_before_limits(before.margins, before.rows, pair_lengths(before.table))
 
     @property
     def margin_min(self) -> float:
@@ -500,12 +518,20 @@ class PairSummary:
     def lines(self) -> list[str]:
         """The summary as printed by ``dpov2 pair``."""
         dropped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in self.dropped.items())
-        return [
+        lines = [
             f"prompts read: {self.prompts_read}",
             f"pairs written: {self.pairs_written}",
             f"prompts dropped: {sum(self.dropped.values())} ({dropped})",
             *self.stats.lines(),
         ]
+        if self.before_limits is not None:
+            before = self.before_limits
+            lines += [
+                f"before length limits ({before.pairs} pairs), {line}"
+                for line in before.lines()
+                if line.startswith("length")
+            ]
+        return lines
 
     def to_json(self) -> dict[str, Any]:
         """The summary as JSON (schema ``version`` :data:`JSON_VERSION`, in the README)."""
@@ -514,7 +540,13 @@ class PairSummary:
             "paired": self.outcomes[Outcome.PAIRED],
             "dropped": self.dropped,
         }
-        return {"version": JSON_VERSION, "prompts": prompts, **self.stats.to_json()}
+        before = None if self.before_limits is None else self.before_limits.to_json()
+        return {
+            "version": JSON_VERSION,
+            "prompts": prompts,
+            **self.stats.to_json(),
+            "before_length_limits": before,
+        }
 
 
 def stats_json(stats: PairStats) -> dict[str, Any]:
