@@ -140,6 +140,32 @@ def test_align_trains_on_paired_data(tmp_path: Path, form: str) -> None:
     _assert_reloadable_checkpoint(out)
 
 
+def test_align_trains_on_implicit_prompt_pairs_from_parquet(tmp_path: Path) -> None:
+    """TRL's implicit-prompt conversational pairs (no prompt column) in a columnar file: the
+    prompt is the messages both completions start with; text completions need a prompt."""
+
+    def conversation(i: int, answer: str) -> list[dict[str, str]]:
+        question = {"role": "user", "content": f"Question {i}: is this good?"}
+        return [question, {"role": "assistant", "content": answer}]
+
+    rows = [
+        {"chosen": conversation(i, "yes"), "rejected": conversation(i, "no"), "margin": 1.0}
+        for i in range(8)
+    ]
+    pairs = tmp_path / "pairs.parquet"
+    Dataset.from_list(rows).to_parquet(str(pairs))
+    history = _aligner(tmp_path / "out", max_train_samples=None).align(
+        load_model(TINY), None, pairs
+    )
+    assert history[-1]["step"] == 2  # 8 pairs, 4 per step
+    text = tmp_path / "text.parquet"
+    Dataset.from_list([{"chosen": " yes", "rejected": " no"}] * 4).to_parquet(str(text))
+    with pytest.raises(InputError, match="there is no prompt column") as raised:
+        _aligner(tmp_path / "out2").align(load_model(TINY), None, text)
+    assert raised.value.field == "chosen"
+    assert not (tmp_path / "out2").exists()
+
+
 @pytest.mark.parametrize(
     ("which", "message"),
     [

@@ -58,7 +58,7 @@ from dpov2.errors import InputError
 from dpov2.formats import SCORED_TYPE
 from dpov2.formats.hf import is_dataset, one_line
 from dpov2.formats.instances import is_prompt_type
-from dpov2.formats.kinds import PAIR_COLUMNS, dataset_type, read_pairs
+from dpov2.formats.kinds import IMPLICIT_PAIR_COLUMNS, PAIR_COLUMNS, dataset_type, read_pairs
 from dpov2.pairing import sampling_paired_idx_from_rewards
 from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
 from dpov2.trainer import DPOv2Trainer
@@ -379,7 +379,17 @@ def _check_pair_columns(pairs: datasets.Dataset, shown: str) -> None:
     """Refuses a paired dataset whose prompt, chosen or rejected column is not text (or chat
     messages) in every row, naming the first row at fault; the trainer would fail deep in
     tokenisation. (Margins are the trainer's to check: only some losses need them.)"""
-    for name in PAIR_COLUMNS:
+    if "prompt" not in pairs.column_names:  # TRL's implicit prompt: in the conversations
+        for name in IMPLICIT_PAIR_COLUMNS:
+            kind = pairs.data.column(name).type
+            if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+                raise InputError(
+                    f"has type {kind} and there is no prompt column; only chat-message "
+                    "completions carry their prompt (the messages both start with)",
+                    file=shown,
+                    field=name,
+                )
+    for name in PAIR_COLUMNS if "prompt" in pairs.column_names else IMPLICIT_PAIR_COLUMNS:
         column = pairs.data.column(name)
         kind = column.type
         if not (is_prompt_type(kind) or pa.types.is_null(kind)):

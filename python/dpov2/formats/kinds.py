@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import datasets
 
 __all__ = [
+    "IMPLICIT_PAIR_COLUMNS",
     "PAIRED_TYPES",
     "PAIR_COLUMNS",
     "dataset_type",
@@ -49,6 +50,9 @@ __all__ = [
 
 SCORED_COLUMNS = ("input", "output")
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+#: A paired dataset without a prompt column: TRL's implicit prompt, the first messages both
+#: (conversational) completions share; TRL's trainer takes it off as the prompt.
+IMPLICIT_PAIR_COLUMNS = ("chosen", "rejected")
 #: The LMFlow types of paired datasets.
 PAIRED_TYPES = (PAIRED_TYPE, PAIRED_CONVERSATION_TYPE)
 
@@ -209,11 +213,12 @@ def mapped_dataset(
 def _type_from_columns(columns: Sequence[str], name: str) -> str:
     if all(c in columns for c in SCORED_COLUMNS):
         return SCORED_TYPE
-    if all(c in columns for c in PAIR_COLUMNS):
+    if all(c in columns for c in IMPLICIT_PAIR_COLUMNS):
         return PAIRED_TYPE
     raise InputError(
         f"has columns {', '.join(columns) or 'none'}; expected a {SCORED_TYPE} dataset "
-        f"({', '.join(SCORED_COLUMNS)}) or a {PAIRED_TYPE} one ({', '.join(PAIR_COLUMNS)})",
+        f"({', '.join(SCORED_COLUMNS)}) or a {PAIRED_TYPE} one ({', '.join(PAIR_COLUMNS)}, "
+        "the prompt implicit in conversational completions)",
         file=name,
     )
 
