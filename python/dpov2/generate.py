@@ -379,7 +379,7 @@ def generate_responses(
         )
     from transformers import GenerationConfig
 
-    config = GenerationConfig(**options)  # only these settings, as vLLM's SamplingParams
+    config = GenerationConfig(**options)  # type: ignore[no-untyped-call]  # only these settings, as vLLM's SamplingParams
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.inference_mode():
         torch.manual_seed(seed)
@@ -416,7 +416,7 @@ def generate(args: GenerateArguments, *, progress: Callable[[int], None] | None 
     import torch
 
     model.to("cuda" if torch.cuda.is_available() else "cpu")  # type: ignore[arg-type]
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     kind = pa.string() if isinstance(prompts[0], str) else MESSAGES_TYPE
     schema = pa.schema([("input", kind), ("output", pa.list_(pa.string()))])
     with open_writer(output, dataset_type=TEXTLIST_TYPE) as writer:

@@ -134,8 +134,9 @@ def load_reward_model(
     dtype = DTYPES.get(REWARD_DTYPES[torch_dtype], torch.float32)
     model: PreTrainedModel
     if name == TINY_REWARD_MODEL:
-        tokenizer: PreTrainedTokenizerBase = build_tiny_tokenizer()
-        model = build_tiny_reward_model(tokenizer, dtype=dtype)
+        tiny_tokenizer = build_tiny_tokenizer()
+        model = build_tiny_reward_model(tiny_tokenizer, dtype=dtype)
+        tokenizer: PreTrainedTokenizerBase = tiny_tokenizer
     else:
         _check_local(name, field_name)
         try:
@@ -161,7 +162,7 @@ def load_reward_model(
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.to("cuda" if torch.cuda.is_available() else "cpu")  # type: ignore[arg-type]
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     return model, tokenizer
 
 

@@ -165,8 +165,7 @@ def build_tiny_reward_model(
     config.num_labels = 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForSequenceClassification(config)
+        model = LlamaForSequenceClassification(config)  # type: ignore[no-untyped-call]
     model.model.load_state_dict(policy.model.state_dict())
     model.to(dtype)  # type: ignore[arg-type]  # as in build_tiny_model
-    model.eval()
     return model
