@@ -15,6 +15,7 @@ from dpov2.cli import main
 from dpov2.errors import InputError
 from dpov2.generate import (
     GenerateArguments,
+    encode_prompts,
     generate,
     generate_responses,
     read_prompts,
@@ -74,6 +75,11 @@ def test_chat_template_is_applied_and_text_prompts_are_fed_as_they_are(
     chat = [{"role": "user", "content": "hello"}]
     rendered = render_prompt(tokenizer, chat)
     assert rendered == "<|bos|><|user|>hello<|eos|><|assistant|>"
+    one_bos = tokenizer(rendered, add_special_tokens=False)["input_ids"]  # the template's BOS
+    assert encode_prompts(tokenizer, [chat])["input_ids"][0].tolist() == one_bos
+    texts = encode_prompts(tokenizer, ["hello", "a much longer text prompt"])["input_ids"]
+    assert texts[0, :2].tolist() == [tokenizer.pad_token_id] * 2  # left-padded for generate
+    assert texts[1, 0] == tokenizer.bos_token_id
     for prompt, ids in (
         (chat, tokenizer(rendered, add_special_tokens=False, return_tensors="pt")),
         ("hello", tokenizer("hello", return_tensors="pt")),  # BOS added to text
@@ -263,6 +269,24 @@ def test_output_never_overwrites_an_input_and_nothing_is_left_on_interrupt(
     assert code == 2 and prompts.read_bytes() == before
     assert "already exists" in capsys.readouterr().err
 
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    write_lines(folder / "p.jsonl", {"prompt": "a"})
+    inside = folder / "out.jsonl"  # would be read as a prompt file by the next run
+    code = main(
+        [
+            "generate",
+            "--model_name_or_path",
+            "dpov2:tiny",
+            "--dataset_path",
+            str(folder),
+            "--results_path",
+            str(inside),
+        ]
+    )
+    assert code == 2 and not inside.exists()
+    assert "is inside the input folder" in capsys.readouterr().err
+
     def interrupt(prompts_done: int) -> None:
         raise KeyboardInterrupt
 
@@ -274,4 +298,4 @@ def test_output_never_overwrites_an_input_and_nothing_is_left_on_interrupt(
     )
     with pytest.raises(KeyboardInterrupt):
         generate(args, progress=interrupt)  # after the first of two batches
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["p.jsonl"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["p.jsonl", "prompts"]

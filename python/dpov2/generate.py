@@ -45,6 +45,7 @@ __all__ = [
     "GenerateArguments",
     "Prompt",
     "device_of",
+    "encode_prompts",
     "generate",
     "generate_responses",
     "parse_stage_args",
@@ -333,6 +334,16 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> str:
     return text
 
 
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt]) -> Any:
+    """The left-padded token batch of ``prompts`` (rendered by :func:`render_prompt`), for
+    ``generate``: text prompts get the tokenizer's special tokens (BOS), chat-templated ones
+    only those their template writes."""
+    texts = [render_prompt(tokenizer, prompt) for prompt in prompts]
+    chat = not isinstance(prompts[0], str)
+    tokenizer.padding_side = "left"
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
+
+
 def device_of(model: PreTrainedModel) -> Any:
     """The device the model's weights are on."""
     return next(model.parameters()).device
@@ -355,10 +366,7 @@ def generate_responses(
     """
     import torch
 
-    texts = [render_prompt(tokenizer, prompt) for prompt in prompts]
-    chat = not isinstance(prompts[0], str)  # the chat template writes its own BOS
-    tokenizer.padding_side = "left"
-    encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
+    encoded = encode_prompts(tokenizer, prompts)
     device = device_of(model)
     encoded = encoded.to(device)
     seed = int(np.random.SeedSequence([args.random_seed, first_row]).generate_state(1)[0])
