@@ -209,6 +209,19 @@ def test_config_file_with_lmflow_keys_and_flag_overrides(
     capsys.readouterr()
     assert main(["generate", str(config)]) == 2  # the output exists now: never replaced
     assert "already exists" in capsys.readouterr().err
+    for line, message in (
+        ("num_output_sequences: '2'", "field 'num_output_sequences': expected an integer, got '2'"),
+        (
+            "apply_chat_template: maybe",
+            "field 'apply_chat_template': expected true/false (or 1/0), got 'maybe'",
+        ),
+        ("top_p: high", "field 'top_p': expected a number, got 'high'"),
+    ):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(config.read_text("utf-8") + line + "\n", "utf-8")
+        assert main(["generate", str(bad), "--results_path", str(tmp_path / "x.json")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"dpov2 generate: error: {bad}: {message}"], line
     config.write_text(config.read_text("utf-8") + "use_vllm_typo: true\n", "utf-8")
     assert main(["generate", str(config)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -474,6 +474,7 @@ def parse_stage_args(cls: type[T], argv: Sequence[str], prog: str) -> T:
     argv = list(argv)
     config_file = argv.pop(0) if argv and not argv[0].startswith("-") else None
     settings = {} if config_file is None else _read_config(Path(config_file))
+    settings = _typed(cls, settings, config_file)
     settings.update(vars(parser.parse_args(argv)))
     try:
         (parsed,) = parser.parse_dict(settings)
@@ -483,3 +484,33 @@ def parse_stage_args(cls: type[T], argv: Sequence[str], prog: str) -> T:
         raise InputError(" ".join(str(err).split()), file=config_file) from None
     result: T = parsed
     return result
+
+
+def _typed(cls: type[Any], settings: dict[str, Any], file: str | None) -> dict[str, Any]:
+    """A config's values checked against the fields of ``cls`` (flags are typed by the
+    parser): yes/no as LMFlow writes them (true/false, 1/0), integers, numbers (a numeric
+    string too: YAML reads ``1e-6`` as one), strings; unknown keys are left for the parser."""
+    import typing
+
+    from dpov2.args import _as_bool
+
+    hints = typing.get_type_hints(cls)
+    typed = dict(settings)
+    for name, value in settings.items():
+        kinds = typing.get_args(hints[name]) or (hints[name],) if name in hints else ()
+        if value is None or not kinds:
+            continue
+        if bool in kinds:
+            typed[name] = _as_bool(value, name, file)
+        elif int in kinds and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise InputError(f"expected an integer, got {value!r}", file=file, field=name)
+        elif float in kinds:
+            try:
+                typed[name] = float(value)
+            except (TypeError, ValueError):
+                raise InputError(
+                    f"expected a number, got {value!r}", file=file, field=name
+                ) from None
+        elif str in kinds and not isinstance(value, str):
+            raise InputError(f"expected a string, got {value!r}", file=file, field=name)
+    return typed

@@ -8,8 +8,9 @@ the response as one text: a chat prompt and the response as an assistant message
 reward tokenizer's chat template, a text prompt followed by the response. Texts are
 right-padded, so a padded batch gives each text the score it gets alone (up to float rounding),
 and cut to ``reward_model_inference_block_size`` tokens (LMFlow's truncation; the count of cut
-texts is reported). Rows are read and written batch by batch; the output appears only when
-complete.
+texts is reported). JSON Lines and Parquet are read row by row, an LMFlow JSON file is parsed
+whole (:mod:`dpov2.formats`' streaming reader knows only scored and paired rows); the output is
+written batch by batch and appears only when complete.
 """
 
 from __future__ import annotations
