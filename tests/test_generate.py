@@ -207,8 +207,11 @@ def test_config_file_with_lmflow_keys_and_flag_overrides(
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [len(row["output"]) for row in rows] == [2] * 8
     capsys.readouterr()
-    assert main(["generate", str(config)]) == 2  # the output exists now: never replaced
+    assert main(["generate", str(config)]) == 2  # the output exists now: kept ...
     assert "already exists" in capsys.readouterr().err
+    before = out.read_bytes()
+    assert main(["generate", str(config), "--max_new_tokens", "4", "--overwrite", "--quiet"]) == 0
+    assert out.read_bytes() != before  # ... unless asked
     for line, message in (
         ("num_output_sequences: '2'", "field 'num_output_sequences': expected an integer, got '2'"),
         (
@@ -277,10 +280,11 @@ def test_output_never_overwrites_an_input_and_nothing_is_left_on_interrupt(
             str(prompts),
             "--results_path",
             str(prompts),
+            "--overwrite",
         ]
     )
     assert code == 2 and prompts.read_bytes() == before
-    assert "already exists" in capsys.readouterr().err
+    assert "OUTPUT is the input" in capsys.readouterr().err
 
     folder = tmp_path / "prompts"
     folder.mkdir()

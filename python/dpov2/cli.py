@@ -450,7 +450,8 @@ def run_align(args: argparse.Namespace) -> int:
 STAGE_EPILOG = (
     "CONFIG is a JSON or YAML file of LMFlow's key names and values; flags of the same names "
     "override it. The output (results_path: .json for LMFlow's format, .jsonl, .parquet) is "
-    "written whole or not at all, and never over an existing file or an input."
+    "written whole or not at all, never over an input, and over an existing file only with "
+    "--overwrite."
 )
 
 
@@ -459,7 +460,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Keys: model_name_or_path (a folder, a Hub name or dpov2:tiny), dataset_path (prompts: "
         "LMFlow text_only, text2text or conversation JSON, or JSON Lines rows with input or "
-        "prompt), results_path, apply_chat_template, conversation_template, "
+        "prompt), results_path, overwrite, apply_chat_template, conversation_template, "
         "num_output_sequences, temperature, top_p, top_k, max_new_tokens, random_seed, "
         "inference_batch_size (or vllm_inference_batch_size), torch_dtype, "
         "use_flash_attention, trust_remote_code. " + STAGE_EPILOG
@@ -489,7 +490,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Keys: reward_model_name_or_path (a sequence-classification model with one label, or "
         "dpov2:tiny-reward), dataset_path (text_to_textlist, as dpov2 generate writes it), "
-        "results_path, reward_model_inference_batch_size (prompts per forward pass), "
+        "results_path, overwrite, reward_model_inference_batch_size (prompts per forward pass), "
         "reward_model_inference_block_size, reward_torch_dtype, reward_use_flash_attention, "
         "reward_arch_type (text_regression), trust_remote_code. " + STAGE_EPILOG
     )

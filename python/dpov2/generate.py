@@ -104,6 +104,7 @@ class GenerateArguments:
     vllm_inference_batch_size: int | None = field(
         default=None, metadata={"help": "LMFlow's name for inference_batch_size."}
     )
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output."})
     use_beam_search: bool = field(default=False, metadata={"help": "Refused when true."})
     enable_decode_inference_result: bool = field(
         default=True, metadata={"help": "Refused when false: responses are texts."}
@@ -408,7 +409,7 @@ def generate(args: GenerateArguments, *, progress: Callable[[int], None] | None 
     from dpov2.args import ModelArguments
 
     output, source = Path(str(args.results_path)), Path(str(args.dataset_path))
-    check_outputs(output, [source])
+    check_outputs(output, [source], overwrite=args.overwrite)
     prompts = read_prompts(source, apply_chat_template=args.apply_chat_template)
     model_args = ModelArguments(
         model_name_or_path=args.model_name_or_path,
@@ -427,7 +428,7 @@ def generate(args: GenerateArguments, *, progress: Callable[[int], None] | None 
     model.eval()  # type: ignore[no-untyped-call]
     kind = pa.string() if isinstance(prompts[0], str) else MESSAGES_TYPE
     schema = pa.schema([("input", kind), ("output", pa.list_(pa.string()))])
-    with open_writer(output, dataset_type=TEXTLIST_TYPE) as writer:
+    with open_writer(output, dataset_type=TEXTLIST_TYPE, overwrite=args.overwrite) as writer:
         for start in range(0, len(prompts), args.batch_size):
             batch = prompts[start : start + args.batch_size]
             responses = generate_responses(model, tokenizer, batch, args, first_row=start)
@@ -445,11 +446,11 @@ def generate(args: GenerateArguments, *, progress: Callable[[int], None] | None 
     return len(prompts)
 
 
-def check_outputs(output: Path, inputs: Sequence[Path]) -> None:
-    """Refuses, before any work, an output of unknown format, one that exists or has no
-    folder, and one that is or holds an input."""
+def check_outputs(output: Path, inputs: Sequence[Path], *, overwrite: bool) -> None:
+    """Refuses, before any work, an output of unknown format, one that exists (unless
+    ``overwrite``) or has no folder, and one that is, holds or lies inside an input."""
     detect_format(output, None, output=True)
-    check_output_path(output, overwrite=False)
+    check_output_path(output, overwrite=overwrite)
     check_apart(output, [path for path in inputs if path.exists()])
 
 

@@ -91,6 +91,7 @@ class ScoreArguments:
     reward_use_flash_attention: bool = field(default=False, metadata={"help": "flash_attention_2."})
     reward_arch_type: str = field(default="text_regression", metadata={"help": "Only that."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run checkpoint code."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing output."})
 
     def __post_init__(self) -> None:
         for name in ("reward_model_name_or_path", "dataset_path", "results_path"):
@@ -260,7 +261,7 @@ def score(args: ScoreArguments, *, progress: Callable[[int], None] | None = None
     checked before the model loads; a bad row discards everything written. ``progress`` is
     called with the prompts of each batch written."""
     output, source = Path(str(args.results_path)), Path(str(args.dataset_path))
-    check_outputs(output, [source])
+    check_outputs(output, [source], overwrite=args.overwrite)
     rows = read_textlist(source)
     first = next(rows, None)
     if first is None:
@@ -275,7 +276,7 @@ def score(args: ScoreArguments, *, progress: Callable[[int], None] | None = None
     kind = MESSAGES_TYPE if chat else pa.string()
     schema = pa.schema([("input", kind), ("output", OUTPUT_TYPE)])
     prompts = responses = truncated = 0
-    with open_writer(output, dataset_type=SCORED_TYPE) as writer:
+    with open_writer(output, dataset_type=SCORED_TYPE, overwrite=args.overwrite) as writer:
         for batch in _batches(first, rows, args.reward_model_inference_batch_size):
             texts: list[str] = []
             for file, row, prompt, texts_of_row in batch:
