@@ -388,7 +388,8 @@ def generate_responses(
         )
     from transformers import GenerationConfig
 
-    config = GenerationConfig(**options)  # type: ignore[no-untyped-call]  # only these settings, as vLLM's SamplingParams
+    # Only these settings (not the checkpoint's generation defaults), as vLLM's SamplingParams.
+    config = GenerationConfig(**options)  # type: ignore[no-untyped-call]
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.inference_mode():
         torch.manual_seed(seed)
