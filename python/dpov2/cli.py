@@ -1,5 +1,5 @@
-"""The ``dpov2`` command: ``dpov2 pair INPUT OUTPUT [options]``, ``dpov2 inspect PAIRS`` and
-``dpov2 align CONFIG|FLAGS``.
+"""The ``dpov2`` command: ``dpov2 pair INPUT OUTPUT [options]``, ``dpov2 inspect PAIRS``,
+``dpov2 align CONFIG|FLAGS``, ``dpov2 generate CONFIG|FLAGS`` and ``dpov2 score CONFIG|FLAGS``.
 
 Each subcommand is a :class:`Command` (its arguments and what runs them) in :data:`COMMANDS`;
 another one (``align``, say) is added by writing its two functions and listing it there.
@@ -445,6 +445,93 @@ def run_align(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- dpov2 generate, dpov2 score ----------------------------------------------------------------
+
+STAGE_EPILOG = (
+    "CONFIG is a JSON or YAML file of LMFlow's key names and values; flags of the same names "
+    "override it. The output (results_path: .json for LMFlow's format, .jsonl, .parquet) is "
+    "written whole or not at all, never over an input, and over an existing file only with "
+    "--overwrite."
+)
+
+
+def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = "dpov2 generate [CONFIG] [--FLAG VALUE ...]"
+    parser.epilog = (
+        "Keys: model_name_or_path (a folder, a Hub name or dpov2:tiny), dataset_path (prompts: "
+        "LMFlow text_only, text2text or conversation JSON, or JSON Lines rows with input or "
+        "prompt), results_path, overwrite, apply_chat_template, conversation_template, "
+        "num_output_sequences, temperature, top_p, top_k, max_new_tokens, random_seed, "
+        "inference_batch_size (or vllm_inference_batch_size), torch_dtype, "
+        "use_flash_attention, trust_remote_code. " + STAGE_EPILOG
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from dpov2.generate import GenerateArguments, generate, parse_stage_args
+
+    parsed = parse_stage_args(GenerateArguments, args.rest, "dpov2 generate")
+    start = time.perf_counter()
+    with _stage_bar("generating", disable=args.quiet) as advance:
+        prompts = generate(parsed, progress=advance)
+    if not args.quiet:
+        responses = prompts * parsed.num_output_sequences
+        seconds = time.perf_counter() - start
+        print(
+            f"wrote {responses} responses to {prompts} prompts to {parsed.results_path} "
+            f"in {seconds:.1f} s"
+        )
+    return 0
+
+
+def add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = "dpov2 score [CONFIG] [--FLAG VALUE ...]"
+    parser.epilog = (
+        "Keys: reward_model_name_or_path (a sequence-classification model with one label, or "
+        "dpov2:tiny-reward), dataset_path (text_to_textlist, as dpov2 generate writes it), "
+        "results_path, overwrite, reward_model_inference_batch_size (prompts per forward pass), "
+        "reward_model_inference_block_size, reward_torch_dtype, reward_use_flash_attention, "
+        "reward_arch_type (text_regression), trust_remote_code. " + STAGE_EPILOG
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from dpov2.generate import parse_stage_args
+    from dpov2.score import ScoreArguments, score
+
+    parsed = parse_stage_args(ScoreArguments, args.rest, "dpov2 score")
+    start = time.perf_counter()
+    with _stage_bar("scoring", disable=args.quiet) as advance:
+        result = score(parsed, progress=advance)
+    if not args.quiet:
+        seconds = time.perf_counter() - start
+        print(
+            f"wrote {result.responses} scored responses to {result.prompts} prompts to "
+            f"{parsed.results_path} in {seconds:.1f} s"
+        )
+        if result.truncated:
+            print(
+                f"{result.truncated} prompt + response texts were cut to "
+                f"{parsed.reward_model_inference_block_size} tokens "
+                "(reward_model_inference_block_size)"
+            )
+    return 0
+
+
+@contextlib.contextmanager
+def _stage_bar(desc: str, *, disable: bool) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar counting prompts, shown only on a terminal and after two seconds."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        unit=" prompts", desc=desc, delay=2.0, disable=True if disable else None, dynamic_ncols=True
+    )
+    with bar:
+        yield bar.update
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "pair",
@@ -464,6 +551,22 @@ COMMANDS: tuple[Command, ...] = (
         "Train a model with DPOv2 on a scored or paired dataset (LMFlow's DPOv2 aligner).",
         add_align_arguments,
         run_align,
+        parses_rest=True,
+    ),
+    Command(
+        "generate",
+        "Generate num_output_sequences responses per prompt with a causal LM "
+        "(LMFlow's text_to_textlist).",
+        add_generate_arguments,
+        run_generate,
+        parses_rest=True,
+    ),
+    Command(
+        "score",
+        "Score every generated response with a reward model (text_to_scored_textlist, what "
+        "dpov2 pair reads).",
+        add_score_arguments,
+        run_score,
         parses_rest=True,
     ),
 )

@@ -7,13 +7,28 @@ deterministic: the tokenizer from its corpus, the model from its seed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
 
-__all__ = ["DEFAULT_CORPUS", "build_tiny_model", "build_tiny_tokenizer"]
+__all__ = [
+    "DEFAULT_CORPUS",
+    "TINY_REWARD_MODEL",
+    "build_tiny_model",
+    "build_tiny_reward_model",
+    "build_tiny_tokenizer",
+]
+
+#: The name that stands for :func:`build_tiny_reward_model` wherever a reward model is named.
+TINY_REWARD_MODEL = "dpov2:tiny-reward"
 
 BOS_TOKEN = "<|bos|>"
 EOS_TOKEN = "<|eos|>"
@@ -130,4 +145,27 @@ def build_tiny_model(
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+def build_tiny_reward_model(
+    tokenizer: PreTrainedTokenizerFast,
+    *,
+    seed: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> LlamaForSequenceClassification:
+    """A tiny reward model: :func:`build_tiny_model`'s decoder (with ``seed``) under a one-label
+    score head (also drawn from ``seed``), as a reward model is an LM with its head replaced.
+
+    It reads the score at the last token that is not padding (``pad_token_id`` is set), so
+    padded batches score as single texts do. The global torch RNG is left untouched.
+    """
+    policy = build_tiny_model(tokenizer, seed=seed)
+    config = copy.deepcopy(policy.config)
+    config.num_labels = 1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForSequenceClassification(config)  # type: ignore[no-untyped-call]
+    model.model.load_state_dict(policy.model.state_dict())
+    model.to(dtype)  # type: ignore[arg-type]  # as in build_tiny_model
     return model
