@@ -26,10 +26,10 @@ from dpov2.aligner import (
     AlignmentError,
     DPOv2Aligner,
     MemorySafeDPOv2Aligner,
-    _with_chat_template,
     child_environment,
     load_model,
     load_tokenizer,
+    with_chat_template,
 )
 from dpov2.args import DatasetArguments, DPOv2AlignerArguments, ModelArguments
 from dpov2.convert import convert_to_paired_dataset
@@ -395,7 +395,7 @@ def test_memory_safe_child_with_evaluation_and_no_eval_set_evaluates_on_training
 
 def test_conversation_template_llama3_renders_llama3_turns() -> None:
     tokenizer = load_tokenizer(TINY)
-    templated = _with_chat_template(tokenizer, "llama3")
+    templated = with_chat_template(tokenizer, "llama3")
     assert templated is not tokenizer and tokenizer.chat_template != templated.chat_template
     text = templated.apply_chat_template(
         [{"role": "user", "content": " Hi! "}], tokenize=False, add_generation_prompt=True
@@ -404,9 +404,9 @@ def test_conversation_template_llama3_renders_llama3_turns() -> None:
         f"{tokenizer.bos_token}<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n"
     )
-    assert _with_chat_template(tokenizer, "tokenizer") is tokenizer
-    assert _with_chat_template(tokenizer, None) is tokenizer
+    assert with_chat_template(tokenizer, "tokenizer") is tokenizer
+    assert with_chat_template(tokenizer, None) is tokenizer
     bare = copy.deepcopy(tokenizer)
     bare.chat_template = None
     with pytest.raises(InputError, match="this tokenizer has none"):
-        _with_chat_template(bare, "tokenizer")
+        with_chat_template(bare, "tokenizer")

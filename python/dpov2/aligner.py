@@ -68,15 +68,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHILD_ENV_REMOVED",
+    "DTYPES",
     "FINAL_CHECKPOINT",
+    "LOAD_ERRORS",
     "TINY_MODEL",
     "AlignmentError",
     "DPOv2Aligner",
     "MemorySafeDPOv2Aligner",
+    "check_local",
     "child_environment",
     "load_model",
     "load_tokenizer",
     "run_alignment",
+    "with_chat_template",
 ]
 
 logger = logging.getLogger(__name__)
@@ -137,12 +141,12 @@ def load_tokenizer(
     name = args.tokenizer_name or _model_name(args)
     if name == TINY_MODEL:
         return build_tiny_tokenizer()
-    _check_local(name, field)
+    check_local(name, field)
     try:
         tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
             name, trust_remote_code=trust_remote_code
         )
-    except _LOAD_ERRORS as err:
+    except LOAD_ERRORS as err:
         raise InputError(
             f"cannot load a tokenizer: {one_line(err)}", file=name, field=field
         ) from None
@@ -184,7 +188,7 @@ def load_model(
         if args.attn_implementation is not None:
             tiny.set_attn_implementation(args.attn_implementation)
         return tiny
-    _check_local(name, field)
+    check_local(name, field)
     try:
         model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
             name,
@@ -192,14 +196,14 @@ def load_model(
             attn_implementation=args.attn_implementation,
             trust_remote_code=trust_remote_code,
         )
-    except _LOAD_ERRORS as err:
+    except LOAD_ERRORS as err:
         raise InputError(f"cannot load a model: {one_line(err)}", file=name, field=field) from None
     return model
 
 
 # What loading a checkpoint raises for a folder that is not one, or is damaged (configs of
 # valid JSON but the wrong shape fail in the parser with whatever it met first).
-_LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError)
+LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError)
 
 
 def _model_name(args: ModelArguments, prefix: str = "") -> str:
@@ -210,7 +214,7 @@ def _model_name(args: ModelArguments, prefix: str = "") -> str:
     return args.model_name_or_path
 
 
-def _check_local(name: str, field: str) -> None:
+def check_local(name: str, field: str) -> None:
     """Refuses a name written as a local path (absolute, ``./``, ``../``, ``~``, or with more
     than one ``/``, which no Hub repo id has) when there is no such folder, rather than
     letting it be taken for a Hub repo id."""
@@ -294,7 +298,7 @@ class DPOv2Aligner:
             train = train.select(range(min(self.data_args.max_train_samples, len(train))))
         if tokenizer is None:
             tokenizer = load_tokenizer(self.model_args, trust_remote_code=args.trust_remote_code)
-        tokenizer = _with_chat_template(tokenizer, self.data_args.conversation_template)
+        tokenizer = with_chat_template(tokenizer, self.data_args.conversation_template)
         if args.gradient_checkpointing:  # the KV cache is useless there and costs memory
             for each in (model, ref_model):
                 if each is not None:
@@ -354,7 +358,7 @@ class DPOv2Aligner:
         return pairs, f"from the scored {shown}, paired by {method}"
 
 
-def _with_chat_template(
+def with_chat_template(
     tokenizer: PreTrainedTokenizerBase, template: str | None
 ) -> PreTrainedTokenizerBase:
     """`tokenizer`, or a copy of it carrying the named chat template (`DatasetArguments`'s

@@ -43,10 +43,13 @@ __all__ = [
     "AlignArguments",
     "DPOv2AlignerArguments",
     "DatasetArguments",
+    "InputErrorParser",
     "ModelArguments",
     "ReferenceModelArguments",
+    "as_bool",
     "from_reference",
     "parse_align_args",
+    "read_config",
     "to_config",
     "to_reference",
 ]
@@ -409,7 +412,7 @@ LMFLOW_REFUSED: dict[str, str] = {
 }
 
 
-class _ArgumentParser(HfArgumentParser):
+class InputErrorParser(HfArgumentParser):
     """Reports mistakes as `InputError` (one line on the CLI) instead of printing usage and
     exiting."""
 
@@ -417,8 +420,8 @@ class _ArgumentParser(HfArgumentParser):
         raise InputError(message)
 
 
-def _parser() -> _ArgumentParser:
-    parser = _ArgumentParser(ALIGN_DATACLASSES, prog="dpov2 align")
+def _parser() -> InputErrorParser:
+    parser = InputErrorParser(ALIGN_DATACLASSES, prog="dpov2 align")
     options = {action.dest: action for action in parser._actions}
     lmflow = parser.add_argument_group("LMFlow's names")
     for alias in LMFLOW_ALIASES:
@@ -484,7 +487,7 @@ def parse_align_args(argv: Sequence[str]) -> AlignArguments:
     given = _lmflow_names(vars(parser.parse_args(argv)), None)
     settings = {}
     if config_file is not None:
-        settings = _lmflow_names(_read_config(Path(config_file)), config_file)
+        settings = _lmflow_names(read_config(Path(config_file)), config_file)
     settings.update(given)
     try:
         model, reference, data, aligner = parser.parse_dict(settings)
@@ -501,8 +504,7 @@ def _lmflow_names(settings: dict[str, Any], file: str | None) -> dict[str, Any]:
         if name in renamed:
             value = renamed.pop(name)
             off = value in (None, [], "") or (
-                isinstance(value, (bool, int, str))
-                and not _as_bool(value, name, file, strict=False)
+                isinstance(value, (bool, int, str)) and not as_bool(value, name, file, strict=False)
             )
             if not off:
                 raise InputError(f"LMFlow's {name} is refused: {reason}", file=file, field=name)
@@ -511,7 +513,7 @@ def _lmflow_names(settings: dict[str, Any], file: str | None) -> dict[str, Any]:
             continue
         value = renamed.pop(alias.lmflow)
         if alias.to_value is not None:
-            value = alias.to_value(_as_bool(value, alias.lmflow, file))
+            value = alias.to_value(as_bool(value, alias.lmflow, file))
             if value is None:  # LMFlow's default: sets nothing
                 continue
         if alias.name in renamed and renamed[alias.name] != value:
@@ -525,7 +527,7 @@ def _lmflow_names(settings: dict[str, Any], file: str | None) -> dict[str, Any]:
     return renamed
 
 
-def _as_bool(value: Any, name: str, file: str | None, *, strict: bool = True) -> bool:
+def as_bool(value: Any, name: str, file: str | None, *, strict: bool = True) -> bool:
     """A yes/no value as LMFlow's scripts and configs write it: true/false, 1/0, yes/no.
     (`strict=False`: anything else counts as yes.)"""
     if isinstance(value, bool):
@@ -542,7 +544,7 @@ def _as_bool(value: Any, name: str, file: str | None, *, strict: bool = True) ->
     raise InputError(f"expected true/false (or 1/0), got {value!r}", file=file, field=name)
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> dict[str, Any]:
     if path.suffix.lower() not in CONFIG_SUFFIXES:
         raise InputError(
             f"expected a config file ({', '.join(CONFIG_SUFFIXES)}) or --flags", file=str(path)
@@ -577,7 +579,7 @@ def _typed_values(settings: dict[str, Any], file: str) -> dict[str, Any]:
     for name, value in settings.items():
         kinds = hints.get(name, ())
         if bool in kinds and not isinstance(value, bool) and value is not None:
-            converted[name] = _as_bool(value, name, file)
+            converted[name] = as_bool(value, name, file)
         elif float in kinds and isinstance(value, str):
             try:
                 converted[name] = float(value)

@@ -405,8 +405,7 @@ def generate(args: GenerateArguments, *, progress: Callable[[int], None] | None 
     returns the number of prompts. Everything is checked (prompts, output path, model) before
     the first batch, and the output appears only when complete. ``progress`` is called with
     the prompts of each batch written."""
-    from dpov2.aligner import _with_chat_template as with_chat_template
-    from dpov2.aligner import load_model, load_tokenizer
+    from dpov2.aligner import load_model, load_tokenizer, with_chat_template
     from dpov2.args import ModelArguments
 
     output, source = Path(str(args.results_path)), Path(str(args.dataset_path))
@@ -468,14 +467,14 @@ def parse_stage_args(cls: type[T], argv: Sequence[str], prog: str) -> T:
         InputError: an unreadable config, an unknown key or flag, a bad value (naming the
             config file, when there is one).
     """
-    from dpov2.args import _ArgumentParser, _read_config
+    from dpov2.args import InputErrorParser, read_config
 
-    parser = _ArgumentParser(cls, prog=prog)  # type: ignore[arg-type]
+    parser = InputErrorParser(cls, prog=prog)  # type: ignore[arg-type]
     for action in parser._actions:
         action.default = argparse.SUPPRESS  # only the flags given override the config
     argv = list(argv)
     config_file = argv.pop(0) if argv and not argv[0].startswith("-") else None
-    settings = {} if config_file is None else _read_config(Path(config_file))
+    settings = {} if config_file is None else read_config(Path(config_file))
     settings = _typed(cls, settings, config_file)
     settings.update(vars(parser.parse_args(argv)))
     try:
@@ -494,7 +493,7 @@ def _typed(cls: type[Any], settings: dict[str, Any], file: str | None) -> dict[s
     string too: YAML reads ``1e-6`` as one), strings; unknown keys are left for the parser."""
     import typing
 
-    from dpov2.args import _as_bool
+    from dpov2.args import as_bool
 
     hints = typing.get_type_hints(cls)
     typed = dict(settings)
@@ -503,7 +502,7 @@ def _typed(cls: type[Any], settings: dict[str, Any], file: str | None) -> dict[s
         if value is None or not kinds:
             continue
         if bool in kinds:
-            typed[name] = _as_bool(value, name, file)
+            typed[name] = as_bool(value, name, file)
         elif int in kinds and not (isinstance(value, int) and not isinstance(value, bool)):
             raise InputError(f"expected an integer, got {value!r}", file=file, field=name)
         elif float in kinds:

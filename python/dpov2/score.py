@@ -129,7 +129,7 @@ def load_reward_model(
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from dpov2.aligner import _LOAD_ERRORS, DTYPES, _check_local
+    from dpov2.aligner import DTYPES, LOAD_ERRORS, check_local
     from dpov2.formats.hf import one_line
 
     field_name = "reward_model_name_or_path"
@@ -140,7 +140,7 @@ def load_reward_model(
         model = build_tiny_reward_model(tiny_tokenizer, dtype=dtype)
         tokenizer: PreTrainedTokenizerBase = tiny_tokenizer
     else:
-        _check_local(name, field_name)
+        check_local(name, field_name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -149,7 +149,7 @@ def load_reward_model(
                 attn_implementation=attn_implementation,
                 trust_remote_code=trust_remote_code,
             )
-        except _LOAD_ERRORS as err:
+        except LOAD_ERRORS as err:
             raise InputError(
                 f"cannot load a reward model: {one_line(err)}", file=name, field=field_name
             ) from None
