@@ -111,9 +111,9 @@ pub struct Selection {
     pub rejected: Vec<i64>,
 }
 
-/// `top_bottom` with at most this many pairs per prompt keeps its best and worst as it reads
-/// instead of sorting.
-const TOP_BOTTOM_STREAMED: usize = 4;
+/// `top_bottom` with at most this many pairs per prompt keeps its two best and two worst as
+/// it reads instead of sorting.
+const TOP_BOTTOM_STREAMED: usize = 2;
 
 /// Prompts handled by one parallel task: enough to amortise scheduling, few enough to balance
 /// the load across threads on small inputs.
@@ -508,6 +508,8 @@ struct Scratch {
     /// Eligible pairs as (margin key, order found, chosen, rejected), before sorting; the
     /// key ([`margin_key`]) sorts largest margin first.
     pairs: Vec<(u64, usize, usize, usize)>,
+    /// The pairs as sort words (see [`by_margin`]).
+    packed: Vec<u64>,
     /// Pairs already drawn (smaller index first).
     taken: Vec<(usize, usize)>,
 }
@@ -629,6 +631,12 @@ impl<V: Rewards> Prompt<'_, V> {
                 TieOrder::Lmflow => stream::<BestTwo<true>>(self.view).map(Streamed::Pair),
             },
             Method::MaxRandom => stream::<Best>(self.view).map(Streamed::Best),
+            Method::TopBottom if self.options.pairs_per_prompt <= TOP_BOTTOM_STREAMED => {
+                match self.options.tie_order {
+                    TieOrder::Dpov2 => stream::<Ends<false, true>>(self.view).map(Streamed::Ends),
+                    TieOrder::Lmflow => stream::<Ends<true, false>>(self.view).map(Streamed::Ends),
+                }
+            }
             _ => stream::<Unranked>(self.view).map(|_| Streamed::Nothing),
         };
         // The first bad response in index order; its score and length before its copy index.
@@ -655,11 +663,7 @@ impl<V: Rewards> Prompt<'_, V> {
             }
             (_, Method::Random) => self.draw_random(seed, key, scratch, emit),
             (_, Method::AllPairs) if count_only => self.count_all_pairs(emit),
-            (_, Method::TopBottom)
-                if !has_copies && self.options.pairs_per_prompt <= TOP_BOTTOM_STREAMED =>
-            {
-                self.top_bottom(scratch, emit)
-            }
+            (Streamed::Ends(Some(ends)), _) if !has_copies => self.top_bottom(ends, scratch, emit),
             (streamed, Method::MaxRandom) => {
                 let best = match streamed {
                     Streamed::Best(Some(best)) if !has_copies => best,
@@ -750,50 +754,29 @@ impl<V: Rewards> Prompt<'_, V> {
         }
     }
 
-    /// `top_bottom` for a few pairs and no copies, without sorting: the `k` best and `k`
-    /// worst are kept as the rewards stream past; when the `k` pairs they make are all
-    /// eligible they are the answer, else [`Self::ranked`] is.
-    fn top_bottom(&self, scratch: &mut Scratch, emit: &mut impl FnMut(usize, usize)) -> Status {
+    /// `top_bottom` from the two best and two worst of the one read (`ends`: positions 0, 1,
+    /// `m - 1`, `m - 2` of the ranking): when its `k <= 2` pairs are all eligible they are
+    /// the answer, else [`Self::ranked`] is.
+    fn top_bottom(
+        &self,
+        ends: [usize; 4],
+        scratch: &mut Scratch,
+        emit: &mut impl FnMut(usize, usize),
+    ) -> Status {
         let k = self.options.pairs_per_prompt;
-        let n = self.view.len();
-        if 2 * k > n {
+        // Pair i needs positions i < m - 1 - i.
+        if k == 2 && self.view.len() < 4 {
             return self.ranked(scratch, emit);
         }
-        let later_first = self.options.tie_order == TieOrder::Lmflow;
-        // Best first and worst first, as (reward, index); each new index is above all kept.
-        let mut top = [(0.0, 0); TOP_BOTTOM_STREAMED];
-        let mut bottom = [(0.0, 0); TOP_BOTTOM_STREAMED];
-        for (i, (r, _)) in self.view.scan().enumerate() {
-            let kept = i.min(k);
-            // Ranked above a kept one: a higher reward, or an equal one when later indices
-            // rank first; below: a lower reward, or an equal one when they rank last.
-            let above = top[..kept]
-                .iter()
-                .position(|&(t, _)| r > t || (later_first && r == t));
-            let below = bottom[..kept]
-                .iter()
-                .position(|&(b, _)| r < b || (!later_first && r == b));
-            for (list, at) in [(&mut top, above), (&mut bottom, below)] {
-                match at {
-                    Some(at) => {
-                        list.copy_within(at..k - 1, at + 1);
-                        list[at] = (r, i);
-                    }
-                    None if kept < k => list[kept] = (r, i),
-                    None => {}
-                }
-            }
-        }
-        let mut pairs = [(0, 0); TOP_BOTTOM_STREAMED];
-        for (pair, (&(ra, a), &(rb, b))) in pairs.iter_mut().zip(top.iter().zip(&bottom)).take(k) {
-            match self.check_rewards(a, b, ra, rb) {
+        let candidates = [(ends[0], ends[2]), (ends[1], ends[3])];
+        let mut pairs = [(0, 0); 2];
+        for (pair, &(a, b)) in pairs.iter_mut().zip(&candidates).take(k) {
+            match self.check(a, b) {
                 Check::Eligible(c, r) => *pair = (c, r),
                 Check::Failed(_) => return self.ranked(scratch, emit),
             }
         }
-        for &(c, r) in &pairs[..k] {
-            emit(c, r);
-        }
+        pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
         Status::Paired
     }
 
@@ -882,16 +865,7 @@ impl<V: Rewards> Prompt<'_, V> {
                         }
                     }
                 }
-                // (key, order found) is unique, so the unstable sort is the stable order.
-                if o.pairs_per_prompt < pairs.len() {
-                    pairs.select_nth_unstable(o.pairs_per_prompt - 1);
-                    pairs.truncate(o.pairs_per_prompt);
-                }
-                pairs.sort_unstable();
-                for &(_, _, c, r) in pairs.iter() {
-                    emit(c, r);
-                }
-                emitted = pairs.len();
+                emitted = by_margin(pairs, &mut scratch.packed, o.pairs_per_prompt, emit);
             }
             Method::Random | Method::MaxRandom => unreachable!("drawn, not ranked"),
         }
@@ -1047,6 +1021,63 @@ impl<V: Rewards> Prompt<'_, V> {
     }
 }
 
+/// Emits the first `k` of `pairs` (as gathered, in the order found) by largest margin, equal
+/// margins in the order found; returns how many.
+///
+/// With few pairs, each is sorted as one word: its key with the low bits replaced by its
+/// order found. Sorting words is branch-free and fast; it orders the pairs exactly except
+/// among keys that differ only in those low bits, which one insertion pass on the exact
+/// (key, order found) then puts right (nearly sorted, so that pass is linear).
+fn by_margin(
+    pairs: &mut Vec<(u64, usize, usize, usize)>,
+    packed: &mut Vec<u64>,
+    k: usize,
+    emit: &mut impl FnMut(usize, usize),
+) -> usize {
+    let n = pairs.len();
+    let bits = usize::BITS - n.saturating_sub(1).leading_zeros();
+    if bits > PACKED_BITS {
+        // (key, order found) is unique, so the unstable sort is the stable order.
+        if k < n {
+            pairs.select_nth_unstable(k - 1);
+            pairs.truncate(k);
+        }
+        pairs.sort_unstable();
+        pairs.iter().for_each(|&(_, _, c, r)| emit(c, r));
+        return pairs.len();
+    }
+    let low = (1u64 << bits) - 1;
+    packed.clear();
+    packed.extend(
+        pairs
+            .iter()
+            .map(|&(key, found, ..)| key & !low | found as u64),
+    );
+    packed.sort_unstable();
+    let exact = |word: u64| {
+        let found = (word & low) as usize;
+        (pairs[found].0, found)
+    };
+    for i in 1..n {
+        let word = packed[i];
+        let mut j = i;
+        while j > 0 && exact(packed[j - 1]) > exact(word) {
+            packed[j] = packed[j - 1];
+            j -= 1;
+        }
+        packed[j] = word;
+    }
+    for &word in packed.iter().take(k) {
+        let (_, _, c, r) = pairs[(word & low) as usize];
+        emit(c, r);
+    }
+    n.min(k)
+}
+
+/// Pairs of a prompt up to `2^PACKED_BITS` are sorted as single words by [`by_margin`]; few
+/// enough that the insertion pass stays cheap even when every key differs only in low bits.
+const PACKED_BITS: u32 = 8;
+
 /// A sort key for a margin (`>= 0`, never NaN, never `-0.0`): larger margins give smaller
 /// keys, since the bits of non-negative floats order as the floats do.
 #[inline]
@@ -1075,6 +1106,7 @@ fn margin(chosen: f64, rejected: f64) -> f64 {
 /// What the one read of a prompt ranked.
 enum Streamed {
     Pair(Option<(usize, usize)>),
+    Ends(Option<[usize; 4]>),
     Best(Option<usize>),
     Nothing,
 }
@@ -1246,5 +1278,36 @@ impl<const LATER: bool> Rank for BestTwo<LATER> {
     #[inline]
     fn finish(self) -> (usize, usize) {
         (self.best, self.second)
+    }
+}
+
+/// `top_bottom`: the first two and the last two of the ranking (`LATER`: equal rewards
+/// rank higher index first), as positions 0, 1, `m - 1`, `m - 2`. The last two are the
+/// first two of the reversed order, that is of the negated rewards with the opposite tie
+/// rule (`EARLIER == !LATER`).
+struct Ends<const LATER: bool, const EARLIER: bool> {
+    top: BestTwo<LATER>,
+    bottom: BestTwo<EARLIER>,
+}
+
+impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
+    type Out = [usize; 4];
+    #[inline]
+    fn start(r0: f64, r1: f64) -> Self {
+        Self {
+            top: BestTwo::start(r0, r1),
+            bottom: BestTwo::start(-r0, -r1),
+        }
+    }
+    #[inline]
+    fn push(&mut self, i: usize, r: f64) {
+        self.top.push(i, r);
+        self.bottom.push(i, -r);
+    }
+    #[inline]
+    fn finish(self) -> [usize; 4] {
+        let (t0, t1) = self.top.finish();
+        let (b0, b1) = self.bottom.finish();
+        [t0, t1, b0, b1]
     }
 }
