@@ -662,7 +662,7 @@ impl<V: Rewards> Prompt<'_, V> {
                 self.ranked(scratch, emit)
             }
             (_, Method::Random) => self.draw_random(seed, key, scratch, emit),
-            (_, Method::AllPairs) if count_only => self.count_all_pairs(emit),
+            (_, Method::AllPairs) if count_only => self.count_all_pairs(&mut scratch.rewards, emit),
             (Streamed::Ends(Some(ends)), _) if !has_copies => self.top_bottom(ends, scratch, emit),
             (streamed, Method::MaxRandom) => {
                 let best = match streamed {
@@ -725,17 +725,25 @@ impl<V: Rewards> Prompt<'_, V> {
     /// not in preference order) and returns the status [`Self::ranked`] would. Each pair is
     /// checked with its first pick first, as in ranking order: for unequal rewards the
     /// higher, for equal ones the lower index (the higher under the `lmflow` tie order).
-    fn count_all_pairs(&self, emit: &mut impl FnMut(usize, usize)) -> Status {
+    fn count_all_pairs(
+        &self,
+        rewards: &mut Vec<f64>,
+        emit: &mut impl FnMut(usize, usize),
+    ) -> Status {
         let o = self.options;
         let later_first = o.tie_order == TieOrder::Lmflow;
         let n = self.view.len();
+        rewards.clear();
+        rewards.extend(self.view.scan().map(|(r, _)| r));
+        let rw = &rewards[..];
         let mut reached = Reached::Nothing;
         let mut emitted = 0;
         'outer: for i in (0..n).filter(|&i| self.is_candidate(i)) {
             for j in (i + 1..n).filter(|&j| self.is_candidate(j)) {
-                let tied = self.view.reward(i) == self.view.reward(j);
-                let (a, b) = if tied && later_first { (j, i) } else { (i, j) };
-                match self.check(a, b) {
+                let (ri, rj) = (rw[i], rw[j]);
+                let swap = ri == rj && later_first;
+                let (a, b, ra, rb) = if swap { (j, i, rj, ri) } else { (i, j, ri, rj) };
+                match self.check_rewards(a, b, ra, rb) {
                     Check::Eligible(c, r) => {
                         emit(c, r);
                         emitted += 1;
