@@ -1066,10 +1066,12 @@ fn by_margin(
         let found = (word & low) as usize;
         (pairs[found].0, found)
     };
+    // Words with different high bits are already in exact order.
+    let unsure = |a: u64, b: u64| (a ^ b) & !low == 0 && exact(a) > exact(b);
     for i in 1..n {
         let word = packed[i];
         let mut j = i;
-        while j > 0 && exact(packed[j - 1]) > exact(word) {
+        while j > 0 && unsure(packed[j - 1], word) {
             packed[j] = packed[j - 1];
             j -= 1;
         }
@@ -1317,5 +1319,48 @@ impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
         let (t0, t1) = self.top.finish();
         let (b0, b1) = self.bottom.finish();
         [t0, t1, b0, b1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gathers `by_margin`'s output for `keys` (in the order found) and the first `k`.
+    fn ordered(keys: &[u64], k: usize) -> Vec<usize> {
+        let mut pairs: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(f, &key)| (key, f, f, f))
+            .collect();
+        let mut out = Vec::new();
+        by_margin(&mut pairs, &mut Vec::new(), k, &mut |c, _| out.push(c));
+        out
+    }
+
+    /// The definition: by key, then by order found.
+    fn expected(keys: &[u64], k: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&f| (keys[f], f));
+        order.truncate(k);
+        order
+    }
+
+    #[test]
+    fn pairs_whose_keys_differ_only_in_the_packed_bits_keep_exact_order() {
+        // 28 keys equal above bit 5, differing below it in descending order, with repeats:
+        // the packed words alone would order them by order found.
+        let keys: Vec<u64> = (0..28u64).map(|f| (7 << 40) | ((27 - f) / 2)).collect();
+        assert_eq!(ordered(&keys, 28), expected(&keys, 28));
+        assert_eq!(ordered(&keys, 5), expected(&keys, 5));
+        let mixed: Vec<u64> = (0..28u64).map(|f| ((f % 3) << 40) | (f * 7 % 11)).collect();
+        assert_eq!(ordered(&mixed, 28), expected(&mixed, 28));
+    }
+
+    #[test]
+    fn many_pairs_take_the_tuple_sort() {
+        let keys: Vec<u64> = (0..700u64).map(|f| (f * 7919) % 313).collect();
+        assert_eq!(ordered(&keys, 700), expected(&keys, 700));
+        assert_eq!(ordered(&keys, 3), expected(&keys, 3));
     }
 }
