@@ -5,11 +5,22 @@ One run, one machine, the same arrays for every contender (1,000,000 prompts x 8
 
 - read floor: ``np.sum`` of the scores and of the lengths, the time just to read the inputs
   once (what a one-pass selection cannot beat);
-- the Rust core (``select_pairs``) on every thread ``resolve_threads()`` gives, and on one;
-- NumPy: whole-array NumPy with the same semantics (``numpy_pairing.py``);
+- the Rust core (``select_pairs``) on every thread ``resolve_threads()`` gives, and on one,
+  for every method with one pair per prompt, and ``top_bottom`` with two;
+- NumPy: whole-array NumPy with the same semantics (``numpy_pairing.py``), for the methods
+  it implements;
 - Python: the per-prompt reference on a sample of prompts, its time extrapolated.
 
 Every contender's output is checked equal to the Rust path's before any figure is printed.
+Then the goals of issue #13 are checked, each printed as met or not:
+
+- ``all_pairs`` is output-bound: its time per output byte (``chosen`` and ``rejected``) is
+  at most 3x that of the NumPy floor, which writes the same-sized index arrays with no
+  selection (``np.triu_indices`` broadcast against the offsets: ``all_pairs_floor``);
+- ``top_bottom`` with two pairs per prompt takes at most 1.5x the time of ``max_min``;
+- the one-pair methods are no slower than the figures in ``BEFORE_MS`` (2 threads, 1M x 8,
+  the development machine), checked only at that size.
+
 Peak memory of the Rust path is measured in a fresh child process: the resident high-water
 mark is reset (``/proc/self/clear_refs``) after the inputs are built, so what it reports is
 the memory the selection itself added, to compare with the size of its outputs.
@@ -33,9 +44,31 @@ import numpy as np
 
 from dpov2 import METHODS, PairSelection, select_pairs
 from dpov2.threads import resolve_threads
-from numpy_pairing import select_pairs_numpy  # beside this script, on sys.path when run
+from numpy_pairing import (  # beside this script, on sys.path when run
+    NUMPY_METHODS,
+    all_pairs_floor,
+    select_pairs_numpy,
+)
 
 LENGTH_PENALTY = 1e-3
+
+
+def variants(n_responses: int) -> list[tuple[str, int]]:
+    """What is timed, as (method, pairs_per_prompt): every method with one pair per prompt,
+    except ``all_pairs`` with all of them, and ``top_bottom`` also with two."""
+    every = n_responses * (n_responses - 1) // 2
+    one = [(method, every if method == "all_pairs" else 1) for method in METHODS]
+    return [*one, ("top_bottom", 2)]
+
+
+#: Milliseconds on 2 threads at 1M x 8 on the development machine that the one-pair methods
+#: must not exceed: ``random`` before the pair-shaped core (38 ms); the others the upper
+#: end of what the pair-shaped core measured when it was merged.
+BEFORE_MS = {"random": 38.0, "max_min": 35.0, "max_max": 49.0, "max_random": 40.0}
+#: The goals' limits: all_pairs time per output byte over the NumPy floor's, and
+#: top_bottom (2 pairs) time over max_min's.
+ALL_PAIRS_LIMIT = 3.0
+TOP_BOTTOM_LIMIT = 1.5
 
 
 def make_inputs(n_prompts: int, n_responses: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -61,15 +94,22 @@ def timed(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 
 def same(a: PairSelection, b: PairSelection) -> bool:
-    return bool(
-        np.array_equal(a.chosen, b.chosen)
-        and np.array_equal(a.rejected, b.rejected)
-        and np.array_equal(a.status, b.status)
+    return all(
+        np.array_equal(getattr(a, field), getattr(b, field))
+        for field in ("status", "pair_offsets", "chosen", "rejected")
     )
 
 
 def prefix(sel: PairSelection, n: int) -> PairSelection:
-    return PairSelection(sel.chosen[:n], sel.rejected[:n], sel.status[:n])
+    """The selection of the first ``n`` prompts."""
+    end = int(sel.pair_offsets[n])
+    return PairSelection(
+        sel.status[:n], sel.pair_offsets[: n + 1], sel.chosen[:end], sel.rejected[:end]
+    )
+
+
+def out_bytes(sel: PairSelection) -> int:
+    return sel.status.nbytes + sel.pair_offsets.nbytes + sel.chosen.nbytes + sel.rejected.nbytes
 
 
 def rss_kib(field: str) -> int:
@@ -79,7 +119,7 @@ def rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def measure_memory(n_prompts: int, n_responses: int, method: str) -> dict[str, float]:
+def measure_memory(n_prompts: int, n_responses: int, method: str, k: int) -> dict[str, float]:
     """In this (fresh) process: extra resident memory of one Rust selection, in MiB."""
     inputs = make_inputs(n_prompts, n_responses)
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
@@ -88,24 +128,32 @@ def measure_memory(n_prompts: int, n_responses: int, method: str) -> dict[str, f
         inputs["scores"],
         inputs["offsets"],
         method=method,
+        pairs_per_prompt=k,
         lengths=inputs["lengths"],
         length_penalty=LENGTH_PENALTY,
     )
     peak = rss_kib("VmHWM")
-    out_bytes = sel.chosen.nbytes + sel.rejected.nbytes + sel.status.nbytes
     return {
         "input_mib": sum(a.nbytes for a in inputs.values()) / 2**20,
-        "output_mib": out_bytes / 2**20,
+        "output_mib": out_bytes(sel) / 2**20,
         "extra_peak_mib": (peak - before) / 1024,
     }
 
 
-def memory_in_child(args: argparse.Namespace, method: str) -> dict[str, float]:
+def memory_in_child(args: argparse.Namespace, method: str, k: int) -> dict[str, float]:
     command = [sys.executable, __file__, "--prompts", str(args.prompts)]
-    command += ["--responses", str(args.responses), "--memory-child", method]
+    command += ["--responses", str(args.responses), "--memory-child", f"{method}:{k}"]
     child = subprocess.run(command, check=True, capture_output=True, text=True)
     result: dict[str, float] = json.loads(child.stdout)
     return result
+
+
+def label(method: str, k: int) -> str:
+    return method if k == 1 else f"{method} (k={k})"
+
+
+def goal(text: str, met: bool) -> str:
+    return f"- {text}: {'met' if met else 'NOT met'}"
 
 
 def main() -> None:
@@ -116,10 +164,11 @@ def main() -> None:
     parser.add_argument(
         "--python-sample", type=int, default=50_000, help="prompts the Python path runs on"
     )
-    parser.add_argument("--memory-child", metavar="METHOD", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", metavar="METHOD:K", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        print(json.dumps(measure_memory(args.prompts, args.responses, args.memory_child)))
+        method, k = args.memory_child.split(":")
+        print(json.dumps(measure_memory(args.prompts, args.responses, method, int(k))))
         return
 
     inputs = make_inputs(args.prompts, args.responses)
@@ -133,52 +182,98 @@ def main() -> None:
     )
     t_floor, _ = timed(lambda: (np.sum(scores), np.sum(lengths)), args.repeat)
     rows = []
-    for method in METHODS:
-        t_rust, fast = timed(
-            lambda m=method: select_pairs(scores, offsets, method=m, **common), args.repeat
-        )
+    rust_ms: dict[tuple[str, int], float] = {}
+    all_pairs_sel: PairSelection | None = None
+    every = args.responses * (args.responses - 1) // 2
+    for method, k in variants(args.responses):
+        run_kw: dict[str, Any] = {**common, "method": method, "pairs_per_prompt": k}
+        t_rust, fast = timed(lambda kw=run_kw: select_pairs(scores, offsets, **kw), args.repeat)
         t_rust1, one = timed(
-            lambda m=method: select_pairs(scores, offsets, method=m, num_threads=1, **common),
-            args.repeat,
+            lambda kw=run_kw: select_pairs(scores, offsets, num_threads=1, **kw), args.repeat
         )
-        t_numpy, vec = timed(
-            lambda m=method: select_pairs_numpy(scores, offsets, method=m, **common), args.repeat
-        )
-        cut = args.responses * sample
-        sampled = {**common, "lengths": lengths[:cut]}
+        cut = int(offsets[sample])
+        sampled = {**run_kw, "lengths": lengths[:cut]}
         t_python, ref = timed(
-            lambda m=method, s=scores[:cut], o=offsets[: sample + 1], kw=sampled: select_pairs(
-                s, o, method=m, use_fast=False, **kw
+            lambda s=scores[:cut], o=offsets[: sample + 1], kw=sampled: select_pairs(
+                s, o, use_fast=False, **kw
             ),
             1,
         )
-        if not (same(fast, one) and same(fast, vec) and same(prefix(fast, sample), ref)):
-            raise SystemExit(f"{method}: the contenders disagree; timings would be meaningless")
+        agree = same(fast, one) and same(prefix(fast, sample), ref)
         contenders = [
             ("read floor (np.sum of scores and lengths)", 1, t_floor),
             ("Rust select_pairs", threads, t_rust),
             ("Rust select_pairs", 1, t_rust1),
-            ("NumPy vectorised", 1, t_numpy),
-            (f"Python per-prompt ({sample:,} prompts, extrapolated)", 1, t_python * n / sample),
         ]
-        rows.append((method, contenders, memory_in_child(args, method)))
+        if method in NUMPY_METHODS and k == 1:
+            t_numpy, vec = timed(
+                lambda m=method: select_pairs_numpy(scores, offsets, method=m, **common),
+                args.repeat,
+            )
+            agree = agree and same(fast, vec)
+            contenders.append(("NumPy vectorised", 1, t_numpy))
+        if not agree:
+            raise SystemExit(
+                f"{label(method, k)}: the contenders disagree; timings would be meaningless"
+            )
+        contenders.append(
+            (f"Python per-prompt ({sample:,} prompts, extrapolated)", 1, t_python * n / sample)
+        )
+        rust_ms[method, k] = t_rust * 1e3
+        if method == "all_pairs":
+            all_pairs_sel = fast
+        rows.append((label(method, k), contenders, memory_in_child(args, method, k)))
+    assert all_pairs_sel is not None
+    t_np_floor, (floor_c, floor_r) = timed(lambda: all_pairs_floor(offsets), args.repeat)
 
     print("| method | contender | threads | prompts/s | time (ms) | time vs Rust |")
     print("|---|---|---:|---:|---:|---:|")
-    for method, contenders, _ in rows:
+    for name, contenders, _ in rows:
         t_ref = contenders[1][2]
-        for name, count, t in contenders:
+        for contender, count, t in contenders:
             print(
-                f"| {method} | {name} | {count} | {n / t:,.0f} | {t * 1e3:,.1f} "
+                f"| {name} | {contender} | {count} | {n / t:,.0f} | {t * 1e3:,.1f} "
                 f"| {t / t_ref:,.2f}x |"
             )
     print("\n| method | Rust extra peak RSS (MiB) | outputs (MiB) |")
     print("|---|---:|---:|")
-    for method, _, memory in rows:
-        print(f"| {method} | {memory['extra_peak_mib']:.1f} | {memory['output_mib']:.1f} |")
+    for name, _, memory in rows:
+        print(f"| {name} | {memory['extra_peak_mib']:.1f} | {memory['output_mib']:.1f} |")
     print(
         f"\ninputs: {rows[0][2]['input_mib']:.0f} MiB (scores float64, lengths and offsets int64)"
     )
+
+    # Goals (issue #13).
+    t_all = rust_ms["all_pairs", every]
+    ours_bytes = all_pairs_sel.chosen.nbytes + all_pairs_sel.rejected.nbytes
+    floor_bytes = floor_c.nbytes + floor_r.nbytes
+    ours_ns = t_all * 1e6 / ours_bytes
+    floor_ns = t_np_floor * 1e9 / floor_bytes
+    per_byte = ours_ns / floor_ns
+    tb_ratio = rust_ms["top_bottom", 2] / rust_ms["max_min", 1]
+    print(f"\nGoals ({threads} Rust threads, NumPy 1):")
+    print(
+        goal(
+            f"all_pairs: {len(all_pairs_sel.chosen):,} pairs in {t_all:,.1f} ms,"
+            f" {ours_ns:.3f} ns per output byte; NumPy floor (np.triu_indices broadcast,"
+            f" {len(floor_c):,} pairs) {t_np_floor * 1e3:,.1f} ms, {floor_ns:.3f} ns per byte;"
+            f" ratio {per_byte:.2f}x (goal <= {ALL_PAIRS_LIMIT:g}x)",
+            per_byte <= ALL_PAIRS_LIMIT,
+        )
+    )
+    print(
+        goal(
+            f"top_bottom (k=2) {rust_ms['top_bottom', 2]:,.1f} ms vs max_min"
+            f" {rust_ms['max_min', 1]:,.1f} ms: {tb_ratio:.2f}x (goal <= {TOP_BOTTOM_LIMIT:g}x)",
+            tb_ratio <= TOP_BOTTOM_LIMIT,
+        )
+    )
+    if (n, args.responses, threads) == (1_000_000, 8, 2):
+        for method, limit in BEFORE_MS.items():
+            took = rust_ms[method, 1]
+            print(goal(f"{method}: {took:,.1f} ms (goal <= {limit:g} ms)", took <= limit))
+    else:
+        print("- one-pair methods against BEFORE_MS: only checked at 1M x 8 on 2 threads")
 
 
 if __name__ == "__main__":

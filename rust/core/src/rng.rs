@@ -48,13 +48,16 @@ impl PromptRng {
 #[inline]
 fn below(n: u64, mut next: impl FnMut() -> u64) -> u64 {
     debug_assert!(n > 0);
-    let threshold = n.wrapping_neg() % n; // == 2**64 mod n
-    loop {
-        let x = next();
-        if x >= threshold {
-            return x % n;
+    let mut x = next();
+    // 2**64 mod n is below n, so a draw of at least n is never rejected: the threshold (a
+    // division) is only worked out for the rare draw below n.
+    if x < n {
+        let threshold = n.wrapping_neg() % n; // == 2**64 mod n
+        while x < threshold {
+            x = next();
         }
     }
+    x % n
 }
 
 #[cfg(test)]

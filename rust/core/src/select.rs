@@ -111,6 +111,10 @@ pub struct Selection {
     pub rejected: Vec<i64>,
 }
 
+/// `top_bottom` with at most this many pairs per prompt keeps its two best and two worst as
+/// it reads instead of sorting.
+const TOP_BOTTOM_STREAMED: usize = 2;
+
 /// Prompts handled by one parallel task: enough to amortise scheduling, few enough to balance
 /// the load across threads on small inputs.
 const PROMPTS_PER_TASK: usize = 2048;
@@ -153,12 +157,46 @@ pub fn select_pairs(inputs: &Inputs<'_>, options: &Options) -> Result<Selection,
             });
         }
     }
+    // Per-prompt outputs are written in place. `all_pairs`, whose output dwarfs its input,
+    // first only counts its pairs, then writes them straight into place; the other methods
+    // gather their pairs per task and copy them once into place.
+    if options.method == Method::AllPairs {
+        let (tasks, status, pair_offsets) = select_tasks::<Counted>(inputs, options)?;
+        let (pair_offsets, n_pairs) = globalize(&tasks, pair_offsets, |t| t.0);
+        let (chosen, rejected) = with_rewards!(scores, lengths, options.length_penalty, |view| {
+            write_all_pairs(view, inputs, options, &pair_offsets, n_pairs)
+        });
+        return Ok(Selection {
+            status,
+            pair_offsets,
+            chosen,
+            rejected,
+        });
+    }
+    let (tasks, status, pair_offsets) = select_tasks::<Gathered>(inputs, options)?;
+    Ok(assemble(tasks, status, pair_offsets))
+}
+
+/// Runs [`select_task`] over every task in parallel: each task's pairs, the per-prompt
+/// statuses, and the pair counts (each task's up to each prompt, not yet global); or the
+/// error the documented check order gives first.
+#[allow(clippy::type_complexity)]
+fn select_tasks<P: Sink>(
+    inputs: &Inputs<'_>,
+    options: &Options,
+) -> Result<(Vec<P>, Vec<u8>, Vec<i64>), PairError> {
+    let Inputs {
+        scores,
+        lengths,
+        offsets,
+        keys,
+        ..
+    } = *inputs;
+    let n_prompts = offsets.len() - 1;
     let n_scores = scores.len();
-    // Per-prompt outputs are written in place; pairs, whose number is known only at the
-    // end, are gathered per task and copied once into place.
     let mut status = vec![Status::TooFewResponses as u8; n_prompts];
     let mut pair_offsets = vec![0i64; n_prompts + 1];
-    let tasks: Vec<TaskOut> = with_rewards!(scores, lengths, options.length_penalty, |view| {
+    let tasks: Vec<TaskOut<P>> = with_rewards!(scores, lengths, options.length_penalty, |view| {
         status
             .par_chunks_mut(PROMPTS_PER_TASK)
             .zip(pair_offsets[1..].par_chunks_mut(PROMPTS_PER_TASK))
@@ -193,22 +231,36 @@ pub fn select_pairs(inputs: &Inputs<'_>, options: &Options) -> Result<Selection,
             n_prompts,
         }),
         Some(Problem::Value(_, err)) => Err(err.clone()),
-        None => Ok(assemble(tasks, status, pair_offsets)),
+        None => Ok((
+            tasks.into_iter().map(|t| t.pairs).collect(),
+            status,
+            pair_offsets,
+        )),
     }
 }
 
-/// The tasks' pairs joined in prompt order, and each task's pair counts made global.
-fn assemble(tasks: Vec<TaskOut>, status: Vec<u8>, mut pair_offsets: Vec<i64>) -> Selection {
+/// Each task's pair counts made global (`n_pairs(task)` pairs per task), and the total.
+fn globalize<P>(
+    tasks: &[P],
+    mut pair_offsets: Vec<i64>,
+    n_pairs: impl Fn(&P) -> usize,
+) -> (Vec<i64>, usize) {
     let mut bases = Vec::with_capacity(tasks.len());
-    let mut n_pairs = 0;
-    for task in &tasks {
-        bases.push(n_pairs);
-        n_pairs += task.chosen.len();
+    let mut total = 0;
+    for task in tasks {
+        bases.push(total);
+        total += n_pairs(task);
     }
     pair_offsets[1..]
         .par_chunks_mut(PROMPTS_PER_TASK)
         .zip(&bases)
         .for_each(|(ends, &base)| ends.iter_mut().for_each(|e| *e += base as i64));
+    (pair_offsets, total)
+}
+
+/// The tasks' pairs joined in prompt order, and each task's pair counts made global.
+fn assemble(tasks: Vec<Gathered>, status: Vec<u8>, pair_offsets: Vec<i64>) -> Selection {
+    let (pair_offsets, n_pairs) = globalize(&tasks, pair_offsets, |t| t.chosen.len());
     let mut chosen = vec![0i64; n_pairs];
     let mut rejected = vec![0i64; n_pairs];
     let mut targets = Vec::with_capacity(tasks.len());
@@ -243,26 +295,128 @@ enum Problem {
     Value(usize, PairError),
 }
 
-/// One task's pairs as flat indices (its per-prompt outputs are written in place).
+/// One task's pairs (its per-prompt outputs are written in place).
 #[derive(Default)]
-struct TaskOut {
+struct TaskOut<P> {
+    pairs: P,
+    problem: Option<Problem>,
+}
+
+/// Where a task puts its pairs.
+trait Sink: Default + Send {
+    /// Only the number of pairs is wanted: `all_pairs` then counts its eligible pairs
+    /// without ranking or ordering them.
+    const COUNT_ONLY: bool;
+    fn reserve(&mut self, n: usize);
+    fn push(&mut self, chosen: i64, rejected: i64);
+    fn len(&self) -> usize;
+    fn truncate(&mut self, len: usize);
+}
+
+/// A task's pairs as flat indices, to be copied into place once all counts are known.
+#[derive(Default)]
+struct Gathered {
     chosen: Vec<i64>,
     rejected: Vec<i64>,
-    problem: Option<Problem>,
+}
+
+impl Sink for Gathered {
+    const COUNT_ONLY: bool = false;
+    fn reserve(&mut self, n: usize) {
+        self.chosen.reserve(n);
+        self.rejected.reserve(n);
+    }
+    #[inline]
+    fn push(&mut self, chosen: i64, rejected: i64) {
+        self.chosen.push(chosen);
+        self.rejected.push(rejected);
+    }
+    fn len(&self) -> usize {
+        self.chosen.len()
+    }
+    fn truncate(&mut self, len: usize) {
+        self.chosen.truncate(len);
+        self.rejected.truncate(len);
+    }
+}
+
+/// A task's number of pairs only.
+#[derive(Default)]
+struct Counted(usize);
+
+impl Sink for Counted {
+    const COUNT_ONLY: bool = true;
+    fn reserve(&mut self, _: usize) {}
+    #[inline]
+    fn push(&mut self, _: i64, _: i64) {
+        self.0 += 1;
+    }
+    fn len(&self) -> usize {
+        self.0
+    }
+    fn truncate(&mut self, len: usize) {
+        self.0 = len;
+    }
+}
+
+/// `all_pairs`' second pass, once every prompt is checked and counted: each prompt's pairs
+/// written straight into its slice (`pair_offsets`) of the `n_pairs` outputs, tasks in
+/// parallel.
+fn write_all_pairs<V: Rewards>(
+    view: V,
+    inputs: &Inputs<'_>,
+    options: &Options,
+    pair_offsets: &[i64],
+    n_pairs: usize,
+) -> (Vec<i64>, Vec<i64>) {
+    let mut chosen = vec![0i64; n_pairs];
+    let mut rejected = vec![0i64; n_pairs];
+    let n_prompts = pair_offsets.len() - 1;
+    let mut targets = Vec::with_capacity(n_prompts.div_ceil(PROMPTS_PER_TASK));
+    let (mut c_rest, mut r_rest) = (&mut chosen[..], &mut rejected[..]);
+    for first in (0..n_prompts).step_by(PROMPTS_PER_TASK) {
+        let last = (first + PROMPTS_PER_TASK).min(n_prompts);
+        let len = (pair_offsets[last] - pair_offsets[first]) as usize;
+        let (c, c_tail) = c_rest.split_at_mut(len);
+        let (r, r_tail) = r_rest.split_at_mut(len);
+        targets.push((first..last, c, r));
+        (c_rest, r_rest) = (c_tail, r_tail);
+    }
+    targets.into_par_iter().for_each(|(prompts, c_out, r_out)| {
+        let mut scratch = Scratch::default();
+        let mut at = 0;
+        for p in prompts {
+            if pair_offsets[p + 1] == pair_offsets[p] {
+                continue;
+            }
+            let (start, end) = (inputs.offsets[p] as usize, inputs.offsets[p + 1] as usize);
+            let prompt = Prompt {
+                view: view.cut(start, end),
+                duplicate_of: inputs.duplicate_of.map(|d| &d[start..end]),
+                options,
+            };
+            prompt.ranked(&mut scratch, &mut |c, r| {
+                c_out[at] = (start + c) as i64;
+                r_out[at] = (start + r) as i64;
+                at += 1;
+            });
+        }
+    });
+    (chosen, rejected)
 }
 
 /// Checks and selects for the prompts of one task; `bounds` are their offsets, `first` the
 /// index of the task's first prompt; writes each prompt's status, and its number of pairs
 /// in the task up to and including it, into `per_prompt`. After a bad value only the
 /// offsets are still checked, since an offsets problem later in the task would outrank it.
-fn select_task<V: Rewards>(
+fn select_task<V: Rewards, P: Sink>(
     view: V,
     inputs: &Inputs<'_>,
     bounds: &[i64],
     first: usize,
     options: &Options,
     per_prompt: (&mut [u8], &mut [i64]),
-) -> TaskOut {
+) -> TaskOut<P> {
     let (status, ends) = per_prompt;
     let n_scores = view.len() as i64;
     let mut out = TaskOut::default();
@@ -274,8 +428,7 @@ fn select_task<V: Rewards>(
     }
     let n = bounds.len() - 1;
     if options.pairs_per_prompt == 1 && options.method != Method::AllPairs {
-        out.chosen.reserve(n);
-        out.rejected.reserve(n);
+        out.pairs.reserve(n);
     }
     let mut scratch = Scratch::default();
     for (i, range) in bounds.windows(2).enumerate() {
@@ -310,12 +463,9 @@ fn select_task<V: Rewards>(
             duplicate_of: inputs.duplicate_of.map(|d| &d[start..end]),
             options,
         };
-        let before = out.chosen.len();
-        let mut emit = |c: usize, r: usize| {
-            out.chosen.push((start + c) as i64);
-            out.rejected.push((start + r) as i64);
-        };
-        match prompt_view.select(options.seed, key, &mut scratch, &mut emit) {
+        let before = out.pairs.len();
+        let mut emit = |c: usize, r: usize| out.pairs.push((start + c) as i64, (start + r) as i64);
+        match prompt_view.select(P::COUNT_ONLY, options.seed, key, &mut scratch, &mut emit) {
             Ok(found) => status[i] = found as u8,
             Err((k, bad)) => {
                 let index = start + k;
@@ -329,12 +479,11 @@ fn select_task<V: Rewards>(
                     },
                 };
                 out.problem = Some(Problem::Value(index, err));
-                out.chosen.truncate(before);
-                out.rejected.truncate(before);
+                out.pairs.truncate(before);
                 continue;
             }
         }
-        ends[i] = out.chosen.len() as i64;
+        ends[i] = out.pairs.len() as i64;
     }
     out
 }
@@ -354,8 +503,13 @@ struct Scratch {
     worst_first: Vec<usize>,
     /// Position of each local index in `ranked` (`usize::MAX`: not a candidate).
     position: Vec<usize>,
-    /// Eligible pairs as (margin, order found, chosen, rejected), before sorting.
-    pairs: Vec<(f64, usize, usize, usize)>,
+    /// Penalised reward of each local index (once ranked).
+    rewards: Vec<f64>,
+    /// Eligible pairs as (margin key, order found, chosen, rejected), before sorting; the
+    /// key ([`margin_key`]) sorts largest margin first.
+    pairs: Vec<(u64, usize, usize, usize)>,
+    /// The pairs as sort words (see [`by_margin`]).
+    packed: Vec<u64>,
     /// Pairs already drawn (smaller index first).
     taken: Vec<(usize, usize)>,
 }
@@ -405,10 +559,15 @@ impl<V: Rewards> Prompt<'_, V> {
     /// The filters, in order, for the pair whose first pick is `a` and second `b`: the tie
     /// rule, the margin, the length limits. A tied pair's chosen is the first pick under the
     /// dpov2 tie order, the second under LMFlow's.
-    #[inline]
+    #[inline(always)]
     fn check(&self, a: usize, b: usize) -> Check {
+        self.check_rewards(a, b, self.view.reward(a), self.view.reward(b))
+    }
+
+    /// [`Self::check`] given the two penalised rewards, `ra` of `a` and `rb` of `b`.
+    #[inline(always)]
+    fn check_rewards(&self, a: usize, b: usize, ra: f64, rb: f64) -> Check {
         let o = self.options;
-        let (ra, rb) = (self.view.reward(a), self.view.reward(b));
         if ra == rb && !o.keep_ties {
             return Check::Failed(Reached::Tie);
         }
@@ -417,32 +576,46 @@ impl<V: Rewards> Prompt<'_, V> {
         } else {
             (b, a)
         };
+        if o.min_margin.is_some() || o.max_length_ratio.is_some() || o.max_length_diff.is_some() {
+            if let Some(failed) = self.filters(c, r) {
+                return Check::Failed(failed);
+            }
+        }
+        Check::Eligible(c, r)
+    }
+
+    /// The margin and length limits for the pair (`c` chosen, `r` rejected): the first it
+    /// fails, if any.
+    #[inline(never)]
+    fn filters(&self, c: usize, r: usize) -> Option<Reached> {
+        let o = self.options;
         if let Some(min_margin) = o.min_margin {
             let margin = match o.margin_from {
                 MarginFrom::Raw => self.view.score(c) - self.view.score(r),
                 MarginFrom::Penalized => self.view.reward(c) - self.view.reward(r),
             } * o.margin_scale;
             if margin < min_margin {
-                return Check::Failed(Reached::Margin);
+                return Some(Reached::Margin);
             }
         }
         if o.max_length_ratio.is_some() || o.max_length_diff.is_some() {
-            let (la, lb) = (self.view.length(a), self.view.length(b));
+            let (la, lb) = (self.view.length(c), self.view.length(r));
             let (la, lb) = (la.unwrap_or(0.0), lb.unwrap_or(0.0));
             let (long, short) = if la >= lb { (la, lb) } else { (lb, la) };
             let over_ratio = o.max_length_ratio.is_some_and(|q| long > q * short);
             let over_diff = o.max_length_diff.is_some_and(|d| long - short > d);
             if over_ratio || over_diff {
-                return Check::Failed(Reached::Length);
+                return Some(Reached::Length);
             }
         }
-        Check::Eligible(c, r)
+        None
     }
 
     /// Validates the prompt, then emits its pairs and returns its status; `Err` names the
     /// first bad response (local index).
     fn select(
         &self,
+        count_only: bool,
         seed: u64,
         key: u64,
         scratch: &mut Scratch,
@@ -458,6 +631,12 @@ impl<V: Rewards> Prompt<'_, V> {
                 TieOrder::Lmflow => stream::<BestTwo<true>>(self.view).map(Streamed::Pair),
             },
             Method::MaxRandom => stream::<Best>(self.view).map(Streamed::Best),
+            Method::TopBottom if self.options.pairs_per_prompt <= TOP_BOTTOM_STREAMED => {
+                match self.options.tie_order {
+                    TieOrder::Dpov2 => stream::<Ends<false, true>>(self.view).map(Streamed::Ends),
+                    TieOrder::Lmflow => stream::<Ends<true, false>>(self.view).map(Streamed::Ends),
+                }
+            }
             _ => stream::<Unranked>(self.view).map(|_| Streamed::Nothing),
         };
         // The first bad response in index order; its score and length before its copy index.
@@ -483,6 +662,8 @@ impl<V: Rewards> Prompt<'_, V> {
                 self.ranked(scratch, emit)
             }
             (_, Method::Random) => self.draw_random(seed, key, scratch, emit),
+            (_, Method::AllPairs) if count_only => self.count_all_pairs(&mut scratch.rewards, emit),
+            (Streamed::Ends(Some(ends)), _) if !has_copies => self.top_bottom(ends, scratch, emit),
             (streamed, Method::MaxRandom) => {
                 let best = match streamed {
                     Streamed::Best(Some(best)) if !has_copies => best,
@@ -526,15 +707,85 @@ impl<V: Rewards> Prompt<'_, V> {
 
     /// Candidates into `scratch.ranked`, best first: by penalised reward, equal rewards by
     /// index (the lower first, or the higher with `later_first`).
-    fn rank(&self, ranked: &mut Vec<usize>, later_first: bool) {
+    /// Also leaves each response's penalised reward in `rewards`.
+    fn rank(&self, ranked: &mut Vec<usize>, rewards: &mut Vec<f64>, later_first: bool) {
+        rewards.clear();
+        rewards.extend(self.view.scan().map(|(r, _)| r));
         ranked.clear();
         ranked.extend((0..self.view.len()).filter(|&k| self.is_candidate(k)));
-        let v = self.view;
+        let v = &rewards[..];
         ranked.sort_unstable_by(|&x, &y| {
-            let by_reward = order(v.reward(y), v.reward(x));
+            let by_reward = order(v[y], v[x]);
             let by_index = if later_first { y.cmp(&x) } else { x.cmp(&y) };
             by_reward.then(by_index)
         });
+    }
+
+    /// `all_pairs` without the order: emits its eligible pairs (at most `pairs_per_prompt`,
+    /// not in preference order) and returns the status [`Self::ranked`] would. Each pair is
+    /// checked with its first pick first, as in ranking order: for unequal rewards the
+    /// higher, for equal ones the lower index (the higher under the `lmflow` tie order).
+    fn count_all_pairs(
+        &self,
+        rewards: &mut Vec<f64>,
+        emit: &mut impl FnMut(usize, usize),
+    ) -> Status {
+        let o = self.options;
+        let later_first = o.tie_order == TieOrder::Lmflow;
+        let n = self.view.len();
+        rewards.clear();
+        rewards.extend(self.view.scan().map(|(r, _)| r));
+        let rw = &rewards[..];
+        let mut reached = Reached::Nothing;
+        let mut emitted = 0;
+        'outer: for i in (0..n).filter(|&i| self.is_candidate(i)) {
+            for j in (i + 1..n).filter(|&j| self.is_candidate(j)) {
+                let (ri, rj) = (rw[i], rw[j]);
+                let swap = ri == rj && later_first;
+                let (a, b, ra, rb) = if swap { (j, i, rj, ri) } else { (i, j, ri, rj) };
+                match self.check_rewards(a, b, ra, rb) {
+                    Check::Eligible(c, r) => {
+                        emit(c, r);
+                        emitted += 1;
+                        if emitted == o.pairs_per_prompt {
+                            break 'outer;
+                        }
+                    }
+                    Check::Failed(how_far) => reached = reached.max(how_far),
+                }
+            }
+        }
+        if emitted > 0 {
+            Status::Paired
+        } else {
+            reached.status()
+        }
+    }
+
+    /// `top_bottom` from the two best and two worst of the one read (`ends`: positions 0, 1,
+    /// `m - 1`, `m - 2` of the ranking): when its `k <= 2` pairs are all eligible they are
+    /// the answer, else [`Self::ranked`] is.
+    fn top_bottom(
+        &self,
+        ends: [usize; 4],
+        scratch: &mut Scratch,
+        emit: &mut impl FnMut(usize, usize),
+    ) -> Status {
+        let k = self.options.pairs_per_prompt;
+        // Pair i needs positions i < m - 1 - i.
+        if k == 2 && self.view.len() < 4 {
+            return self.ranked(scratch, emit);
+        }
+        let candidates = [(ends[0], ends[2]), (ends[1], ends[3])];
+        let mut pairs = [(0, 0); 2];
+        for (pair, &(a, b)) in pairs.iter_mut().zip(&candidates).take(k) {
+            match self.check(a, b) {
+                Check::Eligible(c, r) => *pair = (c, r),
+                Check::Failed(_) => return self.ranked(scratch, emit),
+            }
+        }
+        pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
+        Status::Paired
     }
 
     /// The deterministic methods: their pairs in preference order, the first
@@ -544,13 +795,14 @@ impl<V: Rewards> Prompt<'_, V> {
         let method = o.method;
         // LMFlow's max_min takes np.argmax and np.argmin: the first index either way.
         let later_first = o.tie_order == TieOrder::Lmflow && method != Method::MaxMin;
-        self.rank(&mut scratch.ranked, later_first);
+        self.rank(&mut scratch.ranked, &mut scratch.rewards, later_first);
         let ranked = &scratch.ranked;
+        let rw = &scratch.rewards[..];
         let m = ranked.len();
         let mut reached = Reached::Nothing;
         let mut emitted = 0;
         // Considers one pair; true once enough pairs are emitted.
-        let mut consider = |a: usize, b: usize| match self.check(a, b) {
+        let mut consider = |a: usize, b: usize| match self.check_rewards(a, b, rw[a], rw[b]) {
             Check::Eligible(c, r) => {
                 emit(c, r);
                 emitted += 1;
@@ -575,10 +827,8 @@ impl<V: Rewards> Prompt<'_, V> {
                 let worst_first = &mut scratch.worst_first;
                 worst_first.clear();
                 worst_first.extend(ranked.iter().rev());
-                let v = self.view;
                 // Worst first, equal rewards lower index first (np.argmin's choice).
-                worst_first
-                    .sort_unstable_by(|&x, &y| v.reward(x).total_cmp(&v.reward(y)).then(x.cmp(&y)));
+                worst_first.sort_unstable_by(|&x, &y| rw[x].total_cmp(&rw[y]).then(x.cmp(&y)));
                 let position = &mut scratch.position;
                 position.clear();
                 position.resize(self.view.len(), usize::MAX);
@@ -605,11 +855,10 @@ impl<V: Rewards> Prompt<'_, V> {
                 // margins in ranking order (the order they were found in).
                 let pairs = &mut scratch.pairs;
                 pairs.clear();
-                let v = self.view;
-                let mut keep = |a: usize, b: usize| match self.check(a, b) {
+                let mut keep = |a: usize, b: usize| match self.check_rewards(a, b, rw[a], rw[b]) {
                     Check::Eligible(c, r) => {
                         let found = pairs.len();
-                        pairs.push((margin(v.reward(c), v.reward(r)), found, c, r));
+                        pairs.push((margin_key(margin(rw[c], rw[r])), found, c, r));
                     }
                     Check::Failed(how_far) => reached = reached.max(how_far),
                 };
@@ -624,15 +873,7 @@ impl<V: Rewards> Prompt<'_, V> {
                         }
                     }
                 }
-                if o.pairs_per_prompt < pairs.len() {
-                    pairs.select_nth_unstable_by(o.pairs_per_prompt - 1, by_margin);
-                    pairs.truncate(o.pairs_per_prompt);
-                }
-                pairs.sort_unstable_by(by_margin);
-                for &(_, _, c, r) in pairs.iter() {
-                    emit(c, r);
-                }
-                emitted = pairs.len();
+                emitted = by_margin(pairs, &mut scratch.packed, o.pairs_per_prompt, emit);
             }
             Method::Random | Method::MaxRandom => unreachable!("drawn, not ranked"),
         }
@@ -749,7 +990,7 @@ impl<V: Rewards> Prompt<'_, V> {
                 }
             }
             let found = *anchor.get_or_insert_with(|| {
-                self.rank(&mut scratch.ranked, false);
+                self.rank(&mut scratch.ranked, &mut scratch.rewards, false);
                 scratch.ranked.iter().copied().find(|&x| {
                     let mut any = false;
                     for y in (0..n).filter(|&y| y != x && self.is_candidate(y)) {
@@ -788,9 +1029,71 @@ impl<V: Rewards> Prompt<'_, V> {
     }
 }
 
-/// Largest margin first, then the order the pairs were found in.
-fn by_margin(x: &(f64, usize, usize, usize), y: &(f64, usize, usize, usize)) -> Ordering {
-    order(y.0, x.0).then(x.1.cmp(&y.1))
+/// Emits the first `k` of `pairs` (as gathered, in the order found) by largest margin, equal
+/// margins in the order found; returns how many.
+///
+/// With few pairs, each is sorted as one word: its key with the low bits replaced by its
+/// order found. Sorting words is branch-free and fast; it orders the pairs exactly except
+/// among keys that differ only in those low bits, which one insertion pass on the exact
+/// (key, order found) then puts right (nearly sorted, so that pass is linear).
+fn by_margin(
+    pairs: &mut Vec<(u64, usize, usize, usize)>,
+    packed: &mut Vec<u64>,
+    k: usize,
+    emit: &mut impl FnMut(usize, usize),
+) -> usize {
+    let n = pairs.len();
+    let bits = usize::BITS - n.saturating_sub(1).leading_zeros();
+    if bits > PACKED_BITS {
+        // (key, order found) is unique, so the unstable sort is the stable order.
+        if k < n {
+            pairs.select_nth_unstable(k - 1);
+            pairs.truncate(k);
+        }
+        pairs.sort_unstable();
+        pairs.iter().for_each(|&(_, _, c, r)| emit(c, r));
+        return pairs.len();
+    }
+    let low = (1u64 << bits) - 1;
+    packed.clear();
+    packed.extend(
+        pairs
+            .iter()
+            .map(|&(key, found, ..)| key & !low | found as u64),
+    );
+    packed.sort_unstable();
+    let exact = |word: u64| {
+        let found = (word & low) as usize;
+        (pairs[found].0, found)
+    };
+    // Words with different high bits are already in exact order.
+    let unsure = |a: u64, b: u64| (a ^ b) & !low == 0 && exact(a) > exact(b);
+    for i in 1..n {
+        let word = packed[i];
+        let mut j = i;
+        while j > 0 && unsure(packed[j - 1], word) {
+            packed[j] = packed[j - 1];
+            j -= 1;
+        }
+        packed[j] = word;
+    }
+    for &word in packed.iter().take(k) {
+        let (_, _, c, r) = pairs[(word & low) as usize];
+        emit(c, r);
+    }
+    n.min(k)
+}
+
+/// Pairs of a prompt up to `2^PACKED_BITS` are sorted as single words by [`by_margin`]; few
+/// enough that the insertion pass stays cheap even when every key differs only in low bits.
+const PACKED_BITS: u32 = 8;
+
+/// A sort key for a margin (`>= 0`, never NaN, never `-0.0`): larger margins give smaller
+/// keys, since the bits of non-negative floats order as the floats do.
+#[inline]
+fn margin_key(margin: f64) -> u64 {
+    debug_assert!(margin >= 0.0 && margin.is_sign_positive());
+    !margin.to_bits()
 }
 
 /// The order of two rewards or margins, never NaN: `-0.0` equals `0.0`, as in Python.
@@ -813,6 +1116,7 @@ fn margin(chosen: f64, rejected: f64) -> f64 {
 /// What the one read of a prompt ranked.
 enum Streamed {
     Pair(Option<(usize, usize)>),
+    Ends(Option<[usize; 4]>),
     Best(Option<usize>),
     Nothing,
 }
@@ -984,5 +1288,79 @@ impl<const LATER: bool> Rank for BestTwo<LATER> {
     #[inline]
     fn finish(self) -> (usize, usize) {
         (self.best, self.second)
+    }
+}
+
+/// `top_bottom`: the first two and the last two of the ranking (`LATER`: equal rewards
+/// rank higher index first), as positions 0, 1, `m - 1`, `m - 2`. The last two are the
+/// first two of the reversed order, that is of the negated rewards with the opposite tie
+/// rule (`EARLIER == !LATER`).
+struct Ends<const LATER: bool, const EARLIER: bool> {
+    top: BestTwo<LATER>,
+    bottom: BestTwo<EARLIER>,
+}
+
+impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
+    type Out = [usize; 4];
+    #[inline]
+    fn start(r0: f64, r1: f64) -> Self {
+        Self {
+            top: BestTwo::start(r0, r1),
+            bottom: BestTwo::start(-r0, -r1),
+        }
+    }
+    #[inline]
+    fn push(&mut self, i: usize, r: f64) {
+        self.top.push(i, r);
+        self.bottom.push(i, -r);
+    }
+    #[inline]
+    fn finish(self) -> [usize; 4] {
+        let (t0, t1) = self.top.finish();
+        let (b0, b1) = self.bottom.finish();
+        [t0, t1, b0, b1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gathers `by_margin`'s output for `keys` (in the order found) and the first `k`.
+    fn ordered(keys: &[u64], k: usize) -> Vec<usize> {
+        let mut pairs: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(f, &key)| (key, f, f, f))
+            .collect();
+        let mut out = Vec::new();
+        by_margin(&mut pairs, &mut Vec::new(), k, &mut |c, _| out.push(c));
+        out
+    }
+
+    /// The definition: by key, then by order found.
+    fn expected(keys: &[u64], k: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&f| (keys[f], f));
+        order.truncate(k);
+        order
+    }
+
+    #[test]
+    fn pairs_whose_keys_differ_only_in_the_packed_bits_keep_exact_order() {
+        // 28 keys equal above bit 5, differing below it in descending order, with repeats:
+        // the packed words alone would order them by order found.
+        let keys: Vec<u64> = (0..28u64).map(|f| (7 << 40) | ((27 - f) / 2)).collect();
+        assert_eq!(ordered(&keys, 28), expected(&keys, 28));
+        assert_eq!(ordered(&keys, 5), expected(&keys, 5));
+        let mixed: Vec<u64> = (0..28u64).map(|f| ((f % 3) << 40) | (f * 7 % 11)).collect();
+        assert_eq!(ordered(&mixed, 28), expected(&mixed, 28));
+    }
+
+    #[test]
+    fn many_pairs_take_the_tuple_sort() {
+        let keys: Vec<u64> = (0..700u64).map(|f| (f * 7919) % 313).collect();
+        assert_eq!(ordered(&keys, 700), expected(&keys, 700));
+        assert_eq!(ordered(&keys, 3), expected(&keys, 3));
     }
 }
