@@ -17,7 +17,7 @@ from plain_trl import plain_trl_trainer
 
 from dpov2.cli import main
 from dpov2.errors import InputError
-from dpov2.formats import as_conversational
+from dpov2.formats import as_conversational, conversational_schema
 from dpov2.formats.instances import PAIRED_TYPE
 from dpov2.formats.kinds import dataset_type, read_pairs
 
@@ -117,8 +117,10 @@ def test_the_conversion_keeps_null_rows_and_leaves_other_tables() -> None:
     assert turned.column("chosen").to_pylist() == [[assistant("a")], None]
     assert turned.column("rejected").to_pylist() == [[assistant("b")], None]
     assert as_conversational(turned) is turned
+    assert conversational_schema(table.schema) == turned.schema
     text = pa.table({"prompt": ["p"], "chosen": ["a"], "rejected": ["b"]})
     assert as_conversational(text) is text
+    assert conversational_schema(text.schema) == text.schema
 
 
 SHARED = [user("hi"), assistant("hello"), user("tell me")]

@@ -603,10 +603,19 @@ def test_ctrl_c_at_random_moments_of_a_reference_run_always_exits_130_with_no_ou
     src = _slow_source(tmp_path)
     out = tmp_path / "out" / "pairs.jsonl"
     out.parent.mkdir()
+    # How long a whole run pairs once its output is open: the interrupts fall inside that
+    # span, however fast the machine (a signal after the run ends would test nothing).
+    child = _start_and_wait_for_partial(src, out)
+    started = time.monotonic()
+    _, stderr = child.communicate(timeout=120)
+    pairing = time.monotonic() - started
+    assert child.returncode == 0, stderr
+    out.unlink()
+    assert pairing > 0.2, f"the run pairs for only {pairing:.2f} s; make the source longer"
     rng = random.Random(11)
     for attempt in range(int(os.environ.get("DPOV2_SIGINT_RUNS", "8"))):
         child = _start_and_wait_for_partial(src, out)
-        time.sleep(rng.uniform(0.0, 1.5))
+        time.sleep(rng.uniform(0.0, 0.8 * pairing))
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=120)
         assert child.returncode == 130, (attempt, child.returncode, stderr)

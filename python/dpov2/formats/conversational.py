@@ -18,6 +18,8 @@ from dpov2.formats.instances import COMPLETIONS
 __all__ = ["as_conversational", "conversational_schema", "is_messages_type"]
 
 ASSISTANT = "assistant"
+#: The type of a completion turned into a conversation: what :func:`as_conversational` builds.
+CONVERSATION_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
 
 def is_messages_type(kind: pa.DataType) -> bool:
@@ -58,5 +60,11 @@ def as_conversational(table: pa.Table) -> pa.Table:
 
 
 def conversational_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema :func:`as_conversational` gives tables of ``schema``."""
-    return as_conversational(schema.empty_table()).schema
+    """The schema :func:`as_conversational` gives tables of ``schema`` (built from the types:
+    ``Schema.empty_table`` would import pandas)."""
+    if not _needs_turning(schema):
+        return schema
+    for name in COMPLETIONS:
+        index = schema.get_field_index(name)
+        schema = schema.set(index, schema.field(name).with_type(CONVERSATION_TYPE))
+    return schema
