@@ -600,11 +600,12 @@ def _start_and_wait_for_partial(src: Path, out: Path, *flags: str) -> subprocess
 def test_ctrl_c_at_random_moments_of_a_reference_run_always_exits_130_with_no_output(
     tmp_path: Path,
 ) -> None:
-    src = _slow_source(tmp_path)
+    src = _slow_source(tmp_path, rows=60_000)
     out = tmp_path / "out" / "pairs.jsonl"
     out.parent.mkdir()
-    # How long a whole run pairs once its output is open: the interrupts fall inside that
-    # span, however fast the machine (a signal after the run ends would test nothing).
+    # How long a whole run takes once its output is open: the interrupts fall in the first
+    # half of that span, however fast the machine, so they meet the pairing rather than the
+    # interpreter's exit (a signal after the run ends would test nothing).
     child = _start_and_wait_for_partial(src, out)
     started = time.monotonic()
     _, stderr = child.communicate(timeout=120)
@@ -615,7 +616,7 @@ def test_ctrl_c_at_random_moments_of_a_reference_run_always_exits_130_with_no_ou
     rng = random.Random(11)
     for attempt in range(int(os.environ.get("DPOV2_SIGINT_RUNS", "8"))):
         child = _start_and_wait_for_partial(src, out)
-        time.sleep(rng.uniform(0.0, 0.8 * pairing))
+        time.sleep(rng.uniform(0.0, 0.5 * pairing))
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=120)
         assert child.returncode == 130, (attempt, child.returncode, stderr)
