@@ -65,6 +65,7 @@ __all__ = [
     "as_conversational",
     "atomic_folder",
     "check_output_path",
+    "conversational_schema",
     "dataset_files",
     "detect_format",
     "folder_format",

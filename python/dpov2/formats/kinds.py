@@ -25,6 +25,7 @@ from dpov2.formats import (
     PAIRED_TYPE,
     SCORED_TYPE,
     as_conversational,
+    conversational_schema,
     dataset_files,
     detect_format,
     folder_format,
@@ -117,7 +118,7 @@ def read_pairs(source: str | os.PathLike[str] | datasets.Dataset) -> datasets.Da
     fmt = detect_format(path, None)
     if fmt == "hf":
         saved = load_saved_dataset(path)
-        if as_conversational(saved.data.table.slice(0, 0)).schema == saved.data.table.schema:
+        if conversational_schema(saved.data.table.schema) == saved.data.table.schema:
             return saved
     schema = parquet_schema(path) if fmt == "parquet" else None
     return mapped_dataset(_pair_tables(path, fmt, 8192), schema)
@@ -204,8 +205,7 @@ def mapped_dataset(
                 writer = pa.ipc.new_stream(sink, table.schema)
             writer.write_table(table)
         if writer is None:
-            empty = (schema or pa.schema([])).empty_table()
-            writer = pa.ipc.new_stream(sink, as_conversational(empty).schema)
+            writer = pa.ipc.new_stream(sink, conversational_schema(schema or pa.schema([])))
         writer.close()
     return datasets.Dataset.from_file(str(file))
 
