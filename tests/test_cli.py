@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from dpov2 import cli
 from dpov2.cli import PAIR_FLAGS, main
 
 # Prompt i has i % 4 + 1 responses; those of every fifth prompt all score 1 (a tie).
@@ -389,3 +390,21 @@ def test_module_entry_point_and_help() -> None:
     assert done.returncode == 0 and "--length-penalty" in done.stdout
     done = subprocess.run([sys.executable, "-m", "dpov2.cli"], capture_output=True, text=True)
     assert done.returncode == 2 and "COMMAND" in done.stderr
+
+
+def test_an_interrupt_after_the_pairs_are_in_place_names_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while the summary is written, once the pairs file is in place: the message says
+    what was written, not "no output"."""
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "write_json", interrupted)
+    src = write(tmp_path / "in.jsonl", ROWS)
+    out = tmp_path / "pairs.jsonl"
+    code = main(["pair", str(src), str(out), "--quiet", "--summary-json", str(tmp_path / "s.json")])
+    assert code == 130
+    assert capsys.readouterr().err == f"dpov2 pair: interrupted; {out} written\n"
+    assert out.exists() and not (tmp_path / "s.json").exists()

@@ -28,6 +28,7 @@ from dpov2.convert.options import KEYS
 from dpov2.convert.summary import stats_json
 from dpov2.errors import InputError
 from dpov2.formats import INPUT_FORMATS, OUTPUT_FORMATS, ScoredSource, open_scored
+from dpov2.formats.atomic import published_outputs
 from dpov2.pairing import METHODS, TIE_ORDERS
 from dpov2.report import check_output, inspect_pairs, write_json, write_plot
 
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parse(parser, argv)
     except SystemExit as exit_:  # --help, or argparse's own usage error (code 2)
         return int(exit_.code or 0)
+    already = len(published_outputs())
     try:
         with _sigterm_as_interrupt():
             return int(args.command.run(args))
@@ -66,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dpov2 {args.command.name}: error: {err}", file=sys.stderr)
         return EXIT_IO_ERROR
     except KeyboardInterrupt:
-        print(f"dpov2 {args.command.name}: interrupted; no output written", file=sys.stderr)
+        written = ", ".join(map(str, published_outputs()[already:])) or "no output"
+        print(f"dpov2 {args.command.name}: interrupted; {written} written", file=sys.stderr)
         return 130
 
 

@@ -29,12 +29,21 @@ __all__ = [
     "check_apart",
     "check_output_folder",
     "check_output_path",
+    "published_outputs",
     "remove_dead_partials",
 ]
 
 # The temporary names: `.{output name}.{host}.{pid}.{8 random characters}{suffix}`.
 _TEMPORARY_SUFFIXES = (".partial", ".old")
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+# Every output this process has put in place, in order: a run interrupted after its output
+# appeared must not say that nothing was written.
+_PUBLISHED: list[Path] = []
+
+
+def published_outputs() -> list[Path]:
+    """The outputs this process has put in place so far, oldest first."""
+    return list(_PUBLISHED)
 
 
 def check_apart(output: Path, inputs: Iterable[Path]) -> None:
@@ -89,9 +98,11 @@ def _publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
     os.chmod(tmp, 0o666 & ~_umask())
     if overwrite:
         os.replace(tmp, path)
+        _PUBLISHED.append(path)
         return
     try:
         os.link(tmp, path)
+        _PUBLISHED.append(path)
     except FileExistsError:
         raise InputError("already exists; pass --overwrite to replace it", file=str(path)) from None
     except OSError:  # file systems without hard links
@@ -100,6 +111,7 @@ def _publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
                 "already exists; pass --overwrite to replace it", file=str(path)
             ) from None
         os.replace(tmp, path)
+        _PUBLISHED.append(path)
 
 
 @contextlib.contextmanager
@@ -123,6 +135,7 @@ def atomic_folder(path: Path, *, overwrite: bool, owned: Callable[[str], bool]) 
             old = Path(tempfile.mkdtemp(prefix=prefix, suffix=".old", dir=path.parent))
             os.replace(path, old / path.name)
             os.replace(tmp, path)
+            _PUBLISHED.append(path)
             shutil.rmtree(old)
         else:
             try:
@@ -131,6 +144,7 @@ def atomic_folder(path: Path, *, overwrite: bool, owned: Callable[[str], bool]) 
                 raise InputError(
                     "already exists; pass --overwrite to replace it", file=str(path)
                 ) from None
+            _PUBLISHED.append(path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
