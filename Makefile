@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,train,hf,ray,plot
 
-.PHONY: dev build-dev demo example test test-rust test-python check-wheel fuzz lint format bench bench-ray clean
+.PHONY: dev build-dev demo demo-iterate example test test-rust test-python check-wheel fuzz lint format bench bench-ray clean
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -21,6 +21,11 @@ build-dev: $(VENV)/bin/python
 # on CPU, in about a minute.
 demo: dev
 	$(VENV)/bin/dpov2 align examples/align_tiny.yaml
+
+# Two rounds of iterative DPO (generate, score, pair, train) on the tiny models, on CPU; the
+# report lands in demo-out/iterate_tiny/report.json and report.png.
+demo-iterate: dev
+	$(VENV)/bin/dpov2 iterate examples/iterate_tiny.yaml --plot
 
 example: dev
 	$(PY) examples/select_pairs.py

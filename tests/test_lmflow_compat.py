@@ -1,7 +1,8 @@
 """LMFlow's own DPOv2 settings run as they are: the flags of LMFlow's `run_dpov2_align.sh` and
-the DPO part of its `iterative_dpo.yaml` (copies in tests/data/lmflow/), with only the model
-(the tiny in-code one), the data (small files made here), the run's size and the options that
-need CUDA or the network changed, train to completion with `dpov2 align` on CPU."""
+the DPO part of its `iterative_dpo.yaml` train to completion with `dpov2 align`, and the whole
+`iterative_dpo.yaml` runs its rounds with `dpov2 iterate` (copies in tests/data/lmflow/), on
+CPU, with only the models (the tiny in-code ones), the data (small files made here), the run's
+size and the options that need CUDA or the network changed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from transformers.utils.import_utils import is_flash_attn_2_available
 from dpov2.aligner import FINAL_CHECKPOINT, TINY_MODEL
 from dpov2.args import parse_align_args
 from dpov2.cli import main
+from dpov2.iterative import split_config
+from dpov2.tiny_model import TINY_REWARD_MODEL
 
 LMFLOW = Path(__file__).parent / "data" / "lmflow"
 RUN_SCRIPT = LMFLOW / "run_dpov2_align.sh"
@@ -114,12 +117,15 @@ def test_run_dpov2_align_flags_train_to_completion(
 def test_iterative_dpo_config_trains_to_completion_in_a_child_process(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = yaml.safe_load(ITERATIVE_CONFIG.read_text())
+    # The keys of LMFlow's iterative config that its DPO round reads, as dpov2 iterate splits
+    # them (the general and "dpo phase" sections).
+    settings = split_config(yaml.safe_load(ITERATIVE_CONFIG.read_text()), None)["align"]
+    assert {"learning_rate", "loss_type", "conversation_template", "run_name"} <= set(settings)
+    assert not {"num_output_sequences", "reward_model_inference_batch_size"} & set(settings)
     out = tmp_path / "out"
     changes: dict[str, Any] = {
         "model_name_or_path": TINY_MODEL,
         "reference_model_name_or_path": TINY_MODEL,
-        "output_dir": str(out),
         "use_flash_attention": False,  # flash_attn: a CUDA GPU
         "max_steps": 2,  # 1200: the size of the run only
         "preprocessing_num_workers": 2,  # 16 processes, for a 16-core machine: the size only
@@ -127,7 +133,8 @@ def test_iterative_dpo_config_trains_to_completion_in_a_child_process(
     }
     assert set(changes) <= set(settings)
     settings.update(changes)
-    # LMFlow's pipeline hands each iteration's dataset to the aligner (dataset_path_list).
+    # LMFlow's pipeline hands each iteration its output folder and its scored dataset.
+    settings["output_dir"] = str(out)
     settings["dataset_path"] = str(_scored(tmp_path / "iter1.json", 8))
     # DeepSpeed ZeRO-2 (configs/accelerate_dsz2_config.yaml): CUDA; the child is plain Python.
     del settings["accelerate_config_file"]
@@ -140,6 +147,55 @@ def test_iterative_dpo_config_trains_to_completion_in_a_child_process(
     assert "dpov2 align: eval: 8 pairs drawn from the training pairs (seed 42" in captured.err
     assert captured.out.count("'rewards/accuracies'") == 1  # logging_steps 2
     assert (out / FINAL_CHECKPOINT / "model.safetensors").is_file()
+
+
+def test_iterative_dpo_config_runs_its_rounds_with_dpov2_iterate(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """LMFlow's whole iterative config, two rounds: each stage's process runs, the second round
+    starts from the first's model, and the reference stays the first policy."""
+    settings = yaml.safe_load(ITERATIVE_CONFIG.read_text())
+    prompts = tmp_path / "prompts.json"
+    rows = [{"text": f"Question {i}: what is the answer?"} for i in range(4)]
+    prompts.write_text(json.dumps({"type": "text_only", "instances": rows}))
+    out = tmp_path / "out"
+    changes: dict[str, Any] = {
+        "model_name_or_path": TINY_MODEL,
+        "reference_model_name_or_path": TINY_MODEL,
+        "reward_model_name_or_path": TINY_REWARD_MODEL,
+        "dataset_path_list": [str(prompts), str(prompts)],  # 3 sets of LMFlow's prompts
+        "output_dir": str(out),
+        "use_flash_attention": False,  # flash_attn: a CUDA GPU
+        "reward_use_flash_attention": False,
+        "reward_torch_dtype": "fp32",  # bf16 scoring: fine on CPU, but slow
+        "num_output_sequences": 3,  # 8: the size of the run only
+        "max_new_tokens": 8,  # 2048: the size only
+        "max_steps": 1,  # 1200: the size only
+        "preprocessing_num_workers": 2,
+        **CUDA_OR_NETWORK,
+    }
+    assert set(changes) <= set(settings)
+    settings.update(changes)
+    del settings["accelerate_config_file"]  # DeepSpeed ZeRO-2: CUDA; the child is plain Python
+    config = tmp_path / "iterative_dpo.yaml"
+    config.write_text(yaml.safe_dump(settings))
+
+    assert main(["iterate", str(config)]) == 0
+    captured = capfd.readouterr()
+    # LMFlow's vLLM and multi-instance inference are said not to be used, not silently dropped.
+    assert "use_vllm is not used" in captured.out
+    assert "enable_distributed_inference is not used" in captured.out
+    report = json.loads((out / "report.json").read_text())
+    assert [r["round"] for r in report["rounds"]] == [1, 2]
+    for each in report["rounds"]:
+        assert each["reward"]["count"] == 4 * 3 and each["train"]["steps"] == 1
+    second = json.loads((out / "iter_2" / "train" / "align.json").read_text())
+    assert second["model_name_or_path"] == str(out / "iter_1" / "train")
+    assert second["reference_model_name_or_path"] == TINY_MODEL
+    assert second["learning_rate"] == 5.0e-7 and second["run_name"] == "iterative_dpo_iter_2"
+    generated = json.loads((out / "iter_2" / "generate" / "generate.json").read_text())
+    assert generated["model_name_or_path"] == str(out / "iter_1" / "train")
+    assert generated["temperature"] == 1.0 and generated["apply_chat_template"] is True
 
 
 def test_lmflow_lora_flags_train_an_adapter(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from dpov2.convert import PairOptions, PairSummary, convert_to_paired_dataset
 from dpov2.errors import InputError
+from dpov2.iterative import iterate
 from dpov2.pairing import (
     METHODS,
     PairSelection,
@@ -20,6 +21,7 @@ __all__ = [
     "PairSummary",
     "calc_reward_with_length_penalty",
     "convert_to_paired_dataset",
+    "iterate",
     "sampling_paired_idx_from_rewards",
     "select_pairs",
 ]

@@ -264,7 +264,8 @@ class DPOv2Aligner:
         tokenizer: PreTrainedTokenizerBase | None = None,
     ) -> list[dict[str, float]]:
         """Trains `model` on the train set and saves it to `output_dir` and to
-        `output_dir/final_checkpoint`; returns the trainer's log history (losses, rewards).
+        `output_dir/final_checkpoint`; returns the trainer's log history (losses, rewards),
+        also saved as `output_dir/trainer_state.json`.
 
         Each dataset is a path or a `datasets.Dataset`, scored (`text_to_scored_textlist`: paired
         here with `sampling_paired_method`, `length_penalty`, `margin_scale` and `random_seed`,
@@ -320,6 +321,7 @@ class DPOv2Aligner:
                     logger.info("dpov2 align: eval: %d pairs %s", len(evaluation), eval_origin)
                 logger.info("dpov2 align: %d process(es)", trainer.accelerator.num_processes)
             trainer.train()
+            trainer.save_state()  # output_dir/trainer_state.json: the log history, for reports
             trainer.save_model(args.output_dir)
             final = os.path.join(str(args.output_dir), FINAL_CHECKPOINT)
             trainer.save_model(final)

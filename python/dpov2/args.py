@@ -46,6 +46,8 @@ __all__ = [
     "InputErrorParser",
     "ModelArguments",
     "ReferenceModelArguments",
+    "align_args_from",
+    "align_option_names",
     "as_bool",
     "from_reference",
     "parse_align_args",
@@ -489,10 +491,32 @@ def parse_align_args(argv: Sequence[str]) -> AlignArguments:
     if config_file is not None:
         settings = _lmflow_names(read_config(Path(config_file)), config_file)
     settings.update(given)
+    return _parsed(parser, settings, config_file)
+
+
+def align_args_from(settings: dict[str, Any], file: str | None) -> AlignArguments:
+    """The arguments from a mapping of option names, as a config file ``file`` gives them
+    (LMFlow's names included, values typed as in a config file).
+
+    Raises:
+        InputError: as :func:`parse_align_args`, naming ``file``.
+    """
+    shown = "settings" if file is None else file
+    typed = _typed_values(settings, shown)
+    return _parsed(_parser(), _lmflow_names(typed, file), file)
+
+
+def align_option_names() -> frozenset[str]:
+    """Every name ``dpov2 align`` reads from a config: its options, LMFlow's aliases and the
+    LMFlow options it refuses with a reason."""
+    return frozenset(action.dest for action in _parser()._actions if action.dest != "help")
+
+
+def _parsed(parser: InputErrorParser, settings: dict[str, Any], file: str | None) -> AlignArguments:
     try:
         model, reference, data, aligner = parser.parse_dict(settings)
     except (TypeError, ValueError) as err:  # dataclass constructors: unknown keys, bad values
-        raise InputError(str(err), file=config_file) from None
+        raise InputError(str(err), file=file) from None
     return AlignArguments(model, data, aligner, from_reference(reference))
 
 

@@ -255,9 +255,10 @@ PAIR_FLAGS = {
 }
 
 
-def run_pair(args: argparse.Namespace) -> int:
+def pair_options(args: argparse.Namespace) -> PairOptions:
+    """The pair options of parsed ``dpov2 pair`` arguments; errors name their flag."""
     try:
-        options = PairOptions(
+        return PairOptions(
             method=args.method,
             length_penalty=args.length_penalty,
             length_unit=length_unit(args.tokenizer),
@@ -279,6 +280,10 @@ def run_pair(args: argparse.Namespace) -> int:
         if err.field not in PAIR_FLAGS:
             raise
         raise InputError(f"{PAIR_FLAGS[err.field]}: {err.message}") from None
+
+
+def run_pair(args: argparse.Namespace) -> int:
+    options = pair_options(args)
     if args.summary_json is not None:
         others = {"INPUT": args.input, "OUTPUT": args.output}
         check_output(args.summary_json, others, overwrite=args.overwrite)
@@ -535,6 +540,40 @@ def _stage_bar(desc: str, *, disable: bool) -> Iterator[Callable[[int], None]]:
         yield bar.update
 
 
+# --- dpov2 iterate -----------------------------------------------------------------------------
+
+
+def add_iterate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = "dpov2 iterate CONFIG [--plot] [--KEY VALUE ...]"
+    parser.epilog = (
+        "CONFIG is LMFlow's iterative_dpo.yaml (or JSON): dataset_path_list (a prompt set per "
+        "round), output_dir, model_name_or_path, reward_model_name_or_path, and the keys of "
+        "dpov2 generate, dpov2 score, dpov2 align and the pairing (see the README). --KEY VALUE "
+        "overrides a key (values read as YAML). Each stage runs in its own process and lands "
+        "in output_dir/iter_N/<stage> when done; the same command after a failure or Ctrl-C "
+        "resumes at the first unfinished stage."
+    )
+    parser.add_argument("config", type=Path, help="the iterative DPO config")
+    parser.add_argument(
+        "--plot", action="store_true", help="also draw output_dir/report.png (needs matplotlib)"
+    )
+
+
+def run_iterate(args: argparse.Namespace) -> int:
+    from dpov2.iterative import StageFailed, iterate, parse_overrides
+
+    try:
+        iterate(args.config, parse_overrides(args.rest), plot=args.plot)
+    except StageFailed as err:
+        print(
+            f"dpov2 iterate: error: {err}; finished stages are kept, and the same command "
+            "resumes after them",
+            file=sys.stderr,
+        )
+        return err.returncode if err.returncode > 0 else EXIT_IO_ERROR
+    return 0
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "pair",
@@ -570,6 +609,14 @@ COMMANDS: tuple[Command, ...] = (
         "dpov2 pair reads).",
         add_score_arguments,
         run_score,
+        parses_rest=True,
+    ),
+    Command(
+        "iterate",
+        "Iterative DPO: generate, score, pair and train, round after round, each stage in its "
+        "own process (LMFlow's iterative_dpo.yaml).",
+        add_iterate_arguments,
+        run_iterate,
         parses_rest=True,
     ),
 )

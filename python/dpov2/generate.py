@@ -53,6 +53,7 @@ __all__ = [
     "read_prompts",
     "read_rows",
     "render_prompt",
+    "stage_args_from",
 ]
 
 TEXTLIST_TYPE = "text_to_textlist"
@@ -475,14 +476,24 @@ def parse_stage_args(cls: type[T], argv: Sequence[str], prog: str) -> T:
     argv = list(argv)
     config_file = argv.pop(0) if argv and not argv[0].startswith("-") else None
     settings = {} if config_file is None else read_config(Path(config_file))
-    settings = _typed(cls, settings, config_file)
-    settings.update(vars(parser.parse_args(argv)))
+    settings.update(vars(parser.parse_args(argv)))  # typed by the parser; `_typed` keeps them
+    return stage_args_from(cls, settings, config_file)
+
+
+def stage_args_from(cls: type[T], settings: dict[str, Any], file: str | None) -> T:
+    """``cls`` from a mapping of its field names, as a config file ``file`` gives them.
+
+    Raises:
+        InputError: an unknown key or a bad value, naming ``file``.
+    """
+    from dpov2.args import InputErrorParser
+
     try:
-        (parsed,) = parser.parse_dict(settings)
+        (parsed,) = InputErrorParser(cls).parse_dict(_typed(cls, settings, file))  # type: ignore[arg-type]
     except InputError as err:
-        raise InputError(err.message, file=config_file, field=err.field) from None
+        raise InputError(err.message, file=file, field=err.field) from None
     except (TypeError, ValueError) as err:  # unknown keys, values of the wrong type
-        raise InputError(" ".join(str(err).split()), file=config_file) from None
+        raise InputError(" ".join(str(err).split()), file=file) from None
     result: T = parsed
     return result
 
