@@ -390,3 +390,9 @@ def test_the_command_writes_parquet_and_align_refuses_it_for_another_run(
     assert (
         "were computed with max_length 40; this run uses max_length 48" in capsys.readouterr().err
     )
+
+
+def test_pairs_that_truncation_leaves_none_of_are_refused(tmp_path: Path) -> None:
+    run = _run(tmp_path, max_length=8)  # every prompt fills it
+    with pytest.raises(InputError, match=r"no pair left whose prompt fits max_length=8"):
+        compute_reference_logps(Dataset.from_list(PAIRS), run)
