@@ -396,3 +396,21 @@ def test_pairs_that_truncation_leaves_none_of_are_refused(tmp_path: Path) -> Non
     run = _run(tmp_path, max_length=8)  # every prompt fills it
     with pytest.raises(InputError, match=r"no pair left whose prompt fits max_length=8"):
         compute_reference_logps(Dataset.from_list(PAIRS), run)
+
+
+def test_a_folder_fingerprint_follows_its_weights_and_unfit_models_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _saved_tiny(tmp_path / "model", seed=0)
+    before = model_fingerprint(ModelArguments(model_name_or_path=str(folder)))
+    _saved_tiny(folder, seed=1)  # other weights, same file names
+    assert model_fingerprint(ModelArguments(model_name_or_path=str(folder))) != before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"field 'reference_model_name_or_path': has no weights"):
+        model_fingerprint(
+            ModelArguments(model_name_or_path=str(empty)), field="reference_model_name_or_path"
+        )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # and no such repository on the Hub either
+    with pytest.raises(InputError, match=r"^nobody/nothing: .*cannot fetch the model"):
+        model_fingerprint(ModelArguments(model_name_or_path="nobody/nothing"))

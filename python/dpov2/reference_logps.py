@@ -51,6 +51,7 @@ from transformers.trainer_utils import IntervalStrategy
 
 from dpov2.aligner import (
     DTYPES,
+    LOAD_ERRORS,
     TINY_MODEL,
     _check_pair_columns,
     check_local,
@@ -217,7 +218,7 @@ def _model_folder(name: str, field: str) -> Path:
         return Path(
             snapshot_download(name, allow_patterns=["config.json", "*.safetensors", "*.bin"])
         )
-    except Exception as err:  # the Hub client's errors have no common base but Exception
+    except LOAD_ERRORS as err:  # what loading the model would meet too (the Hub's: OSError)
         raise InputError(
             f"cannot fetch the model to fingerprint it: {one_line(err)}", file=name, field=field
         ) from None
