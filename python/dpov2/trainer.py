@@ -469,6 +469,11 @@ class DPOv2Trainer(DPOTrainer):
     def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
         """TRL's precompute pass, for a dataset without stored reference log-probs; one that has
         them is used as it is (checked, where it can be, for nulls in the pairs kept)."""
+        if isinstance(dataset, Dataset) and len(dataset) == 0:  # TRL's pass fails on none
+            raise InputError(
+                f"the {name} dataset has no pair left whose prompt fits max_length="
+                f"{self.args.max_length}; set max_prompt_length, or a larger max_length"
+            )
         if has_ref_logps(dataset):
             if isinstance(dataset, Dataset):
                 _check_ref_logps(dataset, name)
