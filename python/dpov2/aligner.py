@@ -272,7 +272,11 @@ class DPOv2Aligner:
         the eval set like the train set) or paired (`paired_text_to_text`). With evaluation on
         and no `eval_dataset`, `data_args.eval_sample_size` training pairs (drawn with
         `random_seed`) are the eval set, as in LMFlow's memory-safe aligner. `ref_model=None`
-        uses a frozen copy of `model` (with `use_lora`: `model` with the adapter off).
+        uses a frozen copy of `model` (with `use_lora`: `model` with the adapter off). Pairs that
+        carry stored reference log-probs (`dpov2 reference-logps`; every dataset must, then) are
+        trained on with them, and no reference is run, when their tag matches this run
+        (`ref_model_args`, else `model_args`, the tokenizer and the settings): an InputError says
+        what differs otherwise.
         `tokenizer` defaults to the one `model_args` names; with `conversation_template`, a
         copy of it carries that chat template.
         `transform_dataset_in_place` is LMFlow's parameter; the datasets given are never
@@ -300,6 +304,8 @@ class DPOv2Aligner:
         if tokenizer is None:
             tokenizer = load_tokenizer(self.model_args, trust_remote_code=args.trust_remote_code)
         tokenizer = with_chat_template(tokenizer, self.data_args.conversation_template)
+        if self._stored_reference(train, train_dataset, evaluation, eval_dataset, tokenizer):
+            ref_model = None  # the trainer reads the stored log-probs and builds no reference
         if args.gradient_checkpointing:  # the KV cache is useless there and costs memory
             for each in (model, ref_model):
                 if each is not None:
@@ -336,6 +342,31 @@ class DPOv2Aligner:
             gc.collect()
             clear_device_cache()
         return history
+
+    def _stored_reference(
+        self,
+        train: datasets.Dataset,
+        train_source: str | os.PathLike[str] | datasets.Dataset,
+        evaluation: datasets.Dataset | None,
+        eval_source: str | os.PathLike[str] | datasets.Dataset | None,
+        tokenizer: PreTrainedTokenizerBase,
+    ) -> bool:
+        """Whether the pairs carry stored reference log-probs that fit this run (so that no
+        reference is run); refuses, saying what differs, those that do not fit."""
+        from dpov2.reference_logps import use_stored_logps  # (it imports this module)
+
+        def shown(source: str | os.PathLike[str] | datasets.Dataset) -> str:
+            return "a datasets.Dataset" if is_dataset(source) else str(source)
+
+        run = AlignArguments(
+            self.model_args, self.data_args, self.aligner_args, self.ref_model_args
+        )
+        eval_shown = shown(train_source if eval_source is None else eval_source)
+        by_name = {"train": (train, shown(train_source)), "eval": (evaluation, eval_shown)}
+        stored = use_stored_logps(by_name, run, tokenizer)
+        if stored:
+            logger.info("dpov2 align: reference log-probs stored with the pairs; no reference run")
+        return stored
 
     def _pairs(
         self, source: str | os.PathLike[str] | datasets.Dataset, name: str
@@ -414,17 +445,20 @@ def _check_pair_columns(pairs: datasets.Dataset, shown: str) -> None:
 
 def run_alignment(args: AlignArguments) -> list[dict[str, float]]:
     """Loads the models and datasets that `args` names and aligns: what `dpov2 align` and the
-    memory-safe aligner's child process run. The reference defaults to a copy of the policy.
+    memory-safe aligner's child process run. The reference defaults to a copy of the policy, and
+    is not loaded for pairs that carry stored reference log-probs (`dpov2.reference_logps`).
 
     Raises:
         InputError: no training dataset, or a model or dataset that cannot be loaded.
     """
+    from dpov2.reference_logps import carries_stored_logps  # (it imports this module)
+
     if args.data.dataset_path is None:
         raise InputError("no training data given; set dataset_path")
     trust = args.aligner.trust_remote_code
     model = load_model(args.model, trust_remote_code=trust)
     ref_model = None
-    if args.reference.model_name_or_path:
+    if args.reference.model_name_or_path and not carries_stored_logps(args.data.dataset_path):
         ref_model = load_model(args.reference, trust_remote_code=trust, prefix=REFERENCE_PREFIX)
     aligner = DPOv2Aligner(args.model, args.data, args.aligner, args.reference)
     return aligner.align(model, ref_model, args.data.dataset_path, args.data.eval_dataset_path)

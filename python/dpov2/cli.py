@@ -453,6 +453,43 @@ def run_align(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- dpov2 reference-logps --------------------------------------------------------------------
+
+
+def add_reference_logps_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = (
+        "dpov2 reference-logps [CONFIG] [--FLAG VALUE ...] --output PAIRS.parquet [--input PAIRS]"
+    )
+    parser.epilog = (
+        "CONFIG and the flags are those of dpov2 align, for the run that will train on the "
+        "pairs: the reference (reference_model_name_or_path, else the policy), the tokenizer, "
+        "conversation_template, max_length, max_prompt_length, mask_prompt, torch_dtype and "
+        "bf16/fp16 decide the log-probs and go into their tag. dpov2 align trains on the output "
+        "without running the reference when the tag matches, and refuses it otherwise."
+    )
+    parser.add_argument("--output", type=Path, required=True, help="pair file to write (.parquet)")
+    parser.add_argument(
+        "--input", type=Path, help="pair dataset (any format; default: dataset_path)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def run_reference_logps(args: argparse.Namespace) -> int:
+    from dpov2.args import parse_align_args
+    from dpov2.formats.atomic import check_apart
+    from dpov2.reference_logps import write_reference_logps
+
+    parsed = parse_align_args(args.rest)
+    source = args.input if args.input is not None else parsed.data.dataset_path
+    if source is None:
+        raise InputError("no pairs given; pass --input or set dataset_path")
+    check_apart(args.output, [Path(source)])
+    written, kept = write_reference_logps(source, args.output, parsed, overwrite=args.overwrite)
+    print(f"wrote {written} pairs to {args.output}; {kept} with reference log-probs", end="")
+    print(f" ({written - kept} dropped by the trainer's truncation)" if kept < written else "")
+    return 0
+
+
 # --- dpov2 generate, dpov2 score ----------------------------------------------------------------
 
 STAGE_EPILOG = (
@@ -593,6 +630,14 @@ COMMANDS: tuple[Command, ...] = (
         "Train a model with DPOv2 on a scored or paired dataset (LMFlow's DPOv2 aligner).",
         add_align_arguments,
         run_align,
+        parses_rest=True,
+    ),
+    Command(
+        "reference-logps",
+        "Compute the reference log-probs of a pair dataset once and store them with the "
+        "pairs, for dpov2 align to train on without running the reference model.",
+        add_reference_logps_arguments,
+        run_reference_logps,
         parses_rest=True,
     ),
     Command(

@@ -13,6 +13,10 @@ What it adds to `trl.DPOTrainer` (1.16), through its override points only:
 - `_set_signature_columns_if_needed` keeps the `margin` column, and the data collator is wrapped so
   every batch carries a `margin` tensor aligned with its rows.
 - `mask_prompt` (as in LMFlow) hides the prompt tokens from the response tokens' attention.
+- A train dataset that carries `ref_chosen_logps` and `ref_rejected_logps` columns (TRL's names;
+  `dpov2.reference_logps` computes them) is trained on with those reference log-probs: the
+  reference model is neither built nor run. Checking that they fit the run is the caller's
+  (`DPOv2Aligner` checks their tag).
 - `bf16=None` (the default) means bf16 where the accelerator supports it, float32 otherwise.
 """
 
@@ -49,12 +53,23 @@ from dpov2.losses import (
 if TYPE_CHECKING:
     from peft import PeftModel
 
-__all__ = ["DPOv2Config", "DPOv2Trainer", "MarginCollator", "drop_added_bos", "truncate_pair"]
+__all__ = [
+    "REF_LOGPS_COLUMNS",
+    "DPOv2Config",
+    "DPOv2Trainer",
+    "MarginCollator",
+    "drop_added_bos",
+    "has_ref_logps",
+    "truncate_pair",
+]
 
 logger = logging.getLogger(__name__)
 
+#: TRL's columns (and batch keys) of the reference log-probs of the chosen and rejected
+#: responses, summed over response tokens.
+REF_LOGPS_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 # Batch keys that are not model inputs.
-_NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rejected_logps"})
+_NON_MODEL_KEYS = frozenset({"completion_mask", *REF_LOGPS_COLUMNS})
 
 
 @dataclass
@@ -271,6 +286,26 @@ def _check_margins(dataset: Dataset | IterableDataset, loss_type: str, name: str
             )
 
 
+def has_ref_logps(dataset: Dataset | IterableDataset) -> bool:
+    """Whether `dataset` carries both reference log-prob columns (`REF_LOGPS_COLUMNS`)."""
+    columns = dataset.column_names or list(next(iter(dataset)).keys())
+    return all(name in columns for name in REF_LOGPS_COLUMNS)
+
+
+def _check_ref_logps(dataset: Dataset, name: str) -> None:
+    """Refuses stored reference log-probs that are missing (null) or not finite in a pair the
+    trainer keeps: they would fail in the collator, or train a NaN model."""
+    for column in REF_LOGPS_COLUMNS:
+        values = dataset.with_format("arrow")[column].to_numpy(zero_copy_only=False)
+        bad = np.flatnonzero(~np.isfinite(values.astype(np.float64)))
+        if bad.size:
+            raise InputError(
+                f"{name} dataset: {bad.size} of the {len(dataset)} pairs kept after truncation "
+                f"have a null or non-finite {column} (the first: kept pair {int(bad[0])}); "
+                "recompute them with dpov2 reference-logps and the settings of this run"
+            )
+
+
 class DPOv2Trainer(DPOTrainer):
     """DPO trainer for LMFlow's DPOv2 losses on pair datasets with prompt, chosen, rejected and
     margin columns.
@@ -279,7 +314,10 @@ class DPOv2Trainer(DPOTrainer):
     `ref_model` when given; else, for a PEFT model, the base model (adapter disabled); else, with
     `precompute_ref_log_probs`, the policy before training; else a frozen copy of `model`. (TRL
     would reload the reference from `model.config._name_or_path`, which is empty for models built
-    in code and may differ from an in-memory policy.)
+    in code and may differ from an in-memory policy.) A train dataset with stored reference
+    log-probs (`has_ref_logps`) turns `precompute_ref_log_probs` on, on a copy of `args`, and
+    its columns are used as they are: with no `ref_model` no reference exists at all. An eval
+    dataset without them gets them from TRL's precompute pass, with the reference above.
 
     Logs what TRL 1.16's DPOTrainer logs, under its names and definitions: rewards/chosen,
     rewards/rejected (raw, without length penalty), rewards/accuracies, rewards/margins,
@@ -315,6 +353,9 @@ class DPOv2Trainer(DPOTrainer):
                 _check_margins(dataset, args.loss_type, name)
 
         self._loss_fn = get_loss(args.loss_type)
+        if has_ref_logps(train_dataset) and not args.precompute_ref_log_probs:
+            args = copy.copy(args)
+            args.precompute_ref_log_probs = True  # TRL then builds no reference
         if (
             ref_model is None
             and isinstance(model, PreTrainedModel)
@@ -424,6 +465,21 @@ class DPOv2Trainer(DPOTrainer):
         if self.args.mask_prompt:
             batch["attention_mask"] = batch["attention_mask"] * batch["completion_mask"]
         return batch
+
+    def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
+        """TRL's precompute pass, for a dataset without stored reference log-probs; one that has
+        them is used as it is (checked, where it can be, for nulls in the pairs kept)."""
+        if isinstance(dataset, Dataset) and len(dataset) == 0:  # TRL's pass fails on none
+            raise InputError(
+                f"the {name} dataset has no pair left whose prompt fits max_length="
+                f"{self.args.max_length}; set max_prompt_length, or a larger max_length"
+            )
+        if has_ref_logps(dataset):
+            if isinstance(dataset, Dataset):
+                _check_ref_logps(dataset, name)
+            return dataset
+        computed: Dataset = super()._precompute_ref_logps(dataset, name, batch_size)
+        return computed
 
     def compute_ref_log_probs(
         self, model: torch.nn.Module, inputs: dict[str, Any]
