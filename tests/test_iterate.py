@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -211,7 +212,8 @@ def test_a_run_killed_after_each_stage_resumes_without_redoing_a_finished_one(
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "it.yaml"
-    config.write_text(yaml.safe_dump(_settings(tmp_path)))
+    # With precompute_ref_log_probs the round has every stage, the reference log-probs too.
+    config.write_text(yaml.safe_dump(_settings(tmp_path, precompute_ref_log_probs=True)))
     out = tmp_path / "out"
     round_folder = out / "iter_1"
     seen: dict[str, tuple[str, int]] = {}
@@ -242,6 +244,11 @@ def test_a_run_killed_after_each_stage_resumes_without_redoing_a_finished_one(
     report = json.loads((out / "report.json").read_text())["rounds"][0]
     assert report["reward"]["count"] == 4 * 3 and report["pairs"]["pairs"] == 4
     assert set(report["stages"]) == set(STAGES)
+    # Training read the pairs with their stored reference log-probs.
+    trained = json.loads((round_folder / "train" / "align.json").read_text())
+    assert trained["dataset_path"] == str(round_folder / "reference" / "pairs.parquet")
+    stored = pq.read_table(trained["dataset_path"])
+    assert {"ref_chosen_logps", "ref_rejected_logps", "ref_logps_tag"} <= set(stored.column_names)
 
 
 def _default_sigint() -> None:

@@ -59,10 +59,17 @@ __all__ = [
     "split_config",
 ]
 
-#: The stages of a round, in order, each a folder ``iter_N/<stage>`` when done.
-STAGES = ("generate", "score", "pair", "train")
+#: The stages of a round, in order, each a folder ``iter_N/<stage>`` when done; ``reference``
+#: (the reference log-probs of the pairs, stored with them) runs with
+#: ``precompute_ref_log_probs`` only.
+STAGES = ("generate", "score", "pair", "reference", "train")
 #: The file each stage writes in its folder (``train`` writes a model there).
-STAGE_OUTPUTS = {"generate": "responses.jsonl", "score": "scored.jsonl", "pair": "pairs.jsonl"}
+STAGE_OUTPUTS = {
+    "generate": "responses.jsonl",
+    "score": "scored.jsonl",
+    "pair": "pairs.jsonl",
+    "reference": "pairs.parquet",  # the only format that keeps the log-prob columns
+}
 STAGE_RECORD = "stage.json"
 PAIR_SUMMARY = "summary.json"
 TRAINER_STATE = "trainer_state.json"  # written by the aligner beside the model
@@ -133,7 +140,7 @@ class Plan:
     first_round: int  # 1-based: the round of prompt_sets[first_round - 1]
     model: str
     reference: str | None  # None: the policy each round starts from
-    run: dict[str, bool]  # generate, score, train (pair runs with train)
+    stages: tuple[str, ...]  # those of STAGES each round runs, in order
     generate: dict[str, Any]
     score: dict[str, Any]
     pair: list[str]  # dpov2 pair's flags
@@ -246,14 +253,7 @@ def plan_iterations(
             file=file,
             field="initial_iter_idx",
         )
-    run = {
-        stage: as_bool(own[key], key, file)
-        for stage, key in (
-            ("generate", "do_response_generation"),
-            ("score", "do_scoring"),
-            ("train", "do_dpo_align"),
-        )
-    }
+    run = {stage: as_bool(own[_FLAGS[stage]], _FLAGS[stage], file) for stage in STAGES}
     model = parts["align"].get("model_name_or_path") or parts["generate"].get("model_name_or_path")
     if not model:
         raise InputError("missing; the first policy", file=file, field="model_name_or_path")
@@ -314,6 +314,7 @@ def plan_iterations(
             file=file,
             field="use_lora",
         )
+    run["reference"] &= bool(aligner.aligner.precompute_ref_log_probs)
     pair = {**parts["pair"]}
     pair.update({key: getattr(aligner.aligner, key) for key in _FROM_ALIGNER})
     flags = _pair_flags(pair, file)
@@ -323,7 +324,7 @@ def plan_iterations(
         first_round=first + 1,
         model=str(model),
         reference=None if not reference else str(reference),
-        run=run,
+        stages=tuple(stage for stage in STAGES if run[stage]),
         generate=generate,
         score=score,
         pair=flags,
@@ -535,11 +536,12 @@ def run_round(plan: Plan, number: int, out: TextIO) -> dict[str, Any]:
             "pair", scored, str(result), *plan.pair, "--summary-json", str(summary), "--quiet"
         )
 
-    def train(tmp: Path) -> list[str]:
+    def align_settings(tmp: Path, pairs: Path) -> dict[str, Any]:
+        """The round's ``dpov2 align`` config, which ``reference`` reads too."""
         settings = {
             **plan.align,
             "model_name_or_path": plan.policy(number),
-            "dataset_path": str(outputs["pair"]),
+            "dataset_path": str(pairs),
             "output_dir": str(tmp),
         }
         if "run_name" in plan.align:  # as LMFlow names each round's run
@@ -547,18 +549,39 @@ def run_round(plan: Plan, number: int, out: TextIO) -> dict[str, Any]:
         reference = plan.reference_of(number)
         if reference is not None:
             settings["reference_model_name_or_path"] = reference
-        return _dpov2("align", "--memory-safe", str(_stage_config(tmp, "align", settings)))
+        return settings
 
-    commands = {"generate": generate, "score": score, "pair": pair, "train": train}
-    wanted = {**plan.run, "pair": plan.run["train"]}
-    for stage in STAGES:
-        if wanted[stage]:
-            _check_input(plan, number, stage, paths)
-            run_stage(stage, number, paths[stage], commands[stage], out)
+    def reference(tmp: Path) -> list[str]:
+        config = _stage_config(tmp, "align", align_settings(tmp, outputs["pair"]))
+        result = tmp / STAGE_OUTPUTS["reference"]
+        return _dpov2("reference-logps", str(config), "--output", str(result))
+
+    def train(tmp: Path) -> list[str]:
+        pairs = outputs["reference" if "reference" in plan.stages else "pair"]
+        config = _stage_config(tmp, "align", align_settings(tmp, pairs))
+        return _dpov2("align", "--memory-safe", str(config))
+
+    commands = {
+        "generate": generate,
+        "score": score,
+        "pair": pair,
+        "reference": reference,
+        "train": train,
+    }
+    for stage in plan.stages:
+        _check_input(plan, number, stage, paths)
+        run_stage(stage, number, paths[stage], commands[stage], out)
     return round_report(folder, number, prompts)
 
 
-_FLAGS = {"generate": "do_response_generation", "score": "do_scoring", "pair": "do_dpo_align"}
+#: The key that runs each stage (``reference`` also needs ``precompute_ref_log_probs``).
+_FLAGS = {
+    "generate": "do_response_generation",
+    "score": "do_scoring",
+    "pair": "do_dpo_align",
+    "reference": "do_dpo_align",
+    "train": "do_dpo_align",
+}
 
 
 def _check_input(plan: Plan, number: int, stage: str, paths: Mapping[str, Path]) -> None:
@@ -580,6 +603,8 @@ def _check_input(plan: Plan, number: int, stage: str, paths: Mapping[str, Path])
     if index == 0:
         return
     previous = STAGES[index - 1]
+    if previous == "reference" and previous not in plan.stages:
+        previous = "pair"
     if not (paths[previous] / STAGE_RECORD).is_file():
         raise InputError(
             f"round {number}'s {stage} reads {paths[previous]}, which is not there: "
