@@ -683,11 +683,11 @@ def training_stats(path: Path) -> dict[str, Any]:
     margin, from the trainer's saved state."""
     state = json.loads(path.read_text(encoding="utf-8"))
     history = state.get("log_history", [])
-    logged = [entry for entry in history if "loss" in entry]
-    last = logged[-1] if logged else {}
     summary: dict[str, Any] = next(
         (entry for entry in reversed(history) if "train_loss" in entry), {}
     )
+    logged = [entry for entry in history if "loss" in entry]
+    last = logged[-1] if logged else summary  # (which has the metrics of unlogged steps)
     return {
         "steps": state.get("global_step"),
         "train_loss": summary.get("train_loss"),
@@ -732,7 +732,7 @@ def _pairs_line(pairs: Mapping[str, Any] | None) -> str:
 def _train_line(train: Mapping[str, Any] | None) -> str:
     if not train:
         return ""
-    parts = [f"{train['steps']} steps"]
+    parts = [f"{train['steps']} step{'' if train['steps'] == 1 else 's'}"]
     if train["train_loss"] is not None:
         parts.append(f"mean loss {train['train_loss']:.4f}")
     if train["reward_accuracy"] is not None:
