@@ -189,9 +189,7 @@ def _first_problem(batch: ScoredBatch, invalid: npt.NDArray[np.bool_], file: str
     return problem.error(*batch.locate(i, file))
 
 
-def _gather(
-    values: pa.Array, indices: npt.NDArray[np.int64], num_threads: int | None
-) -> pa.Array:
+def _gather(values: pa.Array, indices: npt.NDArray[np.int64], num_threads: int | None) -> pa.Array:
     """``values.take(indices)``: for strings in Rust, in one parallel pass (``take`` runs on
     one thread); other types (chat-message prompts) by ``take``."""
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
