@@ -210,7 +210,7 @@ def run_contender(name: str, source: Path, out: Path, args: argparse.Namespace) 
         if args.batch_size:
             command += ["--batch-size", str(args.batch_size)]
         command += ["--threads", str(args.threads)]
-        threads = f"{args.threads} + 1 prefetch"
+        threads = f"{args.threads} + 1 prefetch + 1 writer"
     else:
         script = HERE / f"{name.lower()}_pairing.py"
         command = [str(script), str(source), str(out), *penalty, "--threads", str(args.threads)]

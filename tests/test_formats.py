@@ -27,7 +27,7 @@ from dpov2.formats import (
 )
 from dpov2.formats.instances import OUTPUT_TYPE, conform_scored_table
 from dpov2.formats.parquet import ParquetWriter
-from dpov2.formats.prefetch import prefetch
+from dpov2.formats.prefetch import WriteBehind, prefetch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -373,6 +373,46 @@ def test_leaving_prefetch_early_stops_and_closes_the_producer() -> None:
         if n == 3:
             break
     assert closed.wait(timeout=5)
+
+
+def test_write_behind_writes_every_item_in_order_before_the_block_ends() -> None:
+    written: list[int] = []
+    with WriteBehind(written.append, depth=2) as behind:
+        for n in range(50):
+            behind.put(n)
+    assert written == list(range(50))
+
+
+def test_a_write_error_is_raised_after_and_outranks_a_later_error_of_the_block() -> None:
+    def write(n: int) -> None:
+        if n == 3:
+            raise InputError("cannot write", row=3)
+
+    for later in (None, ValueError("pairing batch 5 failed")):
+        with pytest.raises(InputError, match="row 3: cannot write"), WriteBehind(write) as behind:
+            for n in range(5):
+                behind.put(n)
+            if later is not None:
+                raise later
+
+
+def test_an_interrupt_stays_and_stops_the_writer_thread() -> None:
+    started, release = threading.Event(), threading.Event()
+    written: list[int] = []
+
+    def write(n: int) -> None:
+        started.set()
+        release.wait(timeout=5)
+        written.append(n)
+
+    with pytest.raises(KeyboardInterrupt), WriteBehind(write) as behind:
+        behind.put(0)
+        behind.put(1)  # waits in the queue while 0 is written
+        assert started.wait(timeout=5)
+        threading.Timer(0.3, release.set).start()  # 0 finishes after the interrupt
+        raise KeyboardInterrupt
+    assert not any(t.name == "dpov2-write" for t in threading.enumerate())
+    assert written == [0]  # the item being written is finished, the pending one dropped
 
 
 def test_batches_are_scored_batches_with_global_first_rows(tmp_path: Path) -> None:

@@ -21,9 +21,11 @@ __all__ = [
     "ArrowBatch",
     "JsonEncoder",
     "JsonReader",
+    "char_lengths",
     "check_batches",
     "content_keys",
     "duplicate_of",
+    "gather_strings",
     "penalized_rewards",
     "prompt_rng_below",
     "resolve_threads",
@@ -74,6 +76,17 @@ def content_keys(
     prompts: _ArrowExportable, texts: _ArrowExportable, offsets: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.uint64]:
     """Per instance, FNV-1a over its prompt pieces and response texts, length-prefixed."""
+
+def char_lengths(
+    texts: _ArrowExportable, *, num_threads: int | None = None
+) -> npt.NDArray[np.int64]:
+    """The length in code points of every value of a string array, as ``utf8_length``."""
+
+def gather_strings(
+    texts: _ArrowExportable, indices: npt.NDArray[np.int64], *, num_threads: int | None = None
+) -> ArrowBatch:
+    """``texts.take(indices)`` for a string array, as a one-column batch (``values``);
+    ValueError for an index out of bounds."""
 
 def penalized_rewards(
     scores: npt.NDArray[np.float64],

@@ -34,6 +34,14 @@ impl From<dpov2_json::WriteError> for Error {
     }
 }
 
+/// Indices that do not fit the string array gathered from (a bug of the caller's, not of a
+/// user's file).
+impl From<dpov2_json::GatherError> for Error {
+    fn from(err: dpov2_json::GatherError) -> Self {
+        Self(PyValueError::new_err(err.to_string()))
+    }
+}
+
 /// Arrow data that arrow-rs refuses: a malformed export or mismatched columns.
 impl From<arrow_schema::ArrowError> for Error {
     fn from(err: arrow_schema::ArrowError) -> Self {

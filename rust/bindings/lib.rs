@@ -11,6 +11,7 @@ pub mod arrow;
 mod errors;
 mod json;
 mod select;
+mod strings;
 mod texts;
 mod threads;
 
@@ -20,6 +21,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     select::register(m)?;
     texts::register(m)?;
+    strings::register(m)?;
     json::register(m)?;
     arrow::register(m)?;
     Ok(())

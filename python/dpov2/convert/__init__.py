@@ -23,7 +23,7 @@ from dpov2.convert.result import PairedBatch
 from dpov2.convert.summary import PairSummary
 from dpov2.formats import ScoredSource, as_conversational, open_scored, open_writer, to_dataset
 from dpov2.formats.atomic import check_apart
-from dpov2.formats.prefetch import prefetch
+from dpov2.formats.prefetch import WriteBehind, prefetch
 
 if TYPE_CHECKING:
     import datasets
@@ -74,8 +74,9 @@ def write_pairs(
 ) -> PairSummary:
     """Pairs ``source`` into the file ``output`` (JSON Lines, LMFlow JSON or Parquet), batch
     by batch; the file appears only once complete, and never over (or inside) the source.
-    ``progress`` is called after each batch with the amount of the source it consumed (bytes
-    or rows) and its number of prompts."""
+    Each batch is written in a background thread while the next is paired.
+    ``progress`` is called after each batch is paired with the amount of the source it
+    consumed (bytes or rows) and its number of prompts."""
     if source.path is not None:
         check_apart(Path(output), [source.path])
     summary = PairSummary()
@@ -83,13 +84,14 @@ def write_pairs(
     with open_writer(
         output, output_format, overwrite=overwrite, threads=options.num_threads
     ) as writer:
-        for paired, consumed in pair_batches(source, options, use_fast=use_fast):
-            if paired.table.num_rows:
-                writer.write(paired.table)
-                prompt_type = paired.table.schema.field("prompt").type
-            summary.add_batch(paired)
-            if progress is not None:
-                progress(consumed, len(paired.outcomes))
+        with WriteBehind(writer.write) as behind:
+            for paired, consumed in pair_batches(source, options, use_fast=use_fast):
+                if paired.table.num_rows:
+                    behind.put(paired.table)
+                    prompt_type = paired.table.schema.field("prompt").type
+                summary.add_batch(paired)
+                if progress is not None:
+                    progress(consumed, len(paired.outcomes))
         writer.finish(pairs_schema(prompt_type, options.provenance))
     return summary
 

@@ -1,10 +1,10 @@
 """The fast path: one batch of scored instances to pairs with Arrow kernels and the Rust core.
 
 Nothing here loops over rows in Python. Scores and per-instance offsets are read from the
-Arrow list and struct buffers, lengths from ``utf8_length``, invalid rows found with
-vectorised null and finiteness checks, copies of a response text and content keys found by
-the Rust core in the text buffers, the pairs selected by ``dpov2.select_pairs`` and the
-texts gathered with ``take``.
+Arrow list and struct buffers, lengths in characters counted in Rust, invalid rows found
+with vectorised null and finiteness checks, copies of a response text and content keys found
+by the Rust core in the text buffers, the pairs selected by ``dpov2.select_pairs`` and the
+texts gathered in Rust, in parallel.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from dpov2 import _core
 from dpov2.arrays import from_numpy, mask, nulls, to_numpy
 from dpov2.convert.options import (
     INVALID,
@@ -65,7 +66,7 @@ def pair_batch(
     lengths = None  # of every response, beside `scores`
     if options.needs_lengths:
         lengths = np.zeros(len(scores))
-        lengths[flat] = options.length_unit.measure(kept_texts)
+        lengths[flat] = options.length_unit.measure(kept_texts, num_threads=options.num_threads)
     keys = None
     if options.key == "content":
         keys = content_keys(prompts, kept_texts, kept_offsets)
@@ -106,9 +107,9 @@ def pair_batch(
         rows, chosen, rejected, margins = rows[kept], chosen[kept], rejected[kept], margins[kept]
 
     columns: list[pa.Array] = [
-        prompts.take(from_numpy(rows)),
-        texts.take(from_numpy(chosen)),
-        texts.take(from_numpy(rejected)),
+        _gather(prompts, rows, options.num_threads),
+        _gather(texts, chosen, options.num_threads),
+        _gather(texts, rejected, options.num_threads),
         from_numpy(margins),
     ]
     if options.provenance:
@@ -186,6 +187,16 @@ def _first_problem(batch: ScoredBatch, invalid: npt.NDArray[np.bool_], file: str
     if problem is None:
         raise AssertionError(f"{file}: row {batch.first_row + i} flagged invalid but is valid")
     return problem.error(*batch.locate(i, file))
+
+
+def _gather(values: pa.Array, indices: npt.NDArray[np.int64], num_threads: int | None) -> pa.Array:
+    """``values.take(indices)``: for strings in Rust, in one parallel pass (``take`` runs on
+    one thread); other types (chat-message prompts) by ``take``."""
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        indices = np.ascontiguousarray(indices, dtype=np.int64)
+        gathered = _core.gather_strings(values, indices, num_threads=num_threads)
+        return pa.record_batch(gathered).column(0)
+    return values.take(from_numpy(indices))
 
 
 def _offsets(sizes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

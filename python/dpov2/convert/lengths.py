@@ -15,7 +15,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpov2.arrays import to_numpy
+from dpov2 import _core
+from dpov2.arrays import nulls, to_numpy
 from dpov2.errors import InputError
 
 if TYPE_CHECKING:
@@ -27,21 +28,32 @@ __all__ = ["CHARACTERS", "LengthUnit", "TokenLengths", "length_unit"]
 class LengthUnit(Protocol):
     name: str
 
-    def measure(self, texts: pa.Array) -> npt.NDArray[np.float64]:
-        """The length of every (non-null) text."""
+    def measure(
+        self, texts: pa.Array, *, num_threads: int | None = None
+    ) -> npt.NDArray[np.float64]:
+        """The length of every (non-null) text; ``num_threads`` for units that use threads
+        (see :mod:`dpov2.threads`)."""
         ...
 
     def measure_one(self, text: str) -> float: ...
 
 
 class CharacterLengths:
-    """Unicode code points, as Python's ``len(str)`` counts them."""
+    """Unicode code points, as Python's ``len(str)`` counts them. Arrays of strings are
+    counted in Rust on ``num_threads`` threads (``utf8_length`` runs on one), other types
+    (string views) by ``utf8_length``; a null's length is NaN."""
 
     name = "characters"
 
-    def measure(self, texts: pa.Array) -> npt.NDArray[np.float64]:
-        lengths = to_numpy(pc.utf8_length(texts), np.int64)
-        return np.asarray(lengths, dtype=np.float64)
+    def measure(
+        self, texts: pa.Array, *, num_threads: int | None = None
+    ) -> npt.NDArray[np.float64]:
+        if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+            return to_numpy(pc.utf8_length(texts), np.float64)
+        lengths = _core.char_lengths(texts, num_threads=num_threads).astype(np.float64)
+        if texts.null_count:
+            lengths[nulls(texts)] = np.nan
+        return lengths
 
     def measure_one(self, text: str) -> float:
         return float(len(text))
@@ -58,7 +70,10 @@ class TokenLengths:
     def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
 
-    def measure(self, texts: pa.Array) -> npt.NDArray[np.float64]:
+    def measure(
+        self, texts: pa.Array, *, num_threads: int | None = None
+    ) -> npt.NDArray[np.float64]:
+        del num_threads  # the tokenizer has its own parallelism
         ids: list[list[int]] = self.tokenizer(texts.to_pylist(), add_special_tokens=False)[
             "input_ids"
         ]

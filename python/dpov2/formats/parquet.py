@@ -34,12 +34,9 @@ __all__ = [
 ROW_GROUP_ROWS = 65_536
 READ_BUFFER_BYTES = 1 << 20
 # Written pairs are mostly long, distinct texts, so dictionary encoding gains nothing (each
-# text appears once) and doubled the uncompressed write time (20,000 pairs of ~500-character
-# texts, pyarrow 26). Compression, measured on 200,000 pairs of the 1M-prompt benchmark
-# dataset (237 MB of Arrow data, one core): none wrote in 0.35 s (237 MB), snappy 1.00 s
-# (106 MB), zstd 1.37 s (82 MB), lz4 1.10 s (118 MB); snappy and zstd read back equally fast
-# (0.53 s). Snappy, the default of pyarrow and of DuckDB, writes 1.4x faster than zstd for a
-# file 1.3x larger: dpov2 is about speed, so snappy it is.
+# text appears once) and doubled the uncompressed write time. Snappy writes about twice as fast
+# as zstd for a file 1.3x larger, and dpov2 is about speed: the measurements are in the
+# README's "Speed and memory on a 1M-prompt dataset".
 USE_DICTIONARY = False
 COMPRESSION = "snappy"
 

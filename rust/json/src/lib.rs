@@ -1,15 +1,18 @@
 //! Reading and writing dpov2's datasets as JSON: JSON Lines and LMFlow's
 //! `{"type": ..., "instances": [...]}`, straight to and from Arrow record batches: one
-//! reader (`read`) and one writer (`write`), sharing one string escaper and unescaper (`text`).
+//! reader (`read`) and one writer (`write`), sharing one string escaper and unescaper (`text`);
+//! and the parallel string-column kernels that pairing needs (`strings`).
 //!
 //! Nothing here knows about Python or about pair selection; the PyO3 layer converts buffers
 //! and errors, and `dpov2-core` selects pairs.
 
 mod read;
+mod strings;
 mod text;
 mod write;
 
 pub use read::{
     Batch, Framing, Problem, PromptKind, ReadError, ReadOptions, Reader, Schema, MAX_DEPTH,
 };
+pub use strings::{char_lengths, gather, GatherError};
 pub use write::{check_rows, write_rows, JsonWriter, Layout, WriteError, WriteProblem};

@@ -86,6 +86,9 @@ pub(super) struct Cursor<'a> {
     names: &'a mut Names,
     /// Where skipped strings are unescaped (and then dropped).
     scratch: Vec<u8>,
+    /// Whether all of `bytes[pos..]` is known to be UTF-8, so strings need no check of their
+    /// own: a run of a string between ASCII stops is then UTF-8 too.
+    utf8_checked: bool,
 }
 
 /// The member names of each object of the schemas, in the order of [`Key`] ids.
@@ -128,6 +131,7 @@ impl<'a> Cursor<'a> {
             pos,
             names,
             scratch: Vec::new(),
+            utf8_checked: false,
         }
     }
 
@@ -345,8 +349,10 @@ impl<'a> Cursor<'a> {
             let rest = &self.bytes[self.pos..];
             let plain = skip_plain(rest);
             let run = &rest[..plain];
-            if let Err(err) = simdutf8::compat::from_utf8(run) {
-                return fault(self.pos + err.valid_up_to(), "invalid UTF-8 in a string");
+            if !self.utf8_checked {
+                if let Err(err) = simdutf8::compat::from_utf8(run) {
+                    return fault(self.pos + err.valid_up_to(), "invalid UTF-8 in a string");
+                }
             }
             if KEEP {
                 out.extend_from_slice(run);
@@ -872,6 +878,10 @@ pub(super) fn row(
     names: &mut Names,
 ) -> Res<()> {
     let mut cursor = Cursor::new(&bytes[..end], start, names);
+    // One check of the whole row (a few GB/s) instead of one per run of each string (short
+    // runs between escapes cost far more); a row that fails it is read checking each string,
+    // which finds the first invalid byte, or the fault of the grammar before it.
+    cursor.utf8_checked = simdutf8::basic::from_utf8(&bytes[start..end]).is_ok();
     cursor.row(schema, kinds, out)?;
     if !cursor.at_end() {
         return fault(
