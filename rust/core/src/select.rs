@@ -526,13 +526,15 @@ fn select_task<V: Rewards, P: Sink>(
         return out;
     }
     let mut scratch = Scratch::default();
-    // See [`Prompt::first_pick`].
-    let quick = options.pairs_per_prompt == 1
-        && inputs.duplicate_of.is_none()
-        && matches!(
-            options.method,
-            Method::MaxMin | Method::MaxMax | Method::Random | Method::MaxRandom
-        );
+    // See [`Prompt::first_picks`].
+    let quick = inputs.duplicate_of.is_none()
+        && match options.method {
+            Method::MaxMin | Method::MaxMax | Method::Random | Method::MaxRandom => {
+                options.pairs_per_prompt == 1
+            }
+            Method::TopBottom => options.pairs_per_prompt <= TOP_BOTTOM_STREAMED,
+            Method::Adjacent | Method::AllPairs => false,
+        };
     for (i, range) in bounds.windows(2).enumerate() {
         let prompt = first + i;
         let (start, end) = (range[0], range[1]);
@@ -566,8 +568,9 @@ fn select_task<V: Rewards, P: Sink>(
             options,
         };
         if quick {
-            if let Some((c, r)) = prompt_view.first_pick(options.seed, key) {
-                out.pairs.push((start + c) as i64, (start + r) as i64);
+            let mut emit =
+                |c: usize, r: usize| out.pairs.push((start + c) as i64, (start + r) as i64);
+            if prompt_view.first_picks(options.seed, key, &mut emit) {
                 status[i] = Status::Paired as u8;
                 ends[i] = out.pairs.len() as i64;
                 continue;
@@ -721,14 +724,27 @@ impl<V: Rewards> Prompt<'_, V> {
         None
     }
 
-    /// The one pair, as (chosen, rejected), of a prompt without copies under `max_min`,
-    /// `max_max`, `random` or `max_random` with one pair per prompt, when it is the method's
-    /// first pick: its two extremes or its first draw, whenever that pair is eligible. `None`
-    /// for a first pick that is not eligible, fewer than two responses or a bad value:
-    /// [`Self::select`] then decides. One tight read of the prompt, as before pairs per prompt
-    /// and filters existed, for what nearly every prompt of these methods is.
+    /// Emits the pairs, as (chosen, rejected), of a prompt without copies under `max_min`,
+    /// `max_max`, `random` or `max_random` with one pair per prompt, or `top_bottom` with at
+    /// most `TOP_BOTTOM_STREAMED`, when they are the method's first picks: its extremes or its
+    /// first draw, whenever those pairs are eligible. False, having emitted nothing, for a
+    /// first pick that is not eligible, fewer than two responses or a bad value:
+    /// [`Self::select`] then decides. One
+    /// tight read of the prompt, as before pairs per prompt and filters existed, for what
+    /// nearly every prompt of these methods is.
     #[inline(always)]
-    fn first_pick(&self, seed: u64, key: u64) -> Option<(usize, usize)> {
+    fn first_picks(&self, seed: u64, key: u64, emit: &mut impl FnMut(usize, usize)) -> bool {
+        self.try_first_picks(seed, key, emit).is_some()
+    }
+
+    /// [`Self::first_picks`], `None` for false.
+    #[inline(always)]
+    fn try_first_picks(
+        &self,
+        seed: u64,
+        key: u64,
+        emit: &mut impl FnMut(usize, usize),
+    ) -> Option<()> {
         let n = self.view.len();
         let drawn = |(a, b)| [(a, self.view.reward(a)), (b, self.view.reward(b))];
         let [(a, ra), (b, rb)] = match self.options.method {
@@ -745,10 +761,22 @@ impl<V: Rewards> Prompt<'_, V> {
                 stream::<Unranked>(self.view).ok()??;
                 drawn(draw_two(&mut PromptRng::new(seed, key), n))
             }
+            Method::TopBottom => {
+                let ends = match self.options.tie_order {
+                    TieOrder::Dpov2 => stream::<Ends<false, true>>(self.view),
+                    TieOrder::Lmflow => stream::<Ends<true, false>>(self.view),
+                };
+                let (pairs, k) = self.top_bottom(ends.ok()??)?;
+                pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
+                return Some(());
+            }
             _ => return None,
         };
         match self.check_rewards(a, b, ra, rb) {
-            Check::Eligible(c, r) => Some((c, r)),
+            Check::Eligible(c, r) => {
+                emit(c, r);
+                Some(())
+            }
             Check::Failed(_) => None,
         }
     }
@@ -805,7 +833,13 @@ impl<V: Rewards> Prompt<'_, V> {
             }
             (_, Method::Random) => self.draw_random(seed, key, scratch, emit),
             (_, Method::AllPairs) if count_only => self.count_all_pairs(&mut scratch.rewards, emit),
-            (Streamed::Ends(Some(ends)), _) if !has_copies => self.top_bottom(ends, scratch, emit),
+            (Streamed::Ends(Some(ends)), _) if !has_copies => match self.top_bottom(ends) {
+                Some((pairs, k)) => {
+                    pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
+                    Status::Paired
+                }
+                None => self.ranked(scratch, emit),
+            },
             (streamed, Method::MaxRandom) => {
                 let best = match streamed {
                     Streamed::Best(Some(best)) if !has_copies => best,
@@ -924,30 +958,27 @@ impl<V: Rewards> Prompt<'_, V> {
         }
     }
 
-    /// `top_bottom` from the two best and two worst of the one read (`ends`: positions 0, 1,
-    /// `m - 1`, `m - 2` of the ranking): when its `k <= 2` pairs are all eligible they are
-    /// the answer, else [`Self::ranked`] is.
-    fn top_bottom(
-        &self,
-        ends: [usize; 4],
-        scratch: &mut Scratch,
-        emit: &mut impl FnMut(usize, usize),
-    ) -> Status {
+    /// `top_bottom` from the two best and two worst of the one read, with their rewards
+    /// (`ends`: positions 0, 1, `m - 1`, `m - 2` of the ranking): its `k <= 2` pairs when they
+    /// are all eligible (then they are the answer), else `None` ([`Self::ranked`] decides).
+    #[inline(always)]
+    fn top_bottom(&self, ends: [(usize, f64); 4]) -> Option<Picks> {
         let k = self.options.pairs_per_prompt;
         // Pair i needs positions i < m - 1 - i.
         if k == 2 && self.view.len() < 4 {
-            return self.ranked(scratch, emit);
+            return None;
         }
-        let candidates = [(ends[0], ends[2]), (ends[1], ends[3])];
-        let mut pairs = [(0, 0); 2];
-        for (pair, &(a, b)) in pairs.iter_mut().zip(&candidates).take(k) {
-            match self.check(a, b) {
+        let [top, next, bottom, above] = ends;
+        let mut pairs = [(0, 0); TOP_BOTTOM_STREAMED];
+        for (pair, ((a, ra), (b, rb))) in
+            pairs.iter_mut().zip([(top, bottom), (next, above)]).take(k)
+        {
+            match self.check_rewards(a, b, ra, rb) {
                 Check::Eligible(c, r) => *pair = (c, r),
-                Check::Failed(_) => return self.ranked(scratch, emit),
+                Check::Failed(_) => return None,
             }
         }
-        pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
-        Status::Paired
+        Some((pairs, k))
     }
 
     /// The deterministic methods: their pairs in preference order, the first
@@ -1274,10 +1305,13 @@ fn margin(chosen: f64, rejected: f64) -> f64 {
     }
 }
 
+/// Up to `TOP_BOTTOM_STREAMED` pairs (chosen, rejected), the first `.1` of them valid.
+type Picks = ([(usize, usize); TOP_BOTTOM_STREAMED], usize);
+
 /// What the one read of a prompt ranked.
 enum Streamed {
     Pair(Option<[(usize, f64); 2]>),
-    Ends(Option<[usize; 4]>),
+    Ends(Option<[(usize, f64); 4]>),
     Best(Option<usize>),
     Nothing,
 }
@@ -1478,7 +1512,8 @@ struct Ends<const LATER: bool, const EARLIER: bool> {
 }
 
 impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
-    type Out = [usize; 4];
+    /// With their rewards.
+    type Out = [(usize, f64); 4];
     #[inline]
     fn start(r0: f64, r1: f64) -> Self {
         Self {
@@ -1492,10 +1527,10 @@ impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
         self.bottom.push(i, -r);
     }
     #[inline]
-    fn finish(self) -> [usize; 4] {
-        let [(t0, _), (t1, _)] = self.top.finish();
-        let [(b0, _), (b1, _)] = self.bottom.finish();
-        [t0, t1, b0, b1]
+    fn finish(self) -> [(usize, f64); 4] {
+        let [top, next] = self.top.finish();
+        let [(b0, low), (b1, above)] = self.bottom.finish();
+        [top, next, (b0, -low), (b1, -above)]
     }
 }
 
