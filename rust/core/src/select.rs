@@ -1,4 +1,5 @@
 use std::cmp::Ordering;
+use std::hint::select_unpredictable;
 
 use rayon::prelude::*;
 
@@ -1483,18 +1484,14 @@ impl<const LATER: bool> Rank for BestTwo<LATER> {
         } else {
             (r > self.hi, r > self.next)
         };
-        (self.second, self.next) = if above_best {
-            (self.best, self.hi)
-        } else if above_second {
-            (i, r)
-        } else {
-            (self.second, self.next)
-        };
-        (self.best, self.hi) = if above_best {
-            (i, r)
-        } else {
-            (self.best, self.hi)
-        };
+        // Above the best is above the second too (`hi >= next`). Selects of single values
+        // that the compiler is told are unpredictable, so they compile without branches.
+        let up = select_unpredictable(above_best, self.best, i);
+        let up_r = select_unpredictable(above_best, self.hi, r);
+        self.second = select_unpredictable(above_second, up, self.second);
+        self.next = select_unpredictable(above_second, up_r, self.next);
+        self.best = select_unpredictable(above_best, i, self.best);
+        self.hi = select_unpredictable(above_best, r, self.hi);
     }
     #[inline]
     fn finish(self) -> [(usize, f64); 2] {
