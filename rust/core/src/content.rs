@@ -3,6 +3,9 @@
 //! Texts come as byte slices (the caller reads them out of Arrow buffers); the Python
 //! reference in `python/dpov2/pairing/content.py` computes the same from `str` values.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
 use crate::PairError;
 
 const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
@@ -54,18 +57,74 @@ pub fn content_key<'a>(
 /// Per response, the index within its prompt of the first response whose text is the same
 /// bytes (its own index for a first occurrence). `text(k)` is the flat response `k`; prompt
 /// `p` owns `offsets[p]..offsets[p + 1]` (offsets already checked by the caller).
+///
+/// Each text is hashed once and looked up among its prompt's first occurrences, equality
+/// confirmed byte for byte on a hash match, so the work is linear in the bytes however many
+/// responses a prompt has.
 pub fn duplicate_of<'a>(text: impl Fn(usize) -> &'a [u8], offsets: &[usize]) -> Vec<i64> {
+    duplicate_of_hashed(text, offsets, BuildHasherDefault::<WordHasher>::default())
+}
+
+/// [`duplicate_of`] with the hash given, so tests can force every text to collide.
+fn duplicate_of_hashed<'a, S: BuildHasher>(
+    text: impl Fn(usize) -> &'a [u8],
+    offsets: &[usize],
+    hasher: S,
+) -> Vec<i64> {
     let mut out = Vec::with_capacity(offsets.last().copied().unwrap_or(0));
+    let mut first: HashMap<&[u8], i64, S> = HashMap::with_hasher(hasher);
     for range in offsets.windows(2) {
-        let start = range[0];
-        for k in start..range[1] {
-            let t = text(k);
-            let first =
-                (start..k).find(|&j| out[j - offsets[0]] == (j - start) as i64 && text(j) == t);
-            out.push(first.map_or(k - start, |j| j - start) as i64);
+        let (start, end) = (range[0], range[1]);
+        first.clear();
+        // Keeps the table (whose clearing costs its capacity) sized to this prompt.
+        first.shrink_to(end - start);
+        for k in start..end {
+            out.push(*first.entry(text(k)).or_insert((k - start) as i64));
         }
     }
     out
+}
+
+/// A fast, non-cryptographic hash of bytes, eight at a time (the FxHash step, then the
+/// SplitMix64 finaliser so that every bit of the result depends on every input bit).
+/// Equal hashes are only a hint: [`duplicate_of`] confirms equality on the bytes.
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl WordHasher {
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517C_C1B7_2722_0A95);
+    }
+}
+
+impl Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for chunk in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            // Zero padding is unambiguous: `[u8]` hashes its length before its bytes.
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }
 
 /// `offsets` (of `n_prompts + 1` entries over `n` responses) as indices, with the errors
@@ -124,5 +183,72 @@ mod tests {
         let texts: [&[u8]; 6] = [b"a", b"b", b"a", b"a", b"x", b"x"];
         let got = duplicate_of(|k| texts[k], &[0, 4, 5, 6]);
         assert_eq!(got, vec![0, 1, 0, 0, 0, 0]);
+    }
+
+    /// The definition: for each response, the first earlier (or same) response of its
+    /// prompt with equal bytes, by comparing with every one.
+    fn by_comparison(texts: &[Vec<u8>], offsets: &[usize]) -> Vec<i64> {
+        let mut out = Vec::new();
+        for w in offsets.windows(2) {
+            for k in w[0]..w[1] {
+                let first = (w[0]..=k).find(|&j| texts[j] == texts[k]).unwrap_or(k);
+                out.push((first - w[0]) as i64);
+            }
+        }
+        out
+    }
+
+    /// Texts that are easy to confuse: empty ones, ones that differ only in their last byte
+    /// (also past the first eight bytes), a prefix of another, zero bytes at the end, many
+    /// copies; over prompts of one, none and many responses.
+    fn tricky_texts() -> (Vec<Vec<u8>>, Vec<usize>) {
+        let long = b"0123456789abcdef".repeat(5);
+        let mut texts: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"ab".to_vec(),
+            b"ab\0".to_vec(),
+            b"".to_vec(),
+            b"ab".to_vec(),
+            b"ab\0\0".to_vec(),
+        ];
+        for last in [b'x', b'y', b'x', b'z', b'y'] {
+            let mut t = long.clone();
+            t.push(last);
+            texts.push(t);
+        }
+        texts.push(long.clone());
+        texts.push(long[..long.len() - 1].to_vec());
+        texts.extend((0..200).map(|i| vec![b'c'; 1 + i % 3]));
+        texts.push(b"alone".to_vec());
+        let n = texts.len();
+        (texts, vec![0, 6, 6, 13, n - 1, n])
+    }
+
+    #[test]
+    fn only_equal_bytes_are_copies() {
+        let (texts, offsets) = tricky_texts();
+        let got = duplicate_of(|k| &texts[k][..], &offsets);
+        assert_eq!(got, by_comparison(&texts, &offsets));
+        assert_eq!(&got[..6], [0, 1, 2, 0, 1, 5]);
+        assert_eq!(&got[6..13], [0, 1, 0, 3, 1, 5, 6]);
+    }
+
+    /// Every text hashes to the same value.
+    #[derive(Default)]
+    struct Collide;
+
+    impl Hasher for Collide {
+        fn write(&mut self, _: &[u8]) {}
+        fn finish(&self) -> u64 {
+            7
+        }
+    }
+
+    #[test]
+    fn colliding_hashes_never_merge_different_texts() {
+        let (texts, offsets) = tricky_texts();
+        let forced = BuildHasherDefault::<Collide>::default();
+        let got = duplicate_of_hashed(|k| &texts[k][..], &offsets, forced);
+        assert_eq!(got, by_comparison(&texts, &offsets));
     }
 }

@@ -1,4 +1,5 @@
 use std::cmp::Ordering;
+use std::hint::select_unpredictable;
 
 use rayon::prelude::*;
 
@@ -84,6 +85,14 @@ impl Options {
             max_length_diff: None,
         }
     }
+
+    /// Whether a filter besides the tie rule is set: a margin or a length limit.
+    #[inline]
+    fn filtered(&self) -> bool {
+        self.min_margin.is_some()
+            || self.max_length_ratio.is_some()
+            || self.max_length_diff.is_some()
+    }
 }
 
 /// The arrays a selection reads, all flat over responses except `offsets` and `keys`.
@@ -159,9 +168,11 @@ pub fn select_pairs(inputs: &Inputs<'_>, options: &Options) -> Result<Selection,
     }
     // Per-prompt outputs are written in place. `all_pairs`, whose output dwarfs its input,
     // first only counts its pairs, then writes them straight into place; the other methods
-    // gather their pairs per task and copy them once into place.
+    // write theirs into slots when a prompt has few (`MAX_SLOTS`), else gather them per
+    // task and copy them once into place.
     if options.method == Method::AllPairs {
-        let (tasks, status, pair_offsets) = select_tasks::<Counted>(inputs, options)?;
+        let sinks = default_sinks::<Counted>(offsets);
+        let (tasks, status, pair_offsets) = select_tasks(inputs, options, sinks)?;
         let (pair_offsets, n_pairs) = globalize(&tasks, pair_offsets, |t| t.0);
         let (chosen, rejected) = with_rewards!(scores, lengths, options.length_penalty, |view| {
             write_all_pairs(view, inputs, options, &pair_offsets, n_pairs)
@@ -173,17 +184,85 @@ pub fn select_pairs(inputs: &Inputs<'_>, options: &Options) -> Result<Selection,
             rejected,
         });
     }
-    let (tasks, status, pair_offsets) = select_tasks::<Gathered>(inputs, options)?;
+    if options.pairs_per_prompt <= MAX_SLOTS {
+        return select_slotted(inputs, options);
+    }
+    let (tasks, status, pair_offsets) = select_tasks(inputs, options, default_sinks(offsets))?;
     Ok(assemble(tasks, status, pair_offsets))
 }
 
-/// Runs [`select_task`] over every task in parallel: each task's pairs, the per-prompt
-/// statuses, and the pair counts (each task's up to each prompt, not yet global); or the
-/// error the documented check order gives first.
+/// Methods other than `all_pairs` with at most this many pairs per prompt write their pairs
+/// straight into outputs of that many slots per prompt ([`Slots`]), then close the gaps
+/// left by prompts with fewer; more pairs per prompt are gathered per task and copied.
+const MAX_SLOTS: usize = 2;
+
+/// One empty sink per task, for sinks that own their pairs.
+fn default_sinks<P: Sink + Default>(offsets: &[i64]) -> Vec<P> {
+    let n_prompts = offsets.len() - 1;
+    (0..n_prompts.div_ceil(PROMPTS_PER_TASK))
+        .map(|_| P::default())
+        .collect()
+}
+
+/// [`select_pairs`] for `pairs_per_prompt <= MAX_SLOTS`: each task writes its pairs packed
+/// into its own stretch of `pairs_per_prompt` slots per prompt of the outputs, so nothing is
+/// gathered or copied; the stretches are then moved together (only when some prompt yielded
+/// fewer pairs than slots) and the outputs cut to the pairs found.
+fn select_slotted(inputs: &Inputs<'_>, options: &Options) -> Result<Selection, PairError> {
+    let n_prompts = inputs.offsets.len() - 1;
+    let stride = PROMPTS_PER_TASK * options.pairs_per_prompt;
+    let mut chosen = vec![0i64; n_prompts * options.pairs_per_prompt];
+    let mut rejected = vec![0i64; chosen.len()];
+    let sinks = chosen
+        .chunks_mut(stride)
+        .zip(rejected.chunks_mut(stride))
+        .map(|(chosen, rejected)| Slots {
+            chosen,
+            rejected,
+            len: 0,
+        })
+        .collect();
+    let (tasks, status, pair_offsets) = select_tasks(inputs, options, sinks)?;
+    let counts: Vec<usize> = tasks.iter().map(Slots::len).collect();
+    let (pair_offsets, n_pairs) = globalize(&counts, pair_offsets, |&n| n);
+    if n_pairs < chosen.len() {
+        rayon::join(
+            || close_gaps(&mut chosen, &counts, stride, n_pairs),
+            || close_gaps(&mut rejected, &counts, stride, n_pairs),
+        );
+    }
+    Ok(Selection {
+        status,
+        pair_offsets,
+        chosen,
+        rejected,
+    })
+}
+
+/// Moves each task's `counts[t]` values, at `t * stride`, to follow the previous task's, and
+/// cuts `values` to their `n` in all. In task order, so no move overwrites values not yet moved
+/// (a task's values never start before the previous task's end).
+fn close_gaps(values: &mut Vec<i64>, counts: &[usize], stride: usize, n: usize) {
+    let mut end = 0;
+    for (task, &count) in counts.iter().enumerate() {
+        let start = task * stride;
+        if start != end {
+            values.copy_within(start..start + count, end);
+        }
+        end += count;
+    }
+    values.truncate(n);
+    values.shrink_to_fit();
+}
+
+/// Runs [`select_task`] over every task in parallel, task `t` into `sinks[t]`: each task's
+/// pairs, the per-prompt statuses, and the pair counts (each task's up to each prompt, not
+/// yet global); or the error the documented check order gives first.
 #[allow(clippy::type_complexity)]
 fn select_tasks<P: Sink>(
     inputs: &Inputs<'_>,
     options: &Options,
+    sinks: Vec<P>,
 ) -> Result<(Vec<P>, Vec<u8>, Vec<i64>), PairError> {
     let Inputs {
         scores,
@@ -200,11 +279,12 @@ fn select_tasks<P: Sink>(
         status
             .par_chunks_mut(PROMPTS_PER_TASK)
             .zip(pair_offsets[1..].par_chunks_mut(PROMPTS_PER_TASK))
+            .zip(sinks)
             .enumerate()
-            .map(|(task, (status, ends))| {
+            .map(|(task, ((status, ends), sink))| {
                 let first = task * PROMPTS_PER_TASK;
                 let bounds = &offsets[first..=first + status.len()];
-                select_task(view, inputs, bounds, first, options, (status, ends))
+                select_task(view, inputs, bounds, first, options, (status, ends), sink)
             })
             .collect()
     });
@@ -296,18 +376,16 @@ enum Problem {
 }
 
 /// One task's pairs (its per-prompt outputs are written in place).
-#[derive(Default)]
 struct TaskOut<P> {
     pairs: P,
     problem: Option<Problem>,
 }
 
 /// Where a task puts its pairs.
-trait Sink: Default + Send {
+trait Sink: Send {
     /// Only the number of pairs is wanted: `all_pairs` then counts its eligible pairs
     /// without ranking or ordering them.
     const COUNT_ONLY: bool;
-    fn reserve(&mut self, n: usize);
     fn push(&mut self, chosen: i64, rejected: i64);
     fn len(&self) -> usize;
     fn truncate(&mut self, len: usize);
@@ -322,10 +400,6 @@ struct Gathered {
 
 impl Sink for Gathered {
     const COUNT_ONLY: bool = false;
-    fn reserve(&mut self, n: usize) {
-        self.chosen.reserve(n);
-        self.rejected.reserve(n);
-    }
     #[inline]
     fn push(&mut self, chosen: i64, rejected: i64) {
         self.chosen.push(chosen);
@@ -340,13 +414,35 @@ impl Sink for Gathered {
     }
 }
 
+/// A task's pairs written in place into its stretch of the outputs, packed to its front.
+struct Slots<'a> {
+    chosen: &'a mut [i64],
+    rejected: &'a mut [i64],
+    len: usize,
+}
+
+impl Sink for Slots<'_> {
+    const COUNT_ONLY: bool = false;
+    #[inline]
+    fn push(&mut self, chosen: i64, rejected: i64) {
+        self.chosen[self.len] = chosen;
+        self.rejected[self.len] = rejected;
+        self.len += 1;
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn truncate(&mut self, len: usize) {
+        self.len = len;
+    }
+}
+
 /// A task's number of pairs only.
 #[derive(Default)]
 struct Counted(usize);
 
 impl Sink for Counted {
     const COUNT_ONLY: bool = true;
-    fn reserve(&mut self, _: usize) {}
     #[inline]
     fn push(&mut self, _: i64, _: i64) {
         self.0 += 1;
@@ -416,21 +512,30 @@ fn select_task<V: Rewards, P: Sink>(
     first: usize,
     options: &Options,
     per_prompt: (&mut [u8], &mut [i64]),
+    pairs: P,
 ) -> TaskOut<P> {
     let (status, ends) = per_prompt;
     let n_scores = view.len() as i64;
-    let mut out = TaskOut::default();
+    let mut out = TaskOut {
+        pairs,
+        problem: None,
+    };
     // The task's first start is the previous prompt's end. If that is outside the arrays,
     // the previous prompt's own check fails (its end is below its start, which is at least
     // 0 by induction from offsets[0] == 0, or past the end), and its task reports it.
     if !(0..=n_scores).contains(&bounds[0]) {
         return out;
     }
-    let n = bounds.len() - 1;
-    if options.pairs_per_prompt == 1 && options.method != Method::AllPairs {
-        out.pairs.reserve(n);
-    }
     let mut scratch = Scratch::default();
+    // See [`Prompt::first_picks`].
+    let quick = inputs.duplicate_of.is_none()
+        && match options.method {
+            Method::MaxMin | Method::MaxMax | Method::Random | Method::MaxRandom => {
+                options.pairs_per_prompt == 1
+            }
+            Method::TopBottom => options.pairs_per_prompt <= TOP_BOTTOM_STREAMED,
+            Method::Adjacent | Method::AllPairs => false,
+        };
     for (i, range) in bounds.windows(2).enumerate() {
         let prompt = first + i;
         let (start, end) = (range[0], range[1]);
@@ -463,6 +568,15 @@ fn select_task<V: Rewards, P: Sink>(
             duplicate_of: inputs.duplicate_of.map(|d| &d[start..end]),
             options,
         };
+        if quick {
+            let mut emit =
+                |c: usize, r: usize| out.pairs.push((start + c) as i64, (start + r) as i64);
+            if prompt_view.first_picks(options.seed, key, &mut emit) {
+                status[i] = Status::Paired as u8;
+                ends[i] = out.pairs.len() as i64;
+                continue;
+            }
+        }
         let before = out.pairs.len();
         let mut emit = |c: usize, r: usize| out.pairs.push((start + c) as i64, (start + r) as i64);
         match prompt_view.select(P::COUNT_ONLY, options.seed, key, &mut scratch, &mut emit) {
@@ -576,7 +690,7 @@ impl<V: Rewards> Prompt<'_, V> {
         } else {
             (b, a)
         };
-        if o.min_margin.is_some() || o.max_length_ratio.is_some() || o.max_length_diff.is_some() {
+        if o.filtered() {
             if let Some(failed) = self.filters(c, r) {
                 return Check::Failed(failed);
             }
@@ -609,6 +723,63 @@ impl<V: Rewards> Prompt<'_, V> {
             }
         }
         None
+    }
+
+    /// Emits the pairs, as (chosen, rejected), of a prompt without copies under `max_min`,
+    /// `max_max`, `random` or `max_random` with one pair per prompt, or `top_bottom` with at
+    /// most `TOP_BOTTOM_STREAMED`, when they are the method's first picks: its extremes or its
+    /// first draw, whenever those pairs are eligible. False, having emitted nothing, for a
+    /// first pick that is not eligible, fewer than two responses or a bad value:
+    /// [`Self::select`] then decides. One
+    /// tight read of the prompt, as before pairs per prompt and filters existed, for what
+    /// nearly every prompt of these methods is.
+    #[inline(always)]
+    fn first_picks(&self, seed: u64, key: u64, emit: &mut impl FnMut(usize, usize)) -> bool {
+        self.try_first_picks(seed, key, emit).is_some()
+    }
+
+    /// [`Self::first_picks`], `None` for false.
+    #[inline(always)]
+    fn try_first_picks(
+        &self,
+        seed: u64,
+        key: u64,
+        emit: &mut impl FnMut(usize, usize),
+    ) -> Option<()> {
+        let n = self.view.len();
+        let drawn = |(a, b)| [(a, self.view.reward(a)), (b, self.view.reward(b))];
+        let [(a, ra), (b, rb)] = match self.options.method {
+            Method::MaxMin => stream::<BestAndWorst>(self.view).ok()??,
+            Method::MaxMax => match self.options.tie_order {
+                TieOrder::Dpov2 => stream::<BestTwo<false>>(self.view).ok()??,
+                TieOrder::Lmflow => stream::<BestTwo<true>>(self.view).ok()??,
+            },
+            Method::MaxRandom => {
+                let best = stream::<Best>(self.view).ok()??;
+                drawn((best, draw_other(&mut PromptRng::new(seed, key), n, best)))
+            }
+            Method::Random => {
+                stream::<Unranked>(self.view).ok()??;
+                drawn(draw_two(&mut PromptRng::new(seed, key), n))
+            }
+            Method::TopBottom => {
+                let ends = match self.options.tie_order {
+                    TieOrder::Dpov2 => stream::<Ends<false, true>>(self.view),
+                    TieOrder::Lmflow => stream::<Ends<true, false>>(self.view),
+                };
+                let (pairs, k) = self.top_bottom(ends.ok()??)?;
+                pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
+                return Some(());
+            }
+            _ => return None,
+        };
+        match self.check_rewards(a, b, ra, rb) {
+            Check::Eligible(c, r) => {
+                emit(c, r);
+                Some(())
+            }
+            Check::Failed(_) => None,
+        }
     }
 
     /// Validates the prompt, then emits its pairs and returns its status; `Err` names the
@@ -654,8 +825,8 @@ impl<V: Rewards> Prompt<'_, V> {
             return Ok(Status::DuplicateResponses);
         }
         Ok(match (streamed, method) {
-            (Streamed::Pair(Some((a, b))), _) if !has_copies => {
-                if let Check::Eligible(c, r) = self.check(a, b) {
+            (Streamed::Pair(Some([(a, ra), (b, rb)])), _) if !has_copies => {
+                if let Check::Eligible(c, r) = self.check_rewards(a, b, ra, rb) {
                     emit(c, r);
                     return Ok(Status::Paired);
                 }
@@ -663,7 +834,13 @@ impl<V: Rewards> Prompt<'_, V> {
             }
             (_, Method::Random) => self.draw_random(seed, key, scratch, emit),
             (_, Method::AllPairs) if count_only => self.count_all_pairs(&mut scratch.rewards, emit),
-            (Streamed::Ends(Some(ends)), _) if !has_copies => self.top_bottom(ends, scratch, emit),
+            (Streamed::Ends(Some(ends)), _) if !has_copies => match self.top_bottom(ends) {
+                Some((pairs, k)) => {
+                    pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
+                    Status::Paired
+                }
+                None => self.ranked(scratch, emit),
+            },
             (streamed, Method::MaxRandom) => {
                 let best = match streamed {
                     Streamed::Best(Some(best)) if !has_copies => best,
@@ -722,7 +899,8 @@ impl<V: Rewards> Prompt<'_, V> {
     }
 
     /// `all_pairs` without the order: emits its eligible pairs (at most `pairs_per_prompt`,
-    /// not in preference order) and returns the status [`Self::ranked`] would. Each pair is
+    /// not in preference order, unfiltered not even oriented) and returns the status
+    /// [`Self::ranked`] would. Each pair is
     /// checked with its first pick first, as in ranking order: for unequal rewards the
     /// higher, for equal ones the lower index (the higher under the `lmflow` tie order).
     fn count_all_pairs(
@@ -738,6 +916,25 @@ impl<V: Rewards> Prompt<'_, V> {
         let rw = &rewards[..];
         let mut reached = Reached::Nothing;
         let mut emitted = 0;
+        if !o.filtered() {
+            // Only the tie rule can fail a pair, and only the count is wanted: no orienting.
+            'plain: for i in (0..n).filter(|&i| self.is_candidate(i)) {
+                for j in (i + 1..n).filter(|&j| self.is_candidate(j)) {
+                    if o.keep_ties || rw[i] != rw[j] {
+                        emit(i, j);
+                        emitted += 1;
+                        if emitted == o.pairs_per_prompt {
+                            break 'plain;
+                        }
+                    }
+                }
+            }
+            return if emitted > 0 {
+                Status::Paired
+            } else {
+                Status::Tie
+            };
+        }
         'outer: for i in (0..n).filter(|&i| self.is_candidate(i)) {
             for j in (i + 1..n).filter(|&j| self.is_candidate(j)) {
                 let (ri, rj) = (rw[i], rw[j]);
@@ -762,30 +959,27 @@ impl<V: Rewards> Prompt<'_, V> {
         }
     }
 
-    /// `top_bottom` from the two best and two worst of the one read (`ends`: positions 0, 1,
-    /// `m - 1`, `m - 2` of the ranking): when its `k <= 2` pairs are all eligible they are
-    /// the answer, else [`Self::ranked`] is.
-    fn top_bottom(
-        &self,
-        ends: [usize; 4],
-        scratch: &mut Scratch,
-        emit: &mut impl FnMut(usize, usize),
-    ) -> Status {
+    /// `top_bottom` from the two best and two worst of the one read, with their rewards
+    /// (`ends`: positions 0, 1, `m - 1`, `m - 2` of the ranking): its `k <= 2` pairs when they
+    /// are all eligible (then they are the answer), else `None` ([`Self::ranked`] decides).
+    #[inline(always)]
+    fn top_bottom(&self, ends: [(usize, f64); 4]) -> Option<Picks> {
         let k = self.options.pairs_per_prompt;
         // Pair i needs positions i < m - 1 - i.
         if k == 2 && self.view.len() < 4 {
-            return self.ranked(scratch, emit);
+            return None;
         }
-        let candidates = [(ends[0], ends[2]), (ends[1], ends[3])];
-        let mut pairs = [(0, 0); 2];
-        for (pair, &(a, b)) in pairs.iter_mut().zip(&candidates).take(k) {
-            match self.check(a, b) {
+        let [top, next, bottom, above] = ends;
+        let mut pairs = [(0, 0); TOP_BOTTOM_STREAMED];
+        for (pair, ((a, ra), (b, rb))) in
+            pairs.iter_mut().zip([(top, bottom), (next, above)]).take(k)
+        {
+            match self.check_rewards(a, b, ra, rb) {
                 Check::Eligible(c, r) => *pair = (c, r),
-                Check::Failed(_) => return self.ranked(scratch, emit),
+                Check::Failed(_) => return None,
             }
         }
-        pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
-        Status::Paired
+        Some((pairs, k))
     }
 
     /// The deterministic methods: their pairs in preference order, the first
@@ -901,8 +1095,7 @@ impl<V: Rewards> Prompt<'_, V> {
         taken.clear();
         let mut reached = Reached::Nothing;
         for _ in 0..self.options.pairs_per_prompt {
-            let a = rng.below(n as u64) as usize;
-            let b = skip(rng.below(n as u64 - 1), a);
+            let (a, b) = draw_two(&mut rng, n);
             let pair = (a.min(b), a.max(b));
             if self.is_candidate(a) && self.is_candidate(b) && !taken.contains(&pair) {
                 if let Check::Eligible(c, r) = self.check(a, b) {
@@ -981,7 +1174,7 @@ impl<V: Rewards> Prompt<'_, V> {
         let mut reached = Reached::Nothing;
         scratch.taken.clear();
         for _ in 0..self.options.pairs_per_prompt {
-            let b = skip(rng.below(n as u64 - 1), best);
+            let b = draw_other(&mut rng, n, best);
             if self.is_candidate(b) && !scratch.taken.contains(&(b, b)) {
                 if let Check::Eligible(c, r) = self.check(best, b) {
                     emit(c, r);
@@ -1113,10 +1306,13 @@ fn margin(chosen: f64, rejected: f64) -> f64 {
     }
 }
 
+/// Up to `TOP_BOTTOM_STREAMED` pairs (chosen, rejected), the first `.1` of them valid.
+type Picks = ([(usize, usize); TOP_BOTTOM_STREAMED], usize);
+
 /// What the one read of a prompt ranked.
 enum Streamed {
-    Pair(Option<(usize, usize)>),
-    Ends(Option<[usize; 4]>),
+    Pair(Option<[(usize, f64); 2]>),
+    Ends(Option<[(usize, f64); 4]>),
     Best(Option<usize>),
     Nothing,
 }
@@ -1133,7 +1329,7 @@ trait Rank {
 
 /// One read of a prompt's responses: validated, and ranked by `K`; `Ok(None)` for fewer
 /// than two, or `Err` with the first bad response (local index) and what is wrong with it.
-#[inline]
+#[inline(always)]
 fn stream<K: Rank>(responses: impl Rewards) -> Result<Option<K::Out>, (usize, Bad)> {
     let mut scan = responses.scan();
     let (Some((r0, ok0)), Some((r1, ok1))) = (scan.next(), scan.next()) else {
@@ -1149,6 +1345,19 @@ fn stream<K: Rank>(responses: impl Rewards) -> Result<Option<K::Out>, (usize, Ba
         return Err(bad);
     }
     Ok(Some(rank.finish()))
+}
+
+/// `random`'s draw of a pair of the `n >= 2` responses: two distinct uniform indices.
+#[inline]
+fn draw_two(rng: &mut PromptRng, n: usize) -> (usize, usize) {
+    let a = rng.below(n as u64) as usize;
+    (a, draw_other(rng, n, a))
+}
+
+/// A uniform draw among the `n >= 2` responses other than `taken`.
+#[inline]
+fn draw_other(rng: &mut PromptRng, n: usize, taken: usize) -> usize {
+    skip(rng.below(n as u64 - 1), taken)
 }
 
 /// Maps a uniform draw over the `n - 1` indices other than `taken` onto `0..n`.
@@ -1211,7 +1420,7 @@ struct BestAndWorst {
 }
 
 impl Rank for BestAndWorst {
-    type Out = (usize, usize);
+    type Out = [(usize, f64); 2];
     #[inline]
     fn start(r0: f64, r1: f64) -> Self {
         let (worst, lo) = if r1 < r0 { (1, r1) } else { (0, r0) };
@@ -1228,10 +1437,12 @@ impl Rank for BestAndWorst {
             (self.worst, self.lo) = (i, r);
         }
     }
+    /// With their rewards (every reward is `lo` when the two coincide).
     #[inline]
-    fn finish(self) -> (usize, usize) {
-        let best = self.best.best;
-        (best, if self.worst == best { 1 } else { self.worst })
+    fn finish(self) -> [(usize, f64); 2] {
+        let Best { best, hi } = self.best;
+        let worst = if self.worst == best { 1 } else { self.worst };
+        [(best, hi), (worst, self.lo)]
     }
 }
 
@@ -1246,7 +1457,8 @@ struct BestTwo<const LATER: bool> {
 }
 
 impl<const LATER: bool> Rank for BestTwo<LATER> {
-    type Out = (usize, usize);
+    /// With their rewards.
+    type Out = [(usize, f64); 2];
     #[inline]
     fn start(r0: f64, r1: f64) -> Self {
         if r1 > r0 || (LATER && r1 == r0) {
@@ -1272,22 +1484,18 @@ impl<const LATER: bool> Rank for BestTwo<LATER> {
         } else {
             (r > self.hi, r > self.next)
         };
-        (self.second, self.next) = if above_best {
-            (self.best, self.hi)
-        } else if above_second {
-            (i, r)
-        } else {
-            (self.second, self.next)
-        };
-        (self.best, self.hi) = if above_best {
-            (i, r)
-        } else {
-            (self.best, self.hi)
-        };
+        // Above the best is above the second too (`hi >= next`). Selects of single values
+        // that the compiler is told are unpredictable, so they compile without branches.
+        let up = select_unpredictable(above_best, self.best, i);
+        let up_r = select_unpredictable(above_best, self.hi, r);
+        self.second = select_unpredictable(above_second, up, self.second);
+        self.next = select_unpredictable(above_second, up_r, self.next);
+        self.best = select_unpredictable(above_best, i, self.best);
+        self.hi = select_unpredictable(above_best, r, self.hi);
     }
     #[inline]
-    fn finish(self) -> (usize, usize) {
-        (self.best, self.second)
+    fn finish(self) -> [(usize, f64); 2] {
+        [(self.best, self.hi), (self.second, self.next)]
     }
 }
 
@@ -1301,7 +1509,8 @@ struct Ends<const LATER: bool, const EARLIER: bool> {
 }
 
 impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
-    type Out = [usize; 4];
+    /// With their rewards.
+    type Out = [(usize, f64); 4];
     #[inline]
     fn start(r0: f64, r1: f64) -> Self {
         Self {
@@ -1315,10 +1524,10 @@ impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
         self.bottom.push(i, -r);
     }
     #[inline]
-    fn finish(self) -> [usize; 4] {
-        let (t0, t1) = self.top.finish();
-        let (b0, b1) = self.bottom.finish();
-        [t0, t1, b0, b1]
+    fn finish(self) -> [(usize, f64); 4] {
+        let [top, next] = self.top.finish();
+        let [(b0, low), (b1, above)] = self.bottom.finish();
+        [top, next, (b0, -low), (b1, -above)]
     }
 }
 

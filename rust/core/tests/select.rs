@@ -502,3 +502,53 @@ fn keys_replace_the_position_of_the_prompt() {
     let local: Vec<i64> = (0..5).map(|p| pair(&s, p).0 - 8 * p as i64).collect();
     assert!(local.iter().all(|&c| c == local[0]), "{local:?}");
 }
+
+#[test]
+fn pairs_of_many_tasks_with_unpaired_prompts_equal_each_prompt_selected_alone() {
+    // Over three tasks of prompts, some without a pair (too few responses, all tied), so
+    // the pairs of later tasks move down over the gaps; one and two pairs per prompt (the
+    // outputs with slots) and three (gathered).
+    let sizes: Vec<usize> = (0..7_000).map(|p| (p * 7) % 5).collect();
+    let mut offsets = vec![0i64];
+    let mut scores = Vec::new();
+    for (p, &n) in sizes.iter().enumerate() {
+        let tied = p % 11 == 0;
+        scores.extend((0..n).map(|k| {
+            if tied {
+                1.0
+            } else {
+                ((p * 31 + k * 17) % 7) as f64
+            }
+        }));
+        offsets.push(scores.len() as i64);
+    }
+    for name in Method::NAMES {
+        let method = name.parse::<Method>().unwrap();
+        for k in 1..=3 {
+            let opts = Options {
+                pairs_per_prompt: k,
+                ..options(method)
+            };
+            let whole = select_pairs(&scores, None, &offsets, &opts).unwrap();
+            assert!(whole.status.iter().any(|&s| s != Status::Paired as u8));
+            for p in 0..sizes.len() {
+                let (start, end) = (offsets[p] as usize, offsets[p + 1] as usize);
+                let alone_opts = Options {
+                    first_key: p as u64,
+                    ..opts
+                };
+                let one = [0, (end - start) as i64];
+                let alone = select_pairs(&scores[start..end], None, &one, &alone_opts).unwrap();
+                let shifted: Vec<(i64, i64)> = pairs(&alone, 0)
+                    .into_iter()
+                    .map(|(c, r)| (c + start as i64, r + start as i64))
+                    .collect();
+                assert_eq!(pairs(&whole, p), shifted, "{name}, k={k}, prompt {p}");
+                assert_eq!(
+                    whole.status[p], alone.status[0],
+                    "{name}, k={k}, prompt {p}"
+                );
+            }
+        }
+    }
+}
