@@ -21,7 +21,6 @@ built from what the stages wrote, printed after each round and kept as
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import dataclasses
@@ -140,7 +139,8 @@ class Plan:
     first_round: int  # 1-based: the round of prompt_sets[first_round - 1]
     model: str
     reference: str | None  # None: the policy each round starts from
-    stages: tuple[str, ...]  # those of STAGES each round runs, in order
+    stages: tuple[str, ...]  # a round's stages, in order (``reference`` only when asked)
+    runs: frozenset[str]  # those of them this run does (the others' do_* flags are false)
     generate: dict[str, Any]
     score: dict[str, Any]
     pair: list[str]  # dpov2 pair's flags
@@ -314,7 +314,6 @@ def plan_iterations(
             file=file,
             field="use_lora",
         )
-    run["reference"] &= bool(aligner.aligner.precompute_ref_log_probs)
     pair = {**parts["pair"]}
     pair.update({key: getattr(aligner.aligner, key) for key in _FROM_ALIGNER})
     flags = _pair_flags(pair, file)
@@ -324,7 +323,12 @@ def plan_iterations(
         first_round=first + 1,
         model=str(model),
         reference=None if not reference else str(reference),
-        stages=tuple(stage for stage in STAGES if run[stage]),
+        stages=tuple(
+            stage
+            for stage in STAGES
+            if stage != "reference" or aligner.aligner.precompute_ref_log_probs
+        ),
+        runs=frozenset(stage for stage in STAGES if run[stage]),
         generate=generate,
         score=score,
         pair=flags,
@@ -346,10 +350,10 @@ def ignored_notes(ignored: Mapping[str, Any], file: str | None) -> tuple[str, ..
 
 def _pair_flags(pair: Mapping[str, Any], file: str | None) -> list[str]:
     """``dpov2 pair``'s flags for the pair keys, checked as ``dpov2 pair`` checks them."""
-    from dpov2.args import as_bool
+    from dpov2.args import InputErrorParser, as_bool
     from dpov2.cli import add_pair_arguments, pair_options
 
-    parser = argparse.ArgumentParser(prog="dpov2 pair", add_help=False)
+    parser = InputErrorParser([], prog="dpov2 pair", add_help=False)  # errors as InputError
     add_pair_arguments(parser)
     actions = {action.dest: action for action in parser._actions}
     flags: list[str] = []
@@ -362,21 +366,10 @@ def _pair_flags(pair: Mapping[str, Any], file: str | None) -> list[str]:
         elif value is not None:
             flags += [flag, str(value)]
     try:
-        parsed = _parse_pair_flags(parser, flags)
-        pair_options(parsed)
+        pair_options(parser.parse_args(["scored", "pairs", *flags]))
     except InputError as err:
         raise InputError(err.message, file=file, field=err.field) from None
     return flags
-
-
-def _parse_pair_flags(parser: argparse.ArgumentParser, flags: list[str]) -> argparse.Namespace:
-    """``flags`` parsed by ``dpov2 pair``'s parser, its complaints as an InputError."""
-
-    def refuse(message: str) -> Any:
-        raise InputError(message)
-
-    parser.error = refuse  # type: ignore[method-assign]
-    return parser.parse_args(["scored", "pairs", *flags])
 
 
 # --- running stages ---------------------------------------------------------------------------
@@ -557,7 +550,7 @@ def run_round(plan: Plan, number: int, out: TextIO) -> dict[str, Any]:
         return _dpov2("reference-logps", str(config), "--output", str(result))
 
     def train(tmp: Path) -> list[str]:
-        pairs = outputs["reference" if "reference" in plan.stages else "pair"]
+        pairs = outputs[plan.stages[plan.stages.index("train") - 1]]
         config = _stage_config(tmp, "align", align_settings(tmp, pairs))
         return _dpov2("align", "--memory-safe", str(config))
 
@@ -569,8 +562,9 @@ def run_round(plan: Plan, number: int, out: TextIO) -> dict[str, Any]:
         "train": train,
     }
     for stage in plan.stages:
-        _check_input(plan, number, stage, paths)
-        run_stage(stage, number, paths[stage], commands[stage], out)
+        if stage in plan.runs:
+            _check_input(plan, number, stage, paths)
+            run_stage(stage, number, paths[stage], commands[stage], out)
     return round_report(folder, number, prompts)
 
 
@@ -599,12 +593,10 @@ def _check_input(plan: Plan, number: int, stage: str, paths: Mapping[str, Path])
                 f"round {number} starts from the model round {number - 1} trained, and "
                 f"{trained} is not there ({why})"
             )
-    index = STAGES.index(stage)
+    index = plan.stages.index(stage)
     if index == 0:
         return
-    previous = STAGES[index - 1]
-    if previous == "reference" and previous not in plan.stages:
-        previous = "pair"
+    previous = plan.stages[index - 1]
     if not (paths[previous] / STAGE_RECORD).is_file():
         raise InputError(
             f"round {number}'s {stage} reads {paths[previous]}, which is not there: "
