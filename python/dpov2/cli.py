@@ -1,5 +1,6 @@
 """The ``dpov2`` command: ``dpov2 pair INPUT OUTPUT [options]``, ``dpov2 inspect PAIRS``,
-``dpov2 align CONFIG|FLAGS``, ``dpov2 generate CONFIG|FLAGS`` and ``dpov2 score CONFIG|FLAGS``.
+``dpov2 align CONFIG|FLAGS``, ``dpov2 reference-logps CONFIG|FLAGS --output PAIRS``,
+``dpov2 generate CONFIG|FLAGS``, ``dpov2 score CONFIG|FLAGS`` and ``dpov2 iterate CONFIG``.
 
 Each subcommand is a :class:`Command` (its arguments and what runs them) in :data:`COMMANDS`;
 another one (``align``, say) is added by writing its two functions and listing it there.
