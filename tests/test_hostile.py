@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from interrupts import default_sigint
 
 from dpov2.cli import main
 from dpov2.convert import PairOptions, convert_to_paired_dataset
@@ -580,10 +581,6 @@ def _slow_source(tmp: Path, rows: int = 20_000) -> Path:
     )
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start_and_wait_for_partial(src: Path, out: Path, *flags: str) -> subprocess.Popen[str]:
     """A ``--no-fast`` run into ``out``, returned once it writes its temporary file (its
     imports done, the pairing under way)."""
@@ -593,9 +590,7 @@ def _start_and_wait_for_partial(src: Path, out: Path, *flags: str) -> subprocess
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # Ctrl-C as a terminal delivers it, even when these tests run where SIGINT is ignored
-        # (a background job of a shell), which a child would inherit, and Python respects.
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,  # Ctrl-C as a terminal delivers it
     )
     deadline = time.monotonic() + 120
     while not any(p.name.endswith(".partial") for p in out.parent.iterdir()):

@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from interrupts import default_sigint
 
 from dpov2.aligner import TINY_MODEL
 from dpov2.errors import InputError
@@ -251,10 +252,6 @@ def test_a_run_killed_after_each_stage_resumes_without_redoing_a_finished_one(
     assert {"ref_chosen_logps", "ref_rejected_logps", "ref_logps_tag"} <= set(stored.column_names)
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal's job has it
-
-
 def test_ctrl_c_during_a_stage_exits_130_and_leaves_no_partial_stage(tmp_path: Path) -> None:
     config = tmp_path / "it.yaml"
     config.write_text(yaml.safe_dump(_settings(tmp_path)))
@@ -265,7 +262,7 @@ def test_ctrl_c_during_a_stage_exits_130_and_leaves_no_partial_stage(tmp_path: P
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 300
     while not (round_folder.is_dir() and any(round_folder.iterdir())):  # generate's temporary
