@@ -76,6 +76,7 @@ __all__ = [
     "DPOv2Aligner",
     "MemorySafeDPOv2Aligner",
     "check_local",
+    "check_pair_columns",
     "child_environment",
     "load_model",
     "load_tokenizer",
@@ -375,7 +376,7 @@ class DPOv2Aligner:
         shown = "a datasets.Dataset" if is_dataset(source) else str(source)
         if dataset_type(source) != SCORED_TYPE:
             paired = read_pairs(source)
-            _check_pair_columns(paired, shown)
+            check_pair_columns(paired, shown)
             return paired, f"read from {shown}"
         args = self.aligner_args
         pairs = self.convert_to_paired_dataset(
@@ -412,10 +413,16 @@ def with_chat_template(
     return templated
 
 
-def _check_pair_columns(pairs: datasets.Dataset, shown: str) -> None:
-    """Refuses a paired dataset whose prompt, chosen or rejected column is not text (or chat
-    messages) in every row, naming the first row at fault; the trainer would fail deep in
-    tokenisation. (Margins are the trainer's to check: only some losses need them.)"""
+def check_pair_columns(pairs: datasets.Dataset, shown: str) -> None:
+    """Refuses a paired dataset (as :func:`~dpov2.formats.kinds.read_pairs` gives it, read
+    from ``shown``, the name used in the error) whose prompt, chosen or rejected column is not
+    text (or chat messages) in every row, naming the first row at fault: the trainer, and the
+    reference log-probs run before it, would fail deep in tokenisation instead. (Margins are
+    the trainer's to check: only some losses need them.)
+
+    Raises:
+        InputError: the first column, and row, at fault, in ``shown``.
+    """
     if "prompt" not in pairs.column_names:  # TRL's implicit prompt: in the conversations
         for name in IMPLICIT_PAIR_COLUMNS:
             kind = pairs.data.column(name).type

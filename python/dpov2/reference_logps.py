@@ -53,8 +53,8 @@ from dpov2.aligner import (
     DTYPES,
     LOAD_ERRORS,
     TINY_MODEL,
-    _check_pair_columns,
     check_local,
+    check_pair_columns,
     load_model,
     load_tokenizer,
     with_chat_template,
@@ -397,7 +397,7 @@ def compute_reference_logps(
             file=shown,
         )
     dataset = read_pairs(pairs)
-    _check_pair_columns(dataset, shown)
+    check_pair_columns(dataset, shown)
     dataset = dataset.remove_columns([c for c in STORED_COLUMNS if c in dataset.column_names])
     trust = args.aligner.trust_remote_code
     if tokenizer is None:
