@@ -39,6 +39,8 @@ from dpov2.formats.instances import conversation_messages, scored_row_problem
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from dpov2.args import InputErrorParser
+
 __all__ = [
     "PROMPT_TYPES",
     "TEXTLIST_TYPE",
@@ -477,7 +479,7 @@ def parse_stage_args(cls: type[T], argv: Sequence[str], prog: str) -> T:
     config_file = argv.pop(0) if argv and not argv[0].startswith("-") else None
     settings = {} if config_file is None else read_config(Path(config_file))
     settings.update(vars(parser.parse_args(argv)))  # typed by the parser; `_typed` keeps them
-    return stage_args_from(cls, settings, config_file)
+    return _stage_args(parser, cls, settings, config_file)
 
 
 def stage_args_from(cls: type[T], settings: dict[str, Any], file: str | None) -> T:
@@ -488,8 +490,15 @@ def stage_args_from(cls: type[T], settings: dict[str, Any], file: str | None) ->
     """
     from dpov2.args import InputErrorParser
 
+    return _stage_args(InputErrorParser(cls), cls, settings, file)  # type: ignore[arg-type]
+
+
+def _stage_args(
+    parser: InputErrorParser, cls: type[T], settings: dict[str, Any], file: str | None
+) -> T:
+    """``cls`` from ``settings`` by ``parser`` (one for ``cls``), errors naming ``file``."""
     try:
-        (parsed,) = InputErrorParser(cls).parse_dict(_typed(cls, settings, file))  # type: ignore[arg-type]
+        (parsed,) = parser.parse_dict(_typed(cls, settings, file))
     except InputError as err:
         raise InputError(err.message, file=file, field=err.field) from None
     except (TypeError, ValueError) as err:  # unknown keys, values of the wrong type
