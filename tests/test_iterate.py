@@ -1,11 +1,14 @@
 """`dpov2 iterate`: how a config's keys reach the stages, what is refused before anything runs,
-and a run killed after each stage resuming without redoing any finished one."""
+the reward statistics the score stage records for the report, and a run killed after each
+stage resuming without redoing any finished one."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -24,6 +27,9 @@ from dpov2.iterative import (
     iterate,
     parse_overrides,
     plan_iterations,
+    record_reward_stats,
+    round_report,
+    run_stage,
     split_config,
 )
 from dpov2.tiny_model import TINY_REWARD_MODEL
@@ -182,6 +188,70 @@ def test_a_stage_whose_input_is_neither_done_nor_to_be_done_is_refused(tmp_path:
     assert not (tmp_path / "out" / "iter_1" / "score").exists()
 
 
+# --- the report -------------------------------------------------------------------------------
+
+
+def _scored_rows(scores: list[list[float]]) -> str:
+    """A scored JSON Lines file's text: one prompt per list, one response per score."""
+    rows = [
+        {
+            "input": f"prompt {i}",
+            "output": [{"text": f"answer {j}", "score": s} for j, s in enumerate(each)],
+        }
+        for i, each in enumerate(scores)
+    ]
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def _expected_reward(scores: list[list[float]]) -> dict[str, Any]:
+    flat = [s for each in scores for s in each]
+    return {
+        "count": len(flat),
+        "mean": pytest.approx(statistics.fmean(flat)),
+        "std": pytest.approx(statistics.pstdev(flat)),
+        "min": min(flat),
+        "max": max(flat),
+    }
+
+
+SCORES = [[0.5, -1.0, 2.0], [3.0, 0.25]]
+OTHER_SCORES = [[10.0, 20.0]]
+
+
+def test_the_score_stage_records_its_reward_statistics_and_the_report_reads_them(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "iter_1"
+    write = f"import pathlib, sys; pathlib.Path(sys.argv[1]).write_text({_scored_rows(SCORES)!r})"
+    run_stage(
+        "score",
+        1,
+        folder / "score",
+        lambda tmp: [sys.executable, "-c", write, str(tmp / "scored.jsonl")],
+        io.StringIO(),
+        finish=record_reward_stats,
+    )
+    recorded = json.loads((folder / "score" / "reward.json").read_text())
+    assert recorded == _expected_reward(SCORES)  # published with the stage
+    # The report takes them from the record, never from the scores again.
+    (folder / "score" / "scored.jsonl").write_text(_scored_rows(OTHER_SCORES))
+    assert round_report(folder, 1, tmp_path / "prompts.json")["reward"] == recorded
+
+
+def test_a_score_stage_that_recorded_no_reward_statistics_has_them_computed_and_recorded(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "iter_1"
+    (folder / "score").mkdir(parents=True)  # as a stage finished before they were recorded
+    (folder / "score" / "stage.json").write_text(
+        json.dumps({"seconds": 1.0, "peak_rss_mb": 1.0, "gpu_memory_used_mb": None})
+    )
+    (folder / "score" / "scored.jsonl").write_text(_scored_rows(SCORES))
+    reward = round_report(folder, 1, tmp_path / "prompts.json")["reward"]
+    assert reward == _expected_reward(SCORES)
+    assert json.loads((folder / "score" / "reward.json").read_text()) == reward
+
+
 # --- a run killed after each stage ----------------------------------------------------------
 
 
@@ -235,6 +305,7 @@ def test_a_run_killed_after_each_stage_resumes_without_redoing_a_finished_one(
             time.sleep(0.05)
         records = _records(round_folder)
         assert set(records) == set(STAGES[: STAGES.index(stage) + 1])
+        assert (round_folder / "score" / "reward.json").is_file() == ("score" in records)
         assert {k: records[k] for k in seen} == seen  # nothing finished was redone
         seen = records
     assert iterate(config)[0]["train"]["steps"] == 1
@@ -244,6 +315,7 @@ def test_a_run_killed_after_each_stage_resumes_without_redoing_a_finished_one(
     assert sorted(p.name for p in out.iterdir()) == ["iter_1", "report.json"]
     report = json.loads((out / "report.json").read_text())["rounds"][0]
     assert report["reward"]["count"] == 4 * 3 and report["pairs"]["pairs"] == 4
+    assert report["reward"] == json.loads((round_folder / "score" / "reward.json").read_text())
     assert set(report["stages"]) == set(STAGES)
     # Training read the pairs with their stored reference log-probs.
     trained = json.loads((round_folder / "train" / "align.json").read_text())

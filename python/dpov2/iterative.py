@@ -6,8 +6,9 @@ Each stage runs in a child process of its own (``dpov2 generate``, ``dpov2 score
 pair``, ``dpov2 align --memory-safe``), so that nothing a stage loads stays in memory, on the
 host or the GPU, when the next one starts. A stage writes into a temporary folder that becomes
 ``output_dir/iter_N/<stage>/`` only when the stage succeeds, with ``stage.json`` recording its
-command, duration and peak memory; a stage whose folder exists is done and never redone, so
-the same command after a crash, a kill or Ctrl-C resumes at the first unfinished stage.
+command, duration and peak memory (and, for ``score``, ``reward.json`` the statistics of its
+scores); a stage whose folder exists is done and never redone, so the same command after a
+crash, a kill or Ctrl-C resumes at the first unfinished stage.
 
 The config is LMFlow's ``configs/iterative_dpo.yaml``: one flat mapping, of which each stage
 takes the keys it knows (:func:`split_config`): ``dpov2 generate``'s and ``dpov2 score``'s
@@ -71,6 +72,7 @@ STAGE_OUTPUTS = {
 }
 STAGE_RECORD = "stage.json"
 PAIR_SUMMARY = "summary.json"
+REWARD_STATS = "reward.json"  # in the score stage's folder, what the report says of its scores
 TRAINER_STATE = "trainer_state.json"  # written by the aligner beside the model
 REPORT = "report.json"
 REPORT_PLOT = "report.png"
@@ -457,11 +459,19 @@ class StageFailed(Exception):
 
 
 def run_stage(
-    stage: str, number: int, folder: Path, command: Callable[[Path], list[str]], out: TextIO
+    stage: str,
+    number: int,
+    folder: Path,
+    command: Callable[[Path], list[str]],
+    out: TextIO,
+    *,
+    finish: Callable[[Path], object] | None = None,
 ) -> StageRecord:
     """Runs one stage into ``folder`` unless it is there already (then returns its record).
     ``command`` gives the stage's command writing into a temporary folder, which becomes
-    ``folder``, with ``stage.json``, only when the command succeeds.
+    ``folder``, with ``stage.json``, only when the command succeeds; ``finish``, when given,
+    then adds what iterate records of the stage's output to that folder, so that it is
+    published with the stage or not at all.
 
     Raises:
         StageFailed: the stage's process failed; nothing is left under ``folder``.
@@ -480,6 +490,8 @@ def run_stage(
         if returncode != 0:
             raise StageFailed(stage, number, returncode)
         after = gpu_memory_used()
+        if finish is not None:
+            finish(tmp)
         gpu = None if before is None or after is None else {"before": before, "after": after}
         shown = [arg.replace(str(tmp), str(folder)) for arg in argv]  # where its files end up
         record = StageRecord(stage, number, shown, started, round(seconds, 3), round(peak, 1), gpu)
@@ -561,10 +573,11 @@ def run_round(plan: Plan, number: int, out: TextIO) -> dict[str, Any]:
         "reference": reference,
         "train": train,
     }
+    finishes = {"score": record_reward_stats}
     for stage in plan.stages:
         if stage in plan.runs:
             _check_input(plan, number, stage, paths)
-            run_stage(stage, number, paths[stage], commands[stage], out)
+            run_stage(stage, number, paths[stage], commands[stage], out, finish=finishes.get(stage))
     return round_report(folder, number, prompts)
 
 
@@ -619,7 +632,7 @@ def round_report(folder: Path, number: int, prompts: Path) -> dict[str, Any]:
             stages[stage] = {k: data[k] for k in ("seconds", "peak_rss_mb", "gpu_memory_used_mb")}
     reward = None
     if "score" in stages:
-        reward = reward_stats(folder / "score" / STAGE_OUTPUTS["score"])
+        reward = recorded_reward_stats(folder / "score")
     pairs = None
     if "pair" in stages:
         summary = json.loads((folder / "pair" / PAIR_SUMMARY).read_text(encoding="utf-8"))
@@ -640,6 +653,26 @@ def round_report(folder: Path, number: int, prompts: Path) -> dict[str, Any]:
         "train": train,
         "stages": stages,
     }
+
+
+def record_reward_stats(folder: Path) -> dict[str, Any]:
+    """The :func:`reward_stats` of the scores in a score stage's ``folder``, written there as
+    ``reward.json`` (whole or not at all), so that no report reads the scores again."""
+    from dpov2.report import write_json
+
+    stats = reward_stats(folder / STAGE_OUTPUTS["score"])
+    write_json(stats, folder / REWARD_STATS, overwrite=True)
+    return stats
+
+
+def recorded_reward_stats(folder: Path) -> dict[str, Any]:
+    """The reward statistics a finished score stage in ``folder`` recorded; for a stage that
+    finished before iterate recorded them, computed from its scores and recorded now."""
+    path = folder / REWARD_STATS
+    if path.is_file():
+        stats: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return stats
+    return record_reward_stats(folder)
 
 
 def reward_stats(path: Path) -> dict[str, Any]:
