@@ -627,9 +627,12 @@ def test_ctrl_c_at_random_moments_of_a_reference_run_always_exits_130_with_no_ou
         _, stderr = child.communicate(timeout=120)
         if out.exists():
             # The output was put in place before the signal came (a moment that tests nothing
-            # but that no false word is said): whole, and never "no output written".
+            # but that no false word is said): whole, and never "no output written". A signal
+            # that lands as the interpreter shuts down, after Python's handler is gone, kills
+            # the process by SIGINT's default action, which a shell reports as 130 too.
             assert out.read_bytes() == whole, attempt
-            assert child.returncode in (0, 130) and "no output" not in stderr, stderr
+            assert child.returncode in (0, 130, -signal.SIGINT), (child.returncode, stderr)
+            assert "no output" not in stderr, stderr
             out.unlink()
             continue
         assert child.returncode == 130, (attempt, child.returncode, stderr)
