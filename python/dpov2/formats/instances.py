@@ -284,11 +284,9 @@ def paired_extra_problem(row: dict[str, object], name: str, held: bool) -> RowPr
         return RowProblem(name, "a value with no column to go to: the first row lacks this member")
     kind = PAIRED_EXTRAS[name]
     if kind == "string":
-        return (
-            None
-            if isinstance(value, str)
-            else RowProblem(name, f"expected a string, got {_show(value)}")
-        )
+        if isinstance(value, str):
+            return None
+        return RowProblem(name, f"expected a string, got {_show(value)}")
     if kind == "int64" and not (
         isinstance(value, int) and not isinstance(value, bool) and value in _INT64
     ):
