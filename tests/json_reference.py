@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 from dpov2.formats.instances import (
     COMPLETIONS,
+    PAIRED_EXTRAS,
     PAIRED_MEMBERS,
     RowProblem,
     conversation_messages,
     implicit_prompt,
+    paired_extra_problem,
     paired_member_problem,
     paired_row_problem,
     scored_row_problem,
@@ -45,11 +47,11 @@ class ReferenceResult:
 def read_rows(raw_rows: list[bytes], schema: str) -> ReferenceResult:
     """The rows the reader accepts (only the schema's columns, scores as floats, pairs'
     conversations as their messages with an implicit prompt split off) and the problem rows
-    with their field. The kinds (text or messages) of the prompt and of the completions are
-    fixed by the first valid row; a later member of the other kind is a problem of that member
-    as a whole, whatever is wrong inside it."""
+    with their field. The kinds (text or messages) of the prompt and of the completions, and
+    the optional members a paired file has, are fixed by the first valid row; a later member of
+    the other kind is a problem of that member as a whole, whatever is wrong inside it."""
     result = ReferenceResult([], {})
-    kinds: dict[str, type | None] = {"prompt": None, "completion": None}
+    kinds: dict[str, object] = {"prompt": None, "completion": None, "extras": None}
     for index, raw in enumerate(raw_rows):
         try:
             value = _decode(raw)
@@ -64,8 +66,8 @@ def read_rows(raw_rows: list[bytes], schema: str) -> ReferenceResult:
             result.problems[index] = problem.field
         else:
             assert isinstance(value, dict)
-            kinds.update(found)
-            result.rows.append(_columns(value, schema))
+            kinds.update({kind: found[kind] for kind in found if kinds[kind] is None})
+            result.rows.append(_columns(value, schema, kinds["extras"]))
     return result
 
 
@@ -79,8 +81,8 @@ def _kind(value: object, member: str) -> type | None:
 
 
 def _scored_problem(
-    value: object, kinds: dict[str, type | None]
-) -> tuple[RowProblem | None, dict[str, type | None]]:
+    value: object, kinds: dict[str, object]
+) -> tuple[RowProblem | None, dict[str, object]]:
     problem = scored_row_problem(value)
     kind = _kind(value.get("input"), "input") if isinstance(value, dict) else None
     mismatch = kind is not None and kinds["prompt"] not in (None, kind)
@@ -90,13 +92,19 @@ def _scored_problem(
 
 
 def _paired_problem(
-    value: object, kinds: dict[str, type | None]
-) -> tuple[RowProblem | None, dict[str, type | None]]:
+    value: object, kinds: dict[str, object]
+) -> tuple[RowProblem | None, dict[str, object]]:
     """The fault the reader meets first: members in the row's order (a member of another
     kind than the rows before is refused before its inside is read), then the row's own."""
     if not isinstance(value, dict):
         return paired_row_problem(value), {}
+    held = kinds["extras"]
     for name in value:
+        if name in PAIRED_EXTRAS:
+            problem = paired_extra_problem(value, name, held is None or name in held)  # type: ignore[operator]
+            if problem is not None:
+                return problem, {}
+            continue
         if name not in PAIRED_MEMBERS:
             continue
         kind = _kind(value[name], name)
@@ -109,14 +117,17 @@ def _paired_problem(
     problem = paired_row_problem(value)
     completion = _kind(value.get("chosen"), "chosen")
     prompt = _kind(value["prompt"], "prompt") if "prompt" in value else completion
-    return problem, {"prompt": prompt, "completion": completion}
+    extras = [name for name in PAIRED_EXTRAS if name in value]
+    return problem, {"prompt": prompt, "completion": completion, "extras": extras}
 
 
 def _in_member(field: str | None, column: str) -> bool:
     return field is not None and (field == column or field.startswith(f"{column}["))
 
 
-def _columns(row: dict[str, object], schema: str) -> dict[str, object]:
+def _columns(row: dict[str, object], schema: str, extras: object) -> dict[str, object]:
+    """The row's values as the reader returns them; ``extras``: the optional members the file
+    has (paired rows)."""
     out: dict[str, object] = {name: row.get(name) for name in _COLUMNS[schema]}
     if schema == "scored":
         responses = row["output"]
@@ -125,6 +136,12 @@ def _columns(row: dict[str, object], schema: str) -> dict[str, object]:
         return out
     if out["margin"] is not None:
         out["margin"] = float(out["margin"])  # type: ignore[arg-type]
+    assert isinstance(extras, list)
+    for name in extras:
+        value = row.get(name)
+        out[name] = (
+            float(value) if PAIRED_EXTRAS[name] == "float64" and value is not None else value
+        )  # type: ignore[arg-type]
     if not isinstance(row["chosen"], str):
         chosen = conversation_messages(row["chosen"])
         rejected = conversation_messages(row["rejected"])

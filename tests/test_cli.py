@@ -16,6 +16,7 @@ import pytest
 
 from dpov2 import cli
 from dpov2.cli import PAIR_FLAGS, main
+from dpov2.formats.kinds import read_pairs
 
 # Prompt i has i % 4 + 1 responses; those of every fifth prompt all score 1 (a tie).
 ROWS = [
@@ -86,6 +87,8 @@ def test_pair_writes_the_pairs_and_a_summary(
         assert (pair["chosen"], pair["rejected"]) == (chosen["text"], rejected["text"])
         assert pair["margin"] == chosen["score"] - rejected["score"] > 0
         assert chosen["score"] == max(r["score"] for r in row["output"])
+    # Every format's pair reader gives back every column written, provenance included.
+    assert read_pairs(tmp_path / out_name).to_list() == pairs
 
 
 @pytest.mark.parametrize("out_name", ["p.jsonl", "p.json", "p.parquet"])

@@ -143,6 +143,19 @@ def test_read_pairs_reads_a_folder_of_paired_files(tmp_path: Path) -> None:
     assert (error.file, error.row, error.field) == (str(tmp_path / "3.json"), 1, "rejected")
 
 
+def test_the_files_of_a_pair_folder_have_the_same_columns(tmp_path: Path) -> None:
+    with_index = {**pair(0), "chosen_index": 1, "rejected_index": 0}
+    pq.write_table(pa.Table.from_pylist([with_index]), tmp_path / "1.parquet")
+    (tmp_path / "2.jsonl").write_text(json.dumps({**pair(1), "chosen_index": 2}) + "\n")
+    with pytest.raises(InputError) as raised:
+        read_pairs(tmp_path)
+    error = raised.value
+    assert (error.file, error.row) == (str(tmp_path / "2.jsonl"), 0)
+    assert "expected prompt, chosen, rejected, margin, chosen_index, rejected_index" in str(error)
+    (tmp_path / "2.jsonl").write_text(json.dumps({**pair(1), **with_index}) + "\n")
+    assert read_pairs(tmp_path).to_list() == [with_index, {**pair(1), **with_index}]
+
+
 def test_a_folder_holds_files_of_one_type(tmp_path: Path) -> None:
     lmflow(tmp_path / "1.json", PAIRED_TYPE, [pair(0)])
     lmflow(tmp_path / "2.json", SCORED_TYPE, [scored(0)])

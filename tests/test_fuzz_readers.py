@@ -80,7 +80,16 @@ SCORED_ROWS = [
     {"input": f"prompt {i}", "output": [{"text": f"r{i}.{k}", "score": 0.5 * k} for k in range(3)]}
     for i in range(4)
 ]
-PAIRED_ROWS = [{"prompt": "p", "chosen": "a", "rejected": "b", "margin": 1.0}] * 3
+PAIRED_ROWS = [
+    {
+        "prompt": "p",
+        "chosen": "a",
+        "rejected": "b",
+        "margin": 1.0,
+        "chosen_index": 2,
+        "ref_logps_tag": "t",
+    }
+] * 3
 
 
 def _valid_files() -> dict[str, tuple[str, bytes]]:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from json_reference import MAX_DEPTH, read_rows
 
 from dpov2.errors import InputError
-from dpov2.formats.instances import PAIRED_TYPE, SCORED_TYPE
+from dpov2.formats.instances import PAIRED_EXTRAS, PAIRED_TYPE, SCORED_TYPE
 from dpov2.formats.json_reader import FRAMINGS, SCHEMAS, JsonReader
 
 TYPES = {"scored": SCORED_TYPE, "paired": PAIRED_TYPE}
@@ -30,6 +30,12 @@ extras = st.recursive(
     max_leaves=6,
 )
 messages = st.lists(st.fixed_dictionaries({"role": texts, "content": texts}), max_size=3)
+#: Valid values of each type of optional member of a paired row (null aside).
+EXTRA_VALUES = {
+    "float64": numbers,
+    "int64": st.integers(-(2**63), 2**63 - 1),
+    "string": texts,
+}
 
 
 #: How a dataset's rows are written: a scored one, text or chat prompts; a paired one also
@@ -41,7 +47,11 @@ STYLES = {
 
 
 @st.composite
-def rows_of(draw: st.DrawFn, schema: str, style: str) -> dict[str, object]:
+def rows_of(
+    draw: st.DrawFn, schema: str, style: str, extra_names: tuple[str, ...] = ()
+) -> dict[str, object]:
+    """A valid row; a paired one with some of ``extra_names`` (or, now and then, of any optional
+    member: a later row with one the first row lacks is a problem unless it is null)."""
     prompt: object = draw(messages) if style != "text" else draw(texts)
     if schema == "scored":
         responses = draw(
@@ -64,6 +74,11 @@ def rows_of(draw: st.DrawFn, schema: str, style: str) -> dict[str, object]:
             }
     if schema == "paired" and draw(st.booleans()):
         row["margin"] = draw(st.none() | numbers)
+    if schema == "paired":
+        names = draw(st.sampled_from([extra_names, extra_names, extra_names, tuple(PAIRED_EXTRAS)]))
+        for name in names:
+            if draw(st.integers(0, 3)):
+                row[name] = draw(st.none() | EXTRA_VALUES[PAIRED_EXTRAS[name]])
     if draw(st.booleans()):
         row["meta"] = draw(extras)
     keys = draw(st.permutations(list(row)))
@@ -108,6 +123,11 @@ def schema_defects(row: dict[str, object], schema: str) -> list[tuple[str, dict[
         with_("rejected[0]", rejected=[1])
         with_("rejected", rejected=5)
         with_("margin", margin="big")
+        with_("chosen_score", chosen_score=True)
+        with_("rejected_index", rejected_index=1.0)
+        with_("chosen_index", chosen_index=2**63)
+        with_("ref_chosen_logps", ref_chosen_logps="-1")
+        with_("ref_logps_tag", ref_logps_tag=1)
         chat = [{"role": "user", "content": "q"}]
         with_("chosen[0].content", chosen=[{"role": "a", "content": 1}], rejected=chat)
         with_("rejected.messages", rejected={"system": "s"}, chosen=chat)
@@ -142,9 +162,10 @@ RAW_DEFECTS = [
 @st.composite
 def datasets(draw: st.DrawFn, framing: str, schema: str) -> list[bytes]:
     style = draw(st.sampled_from(STYLES[schema]))
+    extra_names = tuple(draw(st.sets(st.sampled_from(list(PAIRED_EXTRAS)))))
     raw_rows: list[bytes] = []
     for _ in range(draw(st.integers(0, 12))):
-        row = draw(rows_of(schema, style))
+        row = draw(rows_of(schema, style, extra_names))
         ascii_only = draw(st.booleans())
         choice = draw(st.integers(0, 4))
         if choice == 0:

@@ -358,7 +358,7 @@ def test_the_tag_reads_back_and_refuses_another_version() -> None:
 # --- the file and the command --------------------------------------------------------------------
 
 
-def test_the_command_writes_parquet_and_align_refuses_it_for_another_run(
+def test_the_command_writes_every_format_and_align_refuses_it_for_another_run(
     tmp_path: Path, stored_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = tmp_path / "pairs.parquet"
@@ -384,9 +384,12 @@ def test_the_command_writes_parquet_and_align_refuses_it_for_another_run(
 
     assert main(["reference-logps", str(config), "--output", str(output)]) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
-    assert main(["reference-logps", str(config), "--output", str(tmp_path / "p.jsonl")]) == 2
-    assert "would drop the log-probs; write a .parquet file" in capsys.readouterr().err
-    assert main(["align", str(config), "--dataset_path", str(output), "--max_length", "48"]) == 2
+    for name in ("p.jsonl", "p.json"):  # the JSON pair reader keeps the columns too
+        as_json = tmp_path / name
+        assert main(["reference-logps", str(config), "--output", str(as_json)]) == 0
+        capsys.readouterr()
+        assert read_pairs(as_json).to_list() == read_pairs(output).to_list()
+    assert main(["align", str(config), "--dataset_path", str(as_json), "--max_length", "48"]) == 2
     assert (
         "were computed with max_length 40; this run uses max_length 48" in capsys.readouterr().err
     )

@@ -117,10 +117,14 @@ class JsonReader:
         schema: str,
         max_rows: int,
         max_bytes: int,
+        extras: list[tuple[str, str]] = ...,
         num_threads: int | None = None,
     ) -> JsonReader:
         """Opens ``path``; ``framing`` is ``lines`` or ``lmflow``, ``schema`` ``scored`` or
-        ``paired``. InputError if it cannot be opened, ValueError for bad arguments."""
+        ``paired``; ``extras``, ``(name, type)`` with type ``float64``, ``int64`` or
+        ``string``, the optional members of paired rows read into columns of their own
+        (those the first valid row has). InputError if it cannot be opened, ValueError for
+        bad arguments."""
 
     def next_batch(
         self,

@@ -63,9 +63,10 @@ from dpov2.args import REFERENCE_PREFIX, AlignArguments, ModelArguments
 from dpov2.errors import InputError
 from dpov2.formats import SCORED_TYPE, check_output_path, detect_format, open_writer
 from dpov2.formats.hf import is_dataset, one_line
+from dpov2.formats.instances import REF_LOGPS_COLUMNS, REF_TAG_COLUMN
 from dpov2.formats.kinds import dataset_type, pair_tables, read_pairs
 from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
-from dpov2.trainer import REF_LOGPS_COLUMNS, DPOv2Trainer
+from dpov2.trainer import DPOv2Trainer
 
 if TYPE_CHECKING:
     import datasets
@@ -86,14 +87,12 @@ __all__ = [
 ]
 
 REF_CHOSEN, REF_REJECTED = REF_LOGPS_COLUMNS
-TAG_COLUMN = "ref_logps_tag"
+TAG_COLUMN = REF_TAG_COLUMN
 #: The columns `compute_reference_logps` adds: the two log-probs and their tag.
 STORED_COLUMNS = (*REF_LOGPS_COLUMNS, TAG_COLUMN)
 TAG_VERSION = 1
 # Row numbers carried through the trainer's tokenisation, which drops some pairs.
 _ROW = "_dpov2_row"
-# Output formats whose pair reader keeps extra columns (the JSON pair reader reads a fixed schema).
-_COLUMN_FORMATS = ("parquet",)
 _CHUNK = 1 << 23  # bytes read at a time when hashing a weights file
 
 
@@ -466,20 +465,15 @@ def write_reference_logps(
     batch_size: int = 8192,
 ) -> tuple[int, int]:
     """Writes the pairs with their reference log-probs (`compute_reference_logps`) to `output`
-    (Parquet), whole or not at all; returns (pairs written, pairs with log-probs).
+    (any pair format: every reader keeps the columns), whole or not at all; returns (pairs
+    written, pairs with log-probs).
 
     Raises:
-        InputError: an output that exists (without `overwrite`) or is not Parquet, and what
-            `compute_reference_logps` raises.
+        InputError: an output that exists (without `overwrite`) or is of no known format, and
+            what `compute_reference_logps` raises.
     """
     target = Path(output)
-    fmt = detect_format(target, None, output=True)
-    if fmt not in _COLUMN_FORMATS:
-        raise InputError(
-            f"is a {fmt} file, whose pair reader keeps only prompt, chosen, rejected and margin "
-            "and would drop the log-probs; write a .parquet file",
-            file=str(target),
-        )
+    detect_format(target, None, output=True)
     check_output_path(target, overwrite=overwrite)  # before the work, not after it
     dataset = compute_reference_logps(pairs, args)
     with open_writer(target, overwrite=overwrite) as writer:

@@ -41,6 +41,7 @@ from trl.trainer.dpo_trainer import DPOTrainer
 from trl.trainer.utils import global_then_local_main_first
 
 from dpov2.errors import InputError
+from dpov2.formats.instances import REF_LOGPS_COLUMNS
 from dpov2.losses import (
     LABEL_SMOOTHING_LOSS_TYPES,
     LOSSES,
@@ -65,9 +66,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: TRL's columns (and batch keys) of the reference log-probs of the chosen and rejected
-#: responses, summed over response tokens.
-REF_LOGPS_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 # Batch keys that are not model inputs.
 _NON_MODEL_KEYS = frozenset({"completion_mask", *REF_LOGPS_COLUMNS})
 

@@ -34,13 +34,17 @@ struct JsonReader {
 #[pymethods]
 impl JsonReader {
     #[new]
-    #[pyo3(signature = (path, *, framing, schema, max_rows, max_bytes, num_threads=None))]
+    #[pyo3(signature = (
+        path, *, framing, schema, max_rows, max_bytes, extras=Vec::new(), num_threads=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         path: String,
         framing: &str,
         schema: &str,
         max_rows: usize,
         max_bytes: usize,
+        extras: Vec<(String, String)>,
         num_threads: Option<usize>,
     ) -> Result<Self> {
         let framing = match framing {
@@ -63,6 +67,23 @@ impl JsonReader {
                 .into())
             }
         };
+        let extras = extras
+            .into_iter()
+            .map(|(name, kind)| {
+                let kind = match kind.as_str() {
+                    "float64" => dpov2_json::ExtraKind::Float64,
+                    "int64" => dpov2_json::ExtraKind::Int64,
+                    "string" => dpov2_json::ExtraKind::Utf8,
+                    other => {
+                        return Err(PyValueError::new_err(format!(
+                            "extra member '{name}': unknown type '{other}'; expected float64, \
+                             int64 or string"
+                        )))
+                    }
+                };
+                Ok(dpov2_json::Extra { name, kind })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
         if max_rows == 0 || max_bytes == 0 {
             return Err(PyValueError::new_err("max_rows and max_bytes must be at least 1").into());
         }
@@ -76,7 +97,9 @@ impl JsonReader {
         };
         Ok(Self {
             num_threads,
-            inner: dpov2_json::Reader::new(file, options),
+            inner: dpov2_json::Reader::new(file, options)
+                .with_extras(extras)
+                .map_err(PyValueError::new_err)?,
             file: path,
         })
     }

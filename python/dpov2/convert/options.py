@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from dpov2.convert.lengths import CHARACTERS, LengthUnit
 from dpov2.errors import InputError
+from dpov2.formats.instances import PROVENANCE_EXTRAS
 from dpov2.pairing import METHODS, TIE_ORDERS, PairStatus, reference
 from dpov2.threads import resolve_threads
 
@@ -212,9 +213,6 @@ def pairs_schema(prompt_type: pa.DataType, provenance: bool) -> pa.Schema:
     ]
     if provenance:
         fields += [
-            pa.field("chosen_score", pa.float64()),
-            pa.field("rejected_score", pa.float64()),
-            pa.field("chosen_index", pa.int64()),
-            pa.field("rejected_index", pa.int64()),
+            pa.field(name, pa.type_for_alias(kind)) for name, kind in PROVENANCE_EXTRAS.items()
         ]
     return pa.schema(fields)

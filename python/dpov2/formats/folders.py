@@ -76,21 +76,34 @@ def folder_batches(
     """The batches ``read`` gives for each of ``files`` in turn, as one dataset: rows numbered
     across files, each problem naming its file and its row there, and progress in bytes of the
     files (a columnar file's rows count as equal shares of its size). Every file must give
-    ``column`` the type the first file gave it (a JSON file's rows are of one kind).
+    ``column`` the type the first file gave it (a JSON file's rows are of one kind), and have
+    the columns it has (the optional columns of pairs, such as ``--provenance``'s, in all files
+    or none).
 
     Raises:
-        InputError: a file whose ``column`` has another type than an earlier file's.
+        InputError: a file whose ``column`` has another type than an earlier file's, or that
+            has other columns.
     """
     offset = 0
     kind: tuple[pa.DataType, Path] | None = None
+    columns: list[str] = []
     for path, fmt in files:
         size = path.stat().st_size
         rows_seen = 0
         for batch in read(path, fmt):
             table = batch.table
             found = table.schema.field(column).type
+            if kind is not None and table.column_names != columns and not pa.types.is_null(found):
+                raise InputError(
+                    f"has the columns {', '.join(table.column_names)}; expected "
+                    f"{', '.join(columns)} as in {kind[1].name} (every file of a folder has "
+                    "the same columns)",
+                    file=str(path),
+                    row=batch.first_row,
+                )
             if kind is None and not pa.types.is_null(found):
                 kind = (found, path)
+                columns = table.column_names
             elif kind is not None and found != kind[0] and not pa.types.is_null(found):
                 try:
                     values = table.column(column).cast(kind[0])

@@ -21,8 +21,13 @@ __all__ = [
     "COMPLETIONS",
     "OUTPUT_TYPE",
     "PAIRED_CONVERSATION_TYPE",
+    "PAIRED_EXTRAS",
     "PAIRED_MEMBERS",
     "PAIRED_TYPE",
+    "PROVENANCE_EXTRAS",
+    "REFERENCE_EXTRAS",
+    "REF_LOGPS_COLUMNS",
+    "REF_TAG_COLUMN",
     "SCORED_TYPE",
     "RowProblem",
     "ScoredBatch",
@@ -31,6 +36,7 @@ __all__ = [
     "conversation_messages",
     "implicit_prompt",
     "is_prompt_type",
+    "paired_extra_problem",
     "paired_member_problem",
     "paired_row_problem",
     "scored_row_problem",
@@ -207,6 +213,26 @@ def scored_row_problem(row: object) -> RowProblem | None:
 PAIRED_MEMBERS = ("prompt", "chosen", "rejected", "margin")
 #: A pair's completions.
 COMPLETIONS = ("chosen", "rejected")
+#: Optional members of a paired instance that readers keep as columns of their own (Arrow type
+#: names), so that a pair file reads back with the columns it was written with: the raw scores
+#: and response indices of ``dpov2 pair --provenance`` ...
+PROVENANCE_EXTRAS = {
+    "chosen_score": "float64",
+    "rejected_score": "float64",
+    "chosen_index": "int64",
+    "rejected_index": "int64",
+}
+#: ... and the stored reference log-probs of ``dpov2 reference-logps`` (TRL's column names)
+#: with the tag of what they were computed with.
+REF_LOGPS_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+REF_TAG_COLUMN = "ref_logps_tag"
+REFERENCE_EXTRAS = {**dict.fromkeys(REF_LOGPS_COLUMNS, "float64"), REF_TAG_COLUMN: "string"}
+#: Every optional member, in column order. Null or absent in a row: null. The JSON reader
+#: gives a file the columns of those its first valid row has (null or not); a later row with a
+#: value for another is a problem (:func:`paired_extra_problem`).
+PAIRED_EXTRAS = {**PROVENANCE_EXTRAS, **REFERENCE_EXTRAS}
+#: The int64 range, which an ``int64`` extra must be in.
+_INT64 = range(-(2**63), 2**63)
 
 
 def paired_row_problem(row: object) -> RowProblem | None:
@@ -244,6 +270,28 @@ def paired_row_problem(row: object) -> RowProblem | None:
     if isinstance(row["prompt"], str) and not isinstance(chosen, str):
         return RowProblem("chosen", "chat messages beside a string prompt")
     return None
+
+
+def paired_extra_problem(row: dict[str, object], name: str, held: bool) -> RowProblem | None:
+    """What is wrong with the optional member ``name`` (of :data:`PAIRED_EXTRAS`) of a paired
+    instance, or ``None``: null or of its type (a number; an integer in the int64 range,
+    written without fraction or exponent; a string), and null unless ``held``, that is unless
+    the file has a column for it."""
+    value = row.get(name)
+    if value is None:
+        return None
+    if not held:
+        return RowProblem(name, "a value with no column to go to: the first row lacks this member")
+    kind = PAIRED_EXTRAS[name]
+    if kind == "string":
+        if isinstance(value, str):
+            return None
+        return RowProblem(name, f"expected a string, got {_show(value)}")
+    if kind == "int64" and not (
+        isinstance(value, int) and not isinstance(value, bool) and value in _INT64
+    ):
+        return RowProblem(name, f"expected an integer in the int64 range, got {_show(value)}")
+    return _number_problem(row, name, name)
 
 
 def paired_member_problem(row: dict[str, object], name: str) -> RowProblem | None:

@@ -23,13 +23,14 @@ import pyarrow as pa
 
 from dpov2 import _core
 from dpov2.errors import InputError
-from dpov2.formats.instances import BATCH_BYTES, RowProblem, ScoredBatch
+from dpov2.formats.instances import BATCH_BYTES, PAIRED_EXTRAS, RowProblem, ScoredBatch
 
 __all__ = ["FRAMINGS", "SCHEMAS", "JsonReader", "typed_batches"]
 
 #: ``lines``: JSON Lines; ``lmflow``: LMFlow's ``{"type": ..., "instances": [...]}``.
 FRAMINGS = ("lines", "lmflow")
-#: ``scored``: ``input``, ``output``; ``paired``: ``prompt``, ``chosen``, ``rejected``, ``margin``.
+#: ``scored``: ``input``, ``output``; ``paired``: ``prompt``, ``chosen``, ``rejected``, ``margin``
+#: and those of :data:`~dpov2.formats.instances.PAIRED_EXTRAS` the file has.
 SCHEMAS = ("scored", "paired")
 
 
@@ -57,6 +58,7 @@ class JsonReader:
             schema=schema,
             max_rows=batch_size,
             max_bytes=max_bytes,
+            extras=list(PAIRED_EXTRAS.items()) if schema == "paired" else [],
             num_threads=threads,
         )
 

@@ -12,7 +12,8 @@ mod text;
 mod write;
 
 pub use read::{
-    Batch, Framing, Problem, PromptKind, ReadError, ReadOptions, Reader, Schema, MAX_DEPTH,
+    Batch, Extra, ExtraKind, Framing, Problem, PromptKind, ReadError, ReadOptions, Reader, Schema,
+    MAX_DEPTH, MAX_EXTRAS,
 };
 pub use strings::{char_lengths, gather, GatherError};
 pub use write::{check_rows, write_rows, JsonWriter, Layout, WriteError, WriteProblem};

@@ -4,7 +4,7 @@ mod read_support;
 
 use std::time::{Duration, Instant};
 
-use dpov2_json::{Framing, ReadError, Schema};
+use dpov2_json::{Batch, Extra, ExtraKind, Framing, ReadError, Reader, Schema, MAX_EXTRAS};
 use read_support::*;
 
 const FRAMINGS: [Framing; 2] = [Framing::Lines, Framing::Lmflow];
@@ -883,4 +883,122 @@ fn messages_say_what_without_where() {
         p.to_string(),
         r#"row 0, output[0].score (byte 49): expected a number, got "high""#
     );
+}
+
+/// The batches of `rows` (JSON Lines) read with the given extras, at most `max_rows` a batch.
+fn read_extras(rows: &[&str], extras: &[(&str, ExtraKind)], max_rows: usize) -> Vec<Batch> {
+    let rows: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    let (input, _) = frame(&rows, Framing::Lines);
+    let extras = extras
+        .iter()
+        .map(|&(name, kind)| Extra {
+            name: name.to_owned(),
+            kind,
+        })
+        .collect();
+    let mut options = options(Framing::Lines, Schema::Paired);
+    options.max_rows = max_rows;
+    let mut reader = Reader::new(&input[..], options)
+        .with_extras(extras)
+        .unwrap();
+    let mut batches = Vec::new();
+    while let Some(batch) = reader.next_batch().unwrap() {
+        batches.push(batch);
+    }
+    batches
+}
+
+#[test]
+fn extras_of_the_first_valid_row_become_typed_columns() {
+    use arrow_array::{Array, Float64Array, Int64Array, StringArray};
+    let extras = [
+        ("score", ExtraKind::Float64),
+        ("index", ExtraKind::Int64),
+        ("tag", ExtraKind::Utf8),
+        ("unused", ExtraKind::Float64),
+    ];
+    let rows = [
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "margin": "bad", "unused": 1}"#,
+        r#"{"index": -9223372036854775808, "prompt": "p", "chosen": "c", "rejected": "r", "tag": null, "score": 1e2}"#,
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "tag": "t\u00e9", "unused": null}"#,
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "unused": 2.5}"#,
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "index": 1.0}"#,
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "index": 9223372036854775808}"#,
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "score": true}"#,
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "tag": 1, "index": 7}"#,
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "index": 7, "score": -0.5}"#,
+    ];
+    for max_rows in [1, 3, 100] {
+        let batches = read_extras(&rows, &extras, max_rows);
+        let fields: Vec<(u64, String, String)> = problems(&batches)
+            .into_iter()
+            .map(|p| (p.row, p.field.unwrap_or_default(), p.message))
+            .collect();
+        let expected_fields = [
+            (0, "margin"),
+            (3, "unused"),
+            (4, "index"),
+            (5, "index"),
+            (6, "score"),
+            (7, "tag"),
+        ];
+        let got: Vec<(u64, &str)> = fields.iter().map(|(r, f, _)| (*r, f.as_str())).collect();
+        assert_eq!(got, expected_fields, "max_rows {max_rows}");
+        assert!(fields[1].2.contains("the first row lacks this member"));
+        assert!(fields[2].2.contains("int64"), "{}", fields[2].2);
+        // Every batch after the first valid row has the columns of the extras it had.
+        let mut scores = Vec::new();
+        let mut indices = Vec::new();
+        let mut tags = Vec::new();
+        for batch in batches
+            .iter()
+            .filter(|b| b.first_row + b.columns.num_rows() as u64 > 1)
+        {
+            let schema = batch.columns.schema();
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            assert_eq!(
+                names,
+                ["prompt", "chosen", "rejected", "margin", "score", "index", "tag"]
+            );
+            let column = |name: &str| batch.columns.column_by_name(name).unwrap().clone();
+            let score = column("score");
+            let score = score.as_any().downcast_ref::<Float64Array>().unwrap();
+            let index = column("index");
+            let index = index.as_any().downcast_ref::<Int64Array>().unwrap();
+            let tag = column("tag");
+            let tag = tag.as_any().downcast_ref::<StringArray>().unwrap();
+            for i in 0..batch.columns.num_rows() {
+                if batch.first_row + (i as u64) < 1 {
+                    continue;
+                }
+                scores.push(score.is_valid(i).then(|| score.value(i)));
+                indices.push(index.is_valid(i).then(|| index.value(i)));
+                tags.push(tag.is_valid(i).then(|| tag.value(i).to_owned()));
+            }
+        }
+        assert_eq!(
+            scores,
+            [Some(100.0), None, None, None, None, None, None, Some(-0.5)]
+        );
+        assert_eq!(
+            indices,
+            [Some(i64::MIN), None, None, None, None, None, None, Some(7)]
+        );
+        let tags: Vec<Option<&str>> = tags.iter().map(|t| t.as_deref()).collect();
+        assert_eq!(tags, [None, Some("té"), None, None, None, None, None, None]);
+    }
+}
+
+#[test]
+fn extras_must_be_distinct_and_not_the_rows_own_members() {
+    let extra = |name: &str| Extra {
+        name: name.to_owned(),
+        kind: ExtraKind::Float64,
+    };
+    let reader = || Reader::new(&b""[..], options(Framing::Lines, Schema::Paired));
+    assert!(reader().with_extras(vec![extra("a"), extra("a")]).is_err());
+    assert!(reader().with_extras(vec![extra("margin")]).is_err());
+    let many = (0..=MAX_EXTRAS).map(|k| extra(&format!("x{k}"))).collect();
+    assert!(reader().with_extras(many).is_err());
+    assert!(reader().with_extras(vec![extra("a"), extra("b")]).is_ok());
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, Float64Array, ListArray, NullArray, RecordBatch, StringArray, StructArray,
+    ArrayRef, Float64Array, Int64Array, ListArray, NullArray, RecordBatch, StringArray, StructArray,
 };
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, SchemaRef};
@@ -33,11 +33,125 @@ impl PromptKind {
 }
 
 /// The kinds of a dataset's rows: of the prompt and (paired rows) of `chosen` and
-/// `rejected`. `None` until the first valid row fixes them.
+/// `rejected`, and which of the optional members ([`Extra`]) the rows carry (bit `e` for
+/// extra `e`). `None` until the first valid row fixes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Kinds {
     pub prompt: Option<PromptKind>,
     pub completion: Option<PromptKind>,
+    pub extras: Option<u64>,
+}
+
+/// The most optional members a reader takes (one bit each in [`Kinds::extras`]).
+pub const MAX_EXTRAS: usize = 64;
+
+/// An optional member of a paired row read into a column of its own (such as the scores and
+/// response indices of `--provenance`, or stored reference log-probs), so that a pair file
+/// reads back with every column it was written with. Null or missing: null.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extra {
+    pub name: String,
+    pub kind: ExtraKind,
+}
+
+/// What an [`Extra`] member holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraKind {
+    /// A number, as float64.
+    Float64,
+    /// An integer in the int64 range, written without fraction or exponent.
+    Int64,
+    /// A string.
+    Utf8,
+}
+
+impl ExtraKind {
+    fn data_type(self) -> DataType {
+        match self {
+            ExtraKind::Float64 => DataType::Float64,
+            ExtraKind::Int64 => DataType::Int64,
+            ExtraKind::Utf8 => DataType::Utf8,
+        }
+    }
+}
+
+/// The values of one [`Extra`], one per row (nulls included).
+#[derive(Debug)]
+pub(super) enum ExtraValues {
+    Float64(Vec<f64>),
+    Int64(Vec<i64>),
+    Utf8(Utf8),
+}
+
+/// An [`Extra`]'s column: its values and a validity flag per row.
+#[derive(Debug)]
+pub(super) struct ExtraColumn {
+    pub values: ExtraValues,
+    pub valid: Vec<bool>,
+}
+
+impl ExtraColumn {
+    fn new(kind: ExtraKind, rows: usize) -> Self {
+        let values = match kind {
+            ExtraKind::Float64 => ExtraValues::Float64(Vec::with_capacity(rows)),
+            ExtraKind::Int64 => ExtraValues::Int64(Vec::with_capacity(rows)),
+            ExtraKind::Utf8 => ExtraValues::Utf8(Utf8::with_capacity(rows, 0)),
+        };
+        Self {
+            values,
+            valid: Vec::with_capacity(rows),
+        }
+    }
+
+    /// The value count (the rows ended so far, and the current row's once it was pushed).
+    pub fn len(&self) -> usize {
+        self.valid.len()
+    }
+
+    /// Ends the current row with no value (a null).
+    pub fn push_null(&mut self) {
+        match &mut self.values {
+            ExtraValues::Float64(values) => values.push(0.0),
+            ExtraValues::Int64(values) => values.push(0),
+            ExtraValues::Utf8(values) => values.end_value(),
+        }
+        self.valid.push(false);
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match &mut self.values {
+            ExtraValues::Float64(values) => values.truncate(len),
+            ExtraValues::Int64(values) => values.truncate(len),
+            ExtraValues::Utf8(values) => {
+                let data = values.offsets[len] as usize;
+                values.truncate((len + 1, data));
+            }
+        }
+        self.valid.truncate(len);
+    }
+
+    fn append(&mut self, other: &ExtraColumn) {
+        match (&mut self.values, &other.values) {
+            (ExtraValues::Float64(a), ExtraValues::Float64(b)) => a.extend_from_slice(b),
+            (ExtraValues::Int64(a), ExtraValues::Int64(b)) => a.extend_from_slice(b),
+            (ExtraValues::Utf8(a), ExtraValues::Utf8(b)) => a.append(b),
+            _ => unreachable!("the pieces of a batch have the same extras"),
+        }
+        self.valid.extend_from_slice(&other.valid);
+    }
+
+    fn into_array(self) -> ArrayRef {
+        let nulls = validity(self.valid);
+        match self.values {
+            ExtraValues::Float64(values) => {
+                Arc::new(Float64Array::new(ScalarBuffer::from(values), nulls))
+            }
+            ExtraValues::Int64(values) => {
+                Arc::new(Int64Array::new(ScalarBuffer::from(values), nulls))
+            }
+            ExtraValues::Utf8(values) => Arc::new(values.into_array(nulls)),
+        }
+    }
 }
 
 /// A Utf8 column: value `i` is `data[offsets[i]..offsets[i + 1]]`.
@@ -246,6 +360,8 @@ pub(super) struct Columns {
     pub rejected_messages: Messages,
     pub margin: Vec<f64>,
     pub margin_valid: Vec<bool>,
+    /// One column per [`Extra`] of the reader, in its order.
+    pub extras: Vec<ExtraColumn>,
     pub problems: Vec<Problem>,
 }
 
@@ -262,12 +378,13 @@ pub(super) struct Mark {
     chosen_messages: MessagesMark,
     rejected_messages: MessagesMark,
     margin: usize,
+    extras: usize,
 }
 
 impl Columns {
     /// Room for `rows` rows parsed from `bytes` bytes of JSON of `schema` (a value is never
-    /// longer than its JSON).
-    pub fn with_capacity(schema: Schema, rows: usize, bytes: usize) -> Self {
+    /// longer than its JSON), with a column for each of `extras`.
+    pub fn with_capacity(schema: Schema, extras: &[Extra], rows: usize, bytes: usize) -> Self {
         let mut outputs = Vec::with_capacity(rows + 1);
         outputs.push(0);
         let (prompt, text, pair) = match schema {
@@ -287,6 +404,10 @@ impl Columns {
             rejected_messages: Messages::new(rows),
             margin: Vec::with_capacity(rows),
             margin_valid: Vec::with_capacity(rows),
+            extras: extras
+                .iter()
+                .map(|extra| ExtraColumn::new(extra.kind, rows))
+                .collect(),
             problems: Vec::new(),
         }
     }
@@ -306,11 +427,16 @@ impl Columns {
             chosen_messages: self.chosen_messages.mark(),
             rejected_messages: self.rejected_messages.mark(),
             margin: self.margin.len(),
+            extras: self.valid.len(),
         }
     }
 
-    /// Ends a row whose values were appended.
+    /// Ends a row whose values were appended (an extra it lacks is null).
     pub fn end_row(&mut self) {
+        let rows = self.valid.len();
+        for extra in self.extras.iter_mut().filter(|extra| extra.len() == rows) {
+            extra.push_null();
+        }
         self.valid.push(true);
         self.end_entries();
     }
@@ -329,6 +455,10 @@ impl Columns {
         self.margin_valid.truncate(mark.margin);
         self.margin.push(0.0);
         self.margin_valid.push(false);
+        for extra in &mut self.extras {
+            extra.truncate(mark.extras);
+            extra.push_null();
+        }
         self.valid.push(false);
         self.end_entries();
         self.problems.push(problem);
@@ -369,13 +499,17 @@ impl Columns {
             self.rejected_messages.append(&piece.rejected_messages);
             self.margin.extend_from_slice(&piece.margin);
             self.margin_valid.extend_from_slice(&piece.margin_valid);
+            for (extra, more) in self.extras.iter_mut().zip(&piece.extras) {
+                extra.append(more);
+            }
             self.problems.extend(piece.problems);
         }
     }
 
     /// The record batch of `schema`, its prompt and completion columns of `kinds` (Null
-    /// columns while no row was valid: then every row is null).
-    pub fn into_record_batch(self, schema: Schema, kinds: Kinds) -> RecordBatch {
+    /// columns while no row was valid: then every row is null), and a column for each of
+    /// `extras` that the kinds hold.
+    pub fn into_record_batch(self, schema: Schema, extras: &[Extra], kinds: Kinds) -> RecordBatch {
         let rows = self.valid.len();
         let nulls = validity(self.valid);
         let column = |kind: Option<PromptKind>, text: Utf8, messages: Messages| -> ArrayRef {
@@ -408,11 +542,20 @@ impl Columns {
                 let rejected = column(kinds.completion, self.rejected, self.rejected_messages);
                 let margin =
                     Float64Array::new(ScalarBuffer::from(self.margin), validity(self.margin_valid));
-                vec![prompt, chosen, rejected, Arc::new(margin)]
+                let mut columns = vec![prompt, chosen, rejected, Arc::new(margin) as ArrayRef];
+                let held = kinds.extras.unwrap_or(0);
+                columns.extend(
+                    self.extras
+                        .into_iter()
+                        .enumerate()
+                        .filter(|&(e, _)| held >> e & 1 == 1)
+                        .map(|(_, extra)| extra.into_array()),
+                );
+                columns
             }
         };
         // The arrays are built to the schema's types and all have `rows` rows.
-        RecordBatch::try_new(arrow_schema(schema, kinds), columns)
+        RecordBatch::try_new(arrow_schema(schema, extras, kinds), columns)
             .unwrap_or_else(|err| unreachable!("columns built against their schema: {err}"))
     }
 }
@@ -451,20 +594,31 @@ fn kind_type(kind: Option<PromptKind>) -> DataType {
     }
 }
 
-/// The Arrow schema of a batch of `schema` rows of `kinds`.
-pub(super) fn arrow_schema(schema: Schema, kinds: Kinds) -> SchemaRef {
+/// The Arrow schema of a batch of `schema` rows of `kinds`, with the `extras` they hold.
+pub(super) fn arrow_schema(schema: Schema, extras: &[Extra], kinds: Kinds) -> SchemaRef {
     let prompt_type = kind_type(kinds.prompt);
     let fields = match schema {
         Schema::Scored => vec![
             Field::new("input", prompt_type, true),
             Field::new("output", DataType::List(list_item(response_fields())), true),
         ],
-        Schema::Paired => vec![
-            Field::new("prompt", prompt_type, true),
-            Field::new("chosen", kind_type(kinds.completion), true),
-            Field::new("rejected", kind_type(kinds.completion), true),
-            Field::new("margin", DataType::Float64, true),
-        ],
+        Schema::Paired => {
+            let held = kinds.extras.unwrap_or(0);
+            let mut fields = vec![
+                Field::new("prompt", prompt_type, true),
+                Field::new("chosen", kind_type(kinds.completion), true),
+                Field::new("rejected", kind_type(kinds.completion), true),
+                Field::new("margin", DataType::Float64, true),
+            ];
+            fields.extend(
+                extras
+                    .iter()
+                    .enumerate()
+                    .filter(|&(e, _)| held >> e & 1 == 1)
+                    .map(|(_, extra)| Field::new(&extra.name, extra.kind.data_type(), true)),
+            );
+            fields
+        }
     };
     Arc::new(arrow_schema::Schema::new(fields))
 }

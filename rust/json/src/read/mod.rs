@@ -26,6 +26,11 @@
 //!   string or null, "tools": null or []}` (other members checked and skipped), read as its
 //!   messages with the system prompt first as a `system` message. Chat-message completions
 //!   need a chat-message prompt (TRL's conversational format).
+//! - A paired row's optional members ([`Reader::with_extras`]: the caller names them and their
+//!   types, number, int64 integer or string) each go to a column of their own, null where
+//!   missing or null. Which of them a file has columns for is fixed, like the kinds, by its
+//!   first valid row (those it has, null or not); a later row with a value, not null, for
+//!   another is a problem of that member, as the value would have no column.
 //! - A paired row of chat-message completions may leave its prompt implicit (no `prompt`
 //!   member, as TRL allows): the messages `chosen` and `rejected` both start with (equal role
 //!   and content, in order) are its prompt and are taken off both. There must be at least
@@ -75,11 +80,11 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use rayon::prelude::*;
 
-pub use columns::PromptKind;
 use columns::{arrow_schema, Columns, Kinds};
+pub use columns::{Extra, ExtraKind, PromptKind, MAX_EXTRAS};
 use frame::{Framer, Lines, Lmflow, Step};
 pub use parse::MAX_DEPTH;
-use parse::{Fault, Names};
+use parse::{Fault, Names, ROW_PAIRED, ROW_SCORED};
 
 /// The most input bytes in one batch: Arrow's 32-bit offsets must hold its values.
 const MAX_BATCH_BYTES: usize = i32::MAX as usize;
@@ -214,6 +219,8 @@ pub struct Reader<R> {
     kinds: Kinds,
     done: bool,
     max_row_bytes: usize,
+    /// The optional members of paired rows read into columns ([`Reader::with_extras`]).
+    extras: Vec<Extra>,
 }
 
 impl<R: Read + Send> Reader<R> {
@@ -240,7 +247,34 @@ impl<R: Read + Send> Reader<R> {
             kinds: Kinds::default(),
             done: false,
             max_row_bytes,
+            extras: Vec::new(),
         }
+    }
+
+    /// The reader, also reading the optional members `extras` of paired rows into columns of
+    /// their own, after `margin` and in the order given: a member null or missing in a row
+    /// is null there. Which of them a file's batches have is fixed, like the kinds, by its
+    /// first valid row: those it has, null or not; in a later row, a value (not null) of
+    /// another is a problem, since it would be dropped. `Err` for more than [`MAX_EXTRAS`],
+    /// a name given twice or one of the schema's own members.
+    pub fn with_extras(mut self, extras: Vec<Extra>) -> Result<Self, String> {
+        if extras.len() > MAX_EXTRAS {
+            return Err(format!(
+                "at most {MAX_EXTRAS} extra members, got {}",
+                extras.len()
+            ));
+        }
+        for (k, extra) in extras.iter().enumerate() {
+            let name = extra.name.as_bytes();
+            if ROW_PAIRED.contains(&name) || extras[..k].iter().any(|e| e.name == extra.name) {
+                return Err(format!(
+                    "extra member '{}' is given twice or is a member of the row itself",
+                    extra.name
+                ));
+            }
+        }
+        self.extras = extras;
+        Ok(self)
     }
 
     /// The LMFlow `type`, once read (it may follow the instances).
@@ -256,7 +290,7 @@ impl<R: Read + Send> Reader<R> {
     pub fn schema(&self) -> Option<SchemaRef> {
         self.kinds
             .prompt
-            .map(|_| arrow_schema(self.options.schema, self.kinds))
+            .map(|_| arrow_schema(self.options.schema, &self.extras, self.kinds))
     }
 
     /// The next batch, `None` at the end; after an error, `None`.
@@ -312,7 +346,7 @@ impl<R: Read + Send> Reader<R> {
         let batch = Batch {
             first_row,
             bytes: consumed as u64,
-            columns: columns.into_record_batch(self.options.schema, self.kinds),
+            columns: columns.into_record_batch(self.options.schema, &self.extras, self.kinds),
             problems,
         };
         self.buf.drain(..consumed);
@@ -347,13 +381,23 @@ impl<R: Read + Send> Reader<R> {
     /// (each may fix them), the rest in parallel pieces.
     fn parse(&mut self, spans: &[(usize, usize)], len: usize) -> Columns {
         let bytes = &self.buf[..len];
+        let members: Vec<&[u8]> = match self.options.schema {
+            Schema::Scored => ROW_SCORED.to_vec(),
+            Schema::Paired => ROW_PAIRED
+                .iter()
+                .copied()
+                .chain(self.extras.iter().map(|extra| extra.name.as_bytes()))
+                .collect(),
+        };
         let ctx = Context {
             bytes,
             base: self.base,
             schema: self.options.schema,
+            members: &members,
+            extras: &self.extras,
             max_row_bytes: self.max_row_bytes,
         };
-        let mut first = Columns::with_capacity(ctx.schema, spans.len(), len);
+        let mut first = Columns::with_capacity(ctx.schema, ctx.extras, spans.len(), len);
         let mut names = Names::default();
         let mut done = 0;
         while done < spans.len() && self.kinds.prompt.is_none() {
@@ -394,7 +438,7 @@ impl<R: Read + Send> Reader<R> {
                     (Some(&(s, _)), Some(&(_, e))) if b > a => e - s,
                     _ => 0,
                 };
-                Columns::with_capacity(ctx.schema, b - a, piece_bytes)
+                Columns::with_capacity(ctx.schema, ctx.extras, b - a, piece_bytes)
             })
             .collect();
         let mut targets: Vec<&mut Columns> = std::iter::once(&mut first)
@@ -425,6 +469,9 @@ struct Context<'a> {
     bytes: &'a [u8],
     base: u64,
     schema: Schema,
+    /// The row's member names: the schema's, then the extras'.
+    members: &'a [&'a [u8]],
+    extras: &'a [Extra],
     max_row_bytes: usize,
 }
 
@@ -458,6 +505,7 @@ impl Context<'_> {
                     start,
                     end,
                     self.schema,
+                    self.members,
                     &mut row_kinds,
                     out,
                     names,

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::columns::{Columns, Kinds, Messages, PromptKind};
+use super::columns::{Columns, ExtraColumn, ExtraValues, Kinds, Messages, PromptKind};
 use super::Schema;
 use crate::text::{hex4, skip_plain, unescape};
 
@@ -91,9 +91,10 @@ pub(super) struct Cursor<'a> {
     utf8_checked: bool,
 }
 
-/// The member names of each object of the schemas, in the order of [`Key`] ids.
-const ROW_SCORED: &[&[u8]] = &[b"input", b"output"];
-const ROW_PAIRED: &[&[u8]] = &[b"prompt", b"chosen", b"rejected", b"margin"];
+/// The member names of each object of the schemas, in the order of [`Key`] ids (a paired
+/// row's [`super::Extra`] members follow its own).
+pub(super) const ROW_SCORED: &[&[u8]] = &[b"input", b"output"];
+pub(super) const ROW_PAIRED: &[&[u8]] = &[b"prompt", b"chosen", b"rejected", b"margin"];
 const RESPONSE: &[&[u8]] = &[b"text", b"score"];
 const MESSAGE: &[&[u8]] = &[b"role", b"content"];
 const CONVERSATION: &[&[u8]] = &[b"messages", b"system", b"tools"];
@@ -515,19 +516,24 @@ impl<'a> Cursor<'a> {
         self.number()
     }
 
-    /// One row (the object at the cursor) of `schema` appended to `out`; `kinds` are those of
-    /// the rows before (set here as the row is read; the caller keeps them only if the whole
-    /// row is valid). On a fault, `out` may hold part of the row: the caller rolls it back.
-    pub fn row(&mut self, schema: Schema, kinds: &mut Kinds, out: &mut Columns) -> Res<()> {
+    /// One row (the object at the cursor) of `schema` appended to `out`; `names` are its
+    /// members' ([`ROW_SCORED`], or [`ROW_PAIRED`] and then those of its [`super::Extra`]s, whose
+    /// columns `out.extras` are); `kinds` are
+    /// those of the rows before (set here as the row is read; the caller keeps them only if
+    /// the whole row is valid). On a fault, `out` may hold part of the row: the caller rolls
+    /// it back.
+    pub fn row(
+        &mut self,
+        schema: Schema,
+        names: &[&[u8]],
+        kinds: &mut Kinds,
+        out: &mut Columns,
+    ) -> Res<()> {
         self.skip_whitespace();
         if self.peek() != Some(b'{') {
             return self.expected("a JSON object");
         }
         let start = self.pos;
-        let names = match schema {
-            Schema::Scored => ROW_SCORED,
-            Schema::Paired => ROW_PAIRED,
-        };
         let mut seen = [false; 4];
         // Where each completion's value starts, and its kind.
         let mut completions = [(0, PromptKind::Text); 2];
@@ -541,13 +547,19 @@ impl<'a> Cursor<'a> {
                 (Schema::Paired, Some(1)) => self.completion(Side::Chosen, kinds.completion, out),
                 (Schema::Paired, Some(2)) => self.completion(Side::Rejected, kinds.completion, out),
                 (Schema::Paired, Some(3)) => self.margin(out).map(|()| PromptKind::Text),
+                (Schema::Paired, Some(id)) => {
+                    let e = id - ROW_PAIRED.len();
+                    let held = kinds.extras.is_none_or(|held| held >> e & 1 == 1);
+                    self.extra(held, &mut out.extras[e])
+                        .map(|()| PromptKind::Text)
+                }
                 _ => self.skip_value(2).map(|()| PromptKind::Text),
             };
             let kind = match read {
                 Ok(kind) => kind,
                 Err(f) => return Err(f.in_member(&self.name(&key))),
             };
-            if let Some(id) = key.known {
+            if let Some(id) = key.known.filter(|&id| id < seen.len()) {
                 seen[id] = true;
                 if matches!((schema, id), (Schema::Paired, 1 | 2)) {
                     completions[id - 1] = (at, kind);
@@ -589,6 +601,16 @@ impl<'a> Cursor<'a> {
                     .map_err(|f| f.in_member("rejected"));
                 }
                 kinds.completion = Some(chosen);
+                // The extras this row has (null or not) are the file's, if it is the first.
+                let rows = out.valid.len();
+                let has = out
+                    .extras
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.len() > rows);
+                kinds.extras = kinds
+                    .extras
+                    .or(Some(has.fold(0, |mask, (e, _)| mask | 1 << e)));
                 match (seen[0], chosen) {
                     (false, PromptKind::Text) => missing(
                         0,
@@ -791,7 +813,7 @@ impl<'a> Cursor<'a> {
             if let Err(f) = read {
                 return Err(f.in_member(&self.name(&key)));
             }
-            if let Some(id) = key.known {
+            if let Some(id) = key.known.filter(|&id| id < seen.len()) {
                 seen[id] = true;
             }
         }
@@ -834,7 +856,7 @@ impl<'a> Cursor<'a> {
             if let Err(f) = read {
                 return Err(f.in_member(&self.name(&key)));
             }
-            if let Some(id) = key.known {
+            if let Some(id) = key.known.filter(|&id| id < seen.len()) {
                 seen[id] = true;
             }
         }
@@ -849,6 +871,48 @@ impl<'a> Cursor<'a> {
         }
         out.texts.end_value();
         Ok(())
+    }
+
+    /// An optional member ([`super::Extra`]) of `column`'s kind, or null, pushed to it. One
+    /// that is not `held` (the first valid row lacks it, so batches have no column for it)
+    /// must be null: a value there would be dropped.
+    fn extra(&mut self, held: bool, column: &mut ExtraColumn) -> Res<()> {
+        if self.bytes[self.pos..].starts_with(b"null") {
+            self.pos += 4;
+            column.push_null();
+            return Ok(());
+        }
+        if !held {
+            return fault(
+                self.pos,
+                "a value with no column to go to: the first row lacks this member, and a \
+                 file's optional members are those of its first row (give it there, or null)",
+            );
+        }
+        match &mut column.values {
+            ExtraValues::Float64(values) => values.push(self.required_number()?),
+            ExtraValues::Int64(values) => values.push(self.integer()?),
+            ExtraValues::Utf8(values) => {
+                self.required_string(&mut values.data)?;
+                values.end_value();
+            }
+        }
+        column.valid.push(true);
+        Ok(())
+    }
+
+    /// An integer in the int64 range, written without fraction or exponent.
+    fn integer(&mut self) -> Res<i64> {
+        let start = self.pos;
+        self.required_number()?;
+        let text = std::str::from_utf8(&self.bytes[start..self.pos]).unwrap_or_default();
+        match text.parse::<i64>() {
+            Ok(value) => Ok(value),
+            Err(_) => fault(
+                start,
+                format!("expected an integer in the int64 range, got {text}"),
+            ),
+        }
     }
 
     /// `margin`: a number, or null for none.
@@ -867,12 +931,15 @@ impl<'a> Cursor<'a> {
 }
 
 /// Parses the row `bytes[start..end]` (a line or an instance) into `out`: one JSON object of
-/// `schema`, with only whitespace around it.
+/// `schema` (its member names `members`, as for [`Cursor::row`]), with only whitespace around
+/// it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn row(
     bytes: &[u8],
     start: usize,
     end: usize,
     schema: Schema,
+    members: &[&[u8]],
     kinds: &mut Kinds,
     out: &mut Columns,
     names: &mut Names,
@@ -882,7 +949,7 @@ pub(super) fn row(
     // runs between escapes cost far more); a row that fails it is read checking each string,
     // which finds the first invalid byte, or the fault of the grammar before it.
     cursor.utf8_checked = simdutf8::basic::from_utf8(&bytes[start..end]).is_ok();
-    cursor.row(schema, kinds, out)?;
+    cursor.row(schema, members, kinds, out)?;
     if !cursor.at_end() {
         return fault(
             cursor.pos,
