@@ -517,11 +517,10 @@ impl<'a> Cursor<'a> {
     }
 
     /// One row (the object at the cursor) of `schema` appended to `out`; `names` are its
-    /// members' ([`ROW_SCORED`], or [`ROW_PAIRED`] and then those of its [`super::Extra`]s, whose
-    /// columns `out.extras` are); `kinds` are
-    /// those of the rows before (set here as the row is read; the caller keeps them only if
-    /// the whole row is valid). On a fault, `out` may hold part of the row: the caller rolls
-    /// it back.
+    /// members' ([`ROW_SCORED`], or [`ROW_PAIRED`] and then those of its [`super::Extra`]s,
+    /// whose columns `out.extras` are); `kinds` are those of the rows before (set here as the
+    /// row is read; the caller keeps them only if the whole row is valid). On a fault, `out`
+    /// may hold part of the row: the caller rolls it back.
     pub fn row(
         &mut self,
         schema: Schema,
@@ -813,7 +812,7 @@ impl<'a> Cursor<'a> {
             if let Err(f) = read {
                 return Err(f.in_member(&self.name(&key)));
             }
-            if let Some(id) = key.known.filter(|&id| id < seen.len()) {
+            if let Some(id) = key.known {
                 seen[id] = true;
             }
         }
@@ -856,7 +855,7 @@ impl<'a> Cursor<'a> {
             if let Err(f) = read {
                 return Err(f.in_member(&self.name(&key)));
             }
-            if let Some(id) = key.known.filter(|&id| id < seen.len()) {
+            if let Some(id) = key.known {
                 seen[id] = true;
             }
         }
