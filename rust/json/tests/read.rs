@@ -1002,3 +1002,23 @@ fn extras_must_be_distinct_and_not_the_rows_own_members() {
     assert!(reader().with_extras(many).is_err());
     assert!(reader().with_extras(vec![extra("a"), extra("b")]).is_ok());
 }
+
+#[test]
+fn an_integer_extra_says_what_it_got() {
+    let rows = [
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "index": 1}"#,
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "index": "7"}"#,
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "index": 1.0}"#,
+        r#"{"prompt": "p", "chosen": "c", "rejected": "r", "index": -9223372036854775809}"#,
+    ];
+    let batches = read_extras(&rows, &[("index", ExtraKind::Int64)], 100);
+    let messages: Vec<String> = problems(&batches).into_iter().map(|p| p.message).collect();
+    assert_eq!(
+        messages,
+        [
+            "expected an integer, got \"7\"",
+            "expected an integer in the int64 range, got 1.0",
+            "expected an integer in the int64 range, got -9223372036854775809",
+        ]
+    );
+}

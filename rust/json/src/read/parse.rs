@@ -903,7 +903,10 @@ impl<'a> Cursor<'a> {
     /// An integer in the int64 range, written without fraction or exponent.
     fn integer(&mut self) -> Res<i64> {
         let start = self.pos;
-        self.required_number()?;
+        if !matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
+            return self.expected("an integer");
+        }
+        self.number()?;
         let text = std::str::from_utf8(&self.bytes[start..self.pos]).unwrap_or_default();
         match text.parse::<i64>() {
             Ok(value) => Ok(value),
