@@ -69,7 +69,9 @@ def select_pairs(
     Raises ValueError with the core's message for bad input; TypeError for wrong dtypes.
     """
 
-def duplicate_of(texts: _ArrowExportable, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def duplicate_of(
+    texts: _ArrowExportable, offsets: npt.NDArray[np.int64], *, num_threads: int | None = None
+) -> npt.NDArray[np.int64]:
     """Per response, the index within its prompt of the first byte-equal text."""
 
 def content_keys(
