@@ -11,6 +11,7 @@ use arrow_array::{
 };
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, SchemaRef};
+use rayon::prelude::*;
 
 use super::{Problem, Schema};
 
@@ -73,9 +74,13 @@ impl Utf8 {
         (self.offsets.len(), self.data.len())
     }
 
-    fn append(&mut self, other: &Utf8) {
-        shift_extend(&mut self.offsets, &other.offsets);
-        self.data.extend_from_slice(&other.data);
+    /// Appends the values of `others`, in order; their bytes are copied in parallel.
+    fn append(&mut self, others: &[&Utf8]) {
+        for other in others {
+            shift_extend(&mut self.offsets, &other.offsets);
+        }
+        let parts: Vec<&[u8]> = others.iter().map(|other| &other.data[..]).collect();
+        extend_in_parallel(&mut self.data, &parts);
     }
 
     fn value(&self, i: usize) -> &[u8] {
@@ -115,11 +120,6 @@ impl Utf8 {
         }
     }
 
-    fn reserve(&mut self, other: &Utf8) {
-        self.offsets.reserve(other.offsets.len());
-        self.data.reserve(other.data.len());
-    }
-
     /// The Arrow array (the bytes are UTF-8: every run was validated, every escape decoded
     /// to a character, and values end at string ends).
     fn into_array(self, nulls: Option<NullBuffer>) -> StringArray {
@@ -127,6 +127,30 @@ impl Utf8 {
         // SAFETY: see above; the offsets start at 0, never decrease and end at data.len().
         unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(self.data), nulls) }
     }
+}
+
+/// Bytes one task copies when the pieces of a batch are joined: large enough to outweigh
+/// handing out the task, small enough that every thread shares the copy of one big piece.
+const COPY_BYTES: usize = 1 << 19;
+
+/// Appends `parts` to `bytes`, in order, copying on the current rayon pool: the join of a
+/// batch's pieces is a memory copy of nearly the whole batch, which one thread would do
+/// while the others wait.
+fn extend_in_parallel(bytes: &mut Vec<u8>, parts: &[&[u8]]) {
+    let total: usize = parts.iter().map(|part| part.len()).sum();
+    bytes.reserve(total);
+    let mut rest = &mut bytes.spare_capacity_mut()[..total];
+    let mut tasks = Vec::with_capacity(total / COPY_BYTES + parts.len());
+    for chunk in parts.iter().flat_map(|part| part.chunks(COPY_BYTES)) {
+        let (to, after) = rest.split_at_mut(chunk.len());
+        tasks.push((to, chunk));
+        rest = after;
+    }
+    tasks
+        .into_par_iter()
+        .for_each(|(to, from)| _ = to.write_copy_of_slice(from));
+    // SAFETY: the `total` bytes after the length were all written just above.
+    unsafe { bytes.set_len(bytes.len() + total) };
 }
 
 /// Appends offsets that start at 0 after those in `offsets`.
@@ -200,16 +224,14 @@ impl Messages {
         self.rows.push(self.count() as i32);
     }
 
-    fn reserve(&mut self, other: &Messages) {
-        self.rows.reserve(other.rows.len());
-        self.roles.reserve(&other.roles);
-        self.contents.reserve(&other.contents);
-    }
-
-    fn append(&mut self, other: &Messages) {
-        shift_extend(&mut self.rows, &other.rows);
-        self.roles.append(&other.roles);
-        self.contents.append(&other.contents);
+    fn append(&mut self, others: &[&Messages]) {
+        for other in others {
+            shift_extend(&mut self.rows, &other.rows);
+        }
+        let roles: Vec<&Utf8> = others.iter().map(|other| &other.roles).collect();
+        self.roles.append(&roles);
+        let contents: Vec<&Utf8> = others.iter().map(|other| &other.contents).collect();
+        self.contents.append(&contents);
     }
 
     fn into_array(self, nulls: Option<NullBuffer>) -> ListArray {
@@ -345,28 +367,27 @@ impl Columns {
         self.rejected_messages.end_row();
     }
 
-    /// Appends the rows of each of `pieces`, in order, after these.
+    /// Appends the rows of each of `pieces`, in order, after these (the text bytes, nearly
+    /// all of a batch, copied in parallel).
     pub fn append(&mut self, pieces: Vec<Columns>) {
-        for piece in &pieces {
-            self.prompt.reserve(&piece.prompt);
-            self.prompt_messages.reserve(&piece.prompt_messages);
-            self.texts.reserve(&piece.texts);
-            self.chosen.reserve(&piece.chosen);
-            self.rejected.reserve(&piece.rejected);
-            self.chosen_messages.reserve(&piece.chosen_messages);
-            self.rejected_messages.reserve(&piece.rejected_messages);
+        fn each<'a, T>(pieces: &'a [Columns], column: impl Fn(&'a Columns) -> &'a T) -> Vec<&'a T> {
+            pieces.iter().map(column).collect()
         }
+        self.prompt.append(&each(&pieces, |piece| &piece.prompt));
+        self.prompt_messages
+            .append(&each(&pieces, |piece| &piece.prompt_messages));
+        self.texts.append(&each(&pieces, |piece| &piece.texts));
+        self.chosen.append(&each(&pieces, |piece| &piece.chosen));
+        self.rejected
+            .append(&each(&pieces, |piece| &piece.rejected));
+        self.chosen_messages
+            .append(&each(&pieces, |piece| &piece.chosen_messages));
+        self.rejected_messages
+            .append(&each(&pieces, |piece| &piece.rejected_messages));
         for piece in pieces {
             self.valid.extend_from_slice(&piece.valid);
-            self.prompt.append(&piece.prompt);
-            self.prompt_messages.append(&piece.prompt_messages);
             shift_extend(&mut self.outputs, &piece.outputs);
-            self.texts.append(&piece.texts);
             self.scores.extend_from_slice(&piece.scores);
-            self.chosen.append(&piece.chosen);
-            self.rejected.append(&piece.rejected);
-            self.chosen_messages.append(&piece.chosen_messages);
-            self.rejected_messages.append(&piece.rejected_messages);
             self.margin.extend_from_slice(&piece.margin);
             self.margin_valid.extend_from_slice(&piece.margin_valid);
             self.problems.extend(piece.problems);
