@@ -163,6 +163,10 @@ def check_batches(batches: Sequence[_ArrowExportable], first_row: int) -> None:
     string that is not UTF-8 in ``batches`` (rows counted from ``first_row``); columns of
     types JSON cannot hold are not looked into."""
 
+def surely_utf8(batches: Sequence[_ArrowExportable]) -> bool:
+    """Whether every string in ``batches`` is surely UTF-8 (False: look closer; also for a
+    type the check does not know)."""
+
 @final
 class ArrowBatch:
     """A record batch held in Rust; ``pyarrow.record_batch(batch)`` takes it zero-copy."""

@@ -15,4 +15,6 @@ pub use read::{
     Batch, Framing, Problem, PromptKind, ReadError, ReadOptions, Reader, Schema, MAX_DEPTH,
 };
 pub use strings::{char_lengths, gather, GatherError};
-pub use write::{check_rows, write_rows, JsonWriter, Layout, WriteError, WriteProblem};
+pub use write::{
+    check_rows, surely_utf8, write_rows, JsonWriter, Layout, WriteError, WriteProblem,
+};

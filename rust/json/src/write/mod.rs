@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use encode::{Encode, Fault, Object, Step, Unsupported};
 pub use error::{WriteError, WriteProblem};
+pub use quick::surely_utf8;
 
 /// How rows are laid out around their objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
