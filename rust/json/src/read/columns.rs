@@ -146,9 +146,15 @@ fn extend_in_parallel(bytes: &mut Vec<u8>, parts: &[&[u8]]) {
         tasks.push((to, chunk));
         rest = after;
     }
-    tasks
-        .into_par_iter()
-        .for_each(|(to, from)| _ = to.write_copy_of_slice(from));
+    tasks.into_par_iter().for_each(|(to, from)| {
+        // SAFETY: `to` is `from.len()` bytes of `bytes`' spare capacity and `from` a piece's
+        // own buffer, so both are valid and they do not overlap. (A safe loop of `write`s
+        // compiles to 16-byte moves, far slower than memcpy; `write_copy_of_slice` is past
+        // the crate's minimum Rust.)
+        unsafe {
+            std::ptr::copy_nonoverlapping(from.as_ptr(), to.as_mut_ptr().cast::<u8>(), from.len());
+        }
+    });
     // SAFETY: the `total` bytes after the length were all written just above.
     unsafe { bytes.set_len(bytes.len() + total) };
 }
