@@ -495,3 +495,36 @@ pub(super) fn arrow_schema(schema: Schema, kinds: Kinds) -> SchemaRef {
     };
     Arc::new(arrow_schema::Schema::new(fields))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{extend_in_parallel, COPY_BYTES};
+
+    /// Parts empty, shorter than a task, and spanning several tasks (cut mid-part), after
+    /// bytes already there: the result is the plain concatenation, on any pool.
+    #[test]
+    fn parallel_extension_is_the_concatenation() {
+        let part = |len: usize, seed: u8| -> Vec<u8> {
+            (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+        };
+        let parts = [
+            part(0, 1),
+            part(2 * COPY_BYTES + 3, 2),
+            part(5, 3),
+            part(COPY_BYTES - 1, 4),
+            part(COPY_BYTES, 5),
+        ];
+        let slices: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        let mut expected = b"head".to_vec();
+        slices.iter().for_each(|p| expected.extend_from_slice(p));
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut bytes = b"head".to_vec();
+            pool.install(|| extend_in_parallel(&mut bytes, &slices));
+            assert!(bytes == expected, "{threads} threads");
+        }
+    }
+}
