@@ -3,6 +3,7 @@
 //! Texts come as byte slices (the caller reads them out of Arrow buffers); the Python
 //! reference in `python/dpov2/pairing/content.py` computes the same from `str` values.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
@@ -64,10 +65,13 @@ const PROMPTS_PER_TASK: usize = 256;
 /// bytes (its own index for a first occurrence). `text(k)` is the flat response `k`; prompt
 /// `p` owns `offsets[p]..offsets[p + 1]` (offsets already checked by the caller).
 ///
-/// Each text is hashed once and looked up among its prompt's first occurrences, equality
-/// confirmed byte for byte on a hash match, so the work is linear in the bytes however many
-/// responses a prompt has. Prompts are independent, so runs of them are done in parallel on
-/// the current rayon pool, each run writing its own part of the result.
+/// Only texts of equal byte length can be equal, so a text whose length no earlier text of
+/// its prompt has is a first occurrence without a look at its bytes: most responses, whose
+/// lengths differ. The others are hashed and looked up among the first occurrences of their
+/// length, equality confirmed byte for byte on a hash match, so the work stays linear in
+/// the bytes however many responses a prompt has. Prompts are independent, so runs of them
+/// are done in parallel on the current rayon pool, each run writing its own part of the
+/// result.
 pub fn duplicate_of<'a>(text: impl Fn(usize) -> &'a [u8] + Sync, offsets: &[usize]) -> Vec<i64> {
     duplicate_of_hashed(text, offsets, BuildHasherDefault::<WordHasher>::default())
 }
@@ -94,15 +98,33 @@ fn duplicate_of_hashed<'a, S: BuildHasher + Clone + Send + Sync>(
         rest = after;
     }
     tasks.into_par_iter().for_each(|(bounds, out)| {
+        // Per length, the first text of the prompt with it, until a second one comes: then
+        // that first text moves to `first` (it is a first occurrence of its bytes), which
+        // from then on holds every first occurrence of that length.
+        let mut lengths: HashMap<usize, Option<usize>, S> = HashMap::with_hasher(hasher.clone());
         let mut first: HashMap<&[u8], i64, S> = HashMap::with_hasher(hasher.clone());
         let base = bounds[0];
         for range in bounds.windows(2) {
             let (start, end) = (range[0], range[1]);
+            lengths.clear();
             first.clear();
-            // Keeps the table (whose clearing costs its capacity) sized to this prompt.
+            // Keeps the tables (whose clearing costs their capacity) sized to this prompt.
+            lengths.shrink_to(end - start);
             first.shrink_to(end - start);
             for k in start..end {
-                out[k - base] = *first.entry(text(k)).or_insert((k - start) as i64);
+                let bytes = text(k);
+                out[k - base] = match lengths.entry(bytes.len()) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(Some(k));
+                        (k - start) as i64
+                    }
+                    Entry::Occupied(mut slot) => {
+                        if let Some(j) = slot.get_mut().take() {
+                            first.insert(text(j), (j - start) as i64);
+                        }
+                        *first.entry(bytes).or_insert((k - start) as i64)
+                    }
+                };
             }
         }
     });
