@@ -30,6 +30,7 @@ __all__ = [
     "prompt_rng_below",
     "resolve_threads",
     "select_pairs",
+    "surely_utf8",
 ]
 
 METHODS: list[str]
@@ -147,8 +148,9 @@ class JsonEncoder:
     def lmflow(dataset_type: str, *, num_threads: int | None = None) -> JsonEncoder:
         """LMFlow JSON: ``{"type": dataset_type, "instances": [...]}``."""
 
-    def encode(self, batches: Sequence[_ArrowExportable]) -> bytes:
-        """The bytes of every row of ``batches`` (record batches), after those before.
+    def encode(self, batches: Sequence[_ArrowExportable]) -> npt.NDArray[np.uint8]:
+        """The bytes of every row of ``batches`` (record batches), after those before, as a
+        ``uint8`` array holding the encoder's buffer (``file.write`` takes it uncopied).
 
         Raises dpov2.errors.InputError (``row`` counted from the dataset's first row,
         ``field`` the column path) for a non-finite float, a string that is not UTF-8 or a type

@@ -1,5 +1,6 @@
 //! Reading and writing JSON datasets (`dpov2-json`).
 
+use numpy::{IntoPyArray, PyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -113,7 +114,8 @@ impl JsonReader {
 
 /// Writes a JSON dataset batch by batch (`dpov2_json::JsonWriter`): JSON Lines or LMFlow
 /// JSON, whose separators and row numbers run across batches. Encoding runs with the GIL
-/// released; the bytes come back as `bytes` (one copy, small beside the encoding).
+/// released; the bytes come back as a NumPy `uint8` array owning the encoder's buffer (no
+/// copy: `bytes` would copy every batch's output once more, on the writing thread).
 #[pyclass(module = "dpov2._core")]
 struct JsonEncoder {
     /// `None` once finished.
@@ -153,7 +155,7 @@ impl JsonEncoder {
         &mut self,
         py: Python<'py>,
         batches: Vec<Bound<'py, PyAny>>,
-    ) -> Result<Bound<'py, PyBytes>> {
+    ) -> Result<Bound<'py, PyArray1<u8>>> {
         let batches = batches
             .iter()
             .map(import_batch)
@@ -169,7 +171,7 @@ impl JsonEncoder {
             })
         })??;
         self.writer = Some(writer);
-        Ok(PyBytes::new(py, &out))
+        Ok(out.into_pyarray(py))
     }
 
     /// What completes the dataset (LMFlow's closing brackets); the encoder is done after.

@@ -6,6 +6,7 @@
 //! Nothing here knows about Python or about pair selection; the PyO3 layer converts buffers
 //! and errors, and `dpov2-core` selects pairs.
 
+mod copy;
 mod read;
 mod strings;
 mod text;
