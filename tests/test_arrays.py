@@ -11,7 +11,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dpov2.arrays import from_numpy, mask, nulls, to_numpy
+from dpov2.arrays import from_numpy, mask, nulls, one_array, to_numpy
 
 values = st.lists(st.one_of(st.none(), st.floats(allow_nan=False, width=64)), max_size=40)
 
@@ -40,6 +40,15 @@ def test_a_contiguous_array_is_shared_not_copied() -> None:
     numbers = np.arange(10, dtype=np.int64)
     view = to_numpy(from_numpy(numbers), np.int64)
     assert np.shares_memory(view, numbers)
+
+
+def test_a_column_of_one_chunk_is_that_chunk_uncopied() -> None:
+    chunk = pa.array(["a", "bc", None])
+    one = one_array(pa.chunked_array([chunk]))
+    assert one.buffers()[2].address == chunk.buffers()[2].address
+    split = one_array(pa.chunked_array([chunk, pa.array(["d"])]))
+    assert split.to_pylist() == ["a", "bc", None, "d"]
+    assert one_array(pa.chunked_array([], pa.string())).to_pylist() == []
 
 
 def test_a_null_typed_column_is_all_null() -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "prompt_rng_below",
     "resolve_threads",
     "select_pairs",
+    "surely_utf8",
 ]
 
 METHODS: list[str]
@@ -69,7 +70,9 @@ def select_pairs(
     Raises ValueError with the core's message for bad input; TypeError for wrong dtypes.
     """
 
-def duplicate_of(texts: _ArrowExportable, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def duplicate_of(
+    texts: _ArrowExportable, offsets: npt.NDArray[np.int64], *, num_threads: int | None = None
+) -> npt.NDArray[np.int64]:
     """Per response, the index within its prompt of the first byte-equal text."""
 
 def content_keys(
@@ -149,8 +152,9 @@ class JsonEncoder:
     def lmflow(dataset_type: str, *, num_threads: int | None = None) -> JsonEncoder:
         """LMFlow JSON: ``{"type": dataset_type, "instances": [...]}``."""
 
-    def encode(self, batches: Sequence[_ArrowExportable]) -> bytes:
-        """The bytes of every row of ``batches`` (record batches), after those before.
+    def encode(self, batches: Sequence[_ArrowExportable]) -> npt.NDArray[np.uint8]:
+        """The bytes of every row of ``batches`` (record batches), after those before, as a
+        ``uint8`` array holding the encoder's buffer (``file.write`` takes it uncopied).
 
         Raises dpov2.errors.InputError (``row`` counted from the dataset's first row,
         ``field`` the column path) for a non-finite float, a string that is not UTF-8 or a type
@@ -164,6 +168,10 @@ def check_batches(batches: Sequence[_ArrowExportable], first_row: int) -> None:
     """Raises dpov2.errors.InputError, as JsonEncoder.encode would, for a non-finite float or a
     string that is not UTF-8 in ``batches`` (rows counted from ``first_row``); columns of
     types JSON cannot hold are not looked into."""
+
+def surely_utf8(batches: Sequence[_ArrowExportable]) -> bool:
+    """Whether every string in ``batches`` is surely UTF-8 (False: look closer; also for a
+    type the check does not know)."""
 
 @final
 class ArrowBatch:

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 _Scalar = TypeVar("_Scalar", bound=np.generic)
 
-__all__ = ["from_numpy", "mask", "nulls", "to_numpy"]
+__all__ = ["from_numpy", "mask", "nulls", "one_array", "to_numpy"]
 
 
 def from_numpy(values: npt.NDArray[np.number]) -> pa.Array:
@@ -24,6 +24,13 @@ def from_numpy(values: npt.NDArray[np.number]) -> pa.Array:
     values = np.ascontiguousarray(values)
     kind = pa.from_numpy_dtype(values.dtype)
     return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+
+
+def one_array(column: pa.ChunkedArray) -> pa.Array:
+    """A column as one array: its only chunk as it is, otherwise its chunks concatenated
+    (``combine_chunks`` copies every buffer even of a single chunk: a batch's texts, each
+    batch, on the thread that pairs)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def mask(values: npt.NDArray[np.bool_]) -> pa.BooleanArray:

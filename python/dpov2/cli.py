@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import logging
+import platform
 import signal
 import sys
 import time
@@ -59,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, or argparse's own usage error (code 2)
         return int(exit_.code or 0)
     already = len(published_outputs())
+    _keep_freed_memory()
     try:
         with _sigterm_as_interrupt():
             return int(args.command.run(args))
@@ -72,6 +75,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = ", ".join(map(str, published_outputs()[already:])) or "no output"
         print(f"dpov2 {args.command.name}: interrupted; {written} written", file=sys.stderr)
         return 130
+
+
+# glibc's `mallopt` parameter: how much free memory past the top of a heap `malloc` keeps
+# for reuse instead of handing it back to the system.
+_M_TOP_PAD = -2
+_TOP_PAD_BYTES = 64 << 20
+
+
+def _keep_freed_memory() -> None:
+    """Has glibc's ``malloc`` keep 64 MiB of freed memory for reuse. Every batch allocates
+    and frees buffers of megabytes; memory handed back comes again as fresh pages, each
+    faulted in and zeroed by the kernel: on ``dpov2 pair`` of JSON Lines, keeping it cuts
+    the page faults about four times and a third of the system time. Only the CLI does this
+    (a library must leave its host's allocator alone); other C libraries are left as they
+    are."""
+    if platform.libc_ver()[0] != "glibc":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_TOP_PAD, _TOP_PAD_BYTES)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

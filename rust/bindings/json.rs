@@ -1,5 +1,6 @@
 //! Reading and writing JSON datasets (`dpov2-json`).
 
+use numpy::{IntoPyArray, PyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -12,6 +13,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<JsonReader>()?;
     m.add_class::<JsonEncoder>()?;
     m.add_function(wrap_pyfunction!(check_batches, m)?)?;
+    m.add_function(wrap_pyfunction!(surely_utf8, m)?)?;
     Ok(())
 }
 
@@ -135,7 +137,8 @@ impl JsonReader {
 
 /// Writes a JSON dataset batch by batch (`dpov2_json::JsonWriter`): JSON Lines or LMFlow
 /// JSON, whose separators and row numbers run across batches. Encoding runs with the GIL
-/// released; the bytes come back as `bytes` (one copy, small beside the encoding).
+/// released; the bytes come back as a NumPy `uint8` array owning the encoder's buffer (no
+/// copy: `bytes` would copy every batch's output once more, on the writing thread).
 #[pyclass(module = "dpov2._core")]
 struct JsonEncoder {
     /// `None` once finished.
@@ -175,7 +178,7 @@ impl JsonEncoder {
         &mut self,
         py: Python<'py>,
         batches: Vec<Bound<'py, PyAny>>,
-    ) -> Result<Bound<'py, PyBytes>> {
+    ) -> Result<Bound<'py, PyArray1<u8>>> {
         let batches = batches
             .iter()
             .map(import_batch)
@@ -191,7 +194,7 @@ impl JsonEncoder {
             })
         })??;
         self.writer = Some(writer);
-        Ok(PyBytes::new(py, &out))
+        Ok(out.into_pyarray(py))
     }
 
     /// What completes the dataset (LMFlow's closing brackets); the encoder is done after.
@@ -229,4 +232,15 @@ fn check_batches(py: Python<'_>, batches: Vec<Bound<'_, PyAny>>, first_row: usiz
         Ok::<_, dpov2_json::WriteError>(())
     })?;
     Ok(())
+}
+
+/// Whether every string in `batches` is surely UTF-8, by one fast validation of each
+/// column's bytes (`False`: look closer, with Arrow's validation, which says where).
+#[pyfunction]
+fn surely_utf8(py: Python<'_>, batches: Vec<Bound<'_, PyAny>>) -> Result<bool> {
+    let batches = batches
+        .iter()
+        .map(import_batch)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(py.detach(|| batches.iter().all(dpov2_json::surely_utf8)))
 }

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use crate::arrays::slice;
 use crate::arrow::import_array;
 use crate::errors::Result;
+use crate::threads;
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(duplicate_of, m)?)?;
@@ -67,17 +68,24 @@ impl<'a> Texts<'a> {
 }
 
 /// Per response, the index within its prompt of the first response with byte-equal text
-/// (its own index for a first occurrence); `offsets` delimit the prompts in `texts`.
+/// (its own index for a first occurrence); `offsets` delimit the prompts in `texts`. The
+/// prompts are shared out among `num_threads` threads (see `threads.rs`).
 #[pyfunction]
+#[pyo3(signature = (texts, offsets, *, num_threads=None))]
 fn duplicate_of<'py>(
     py: Python<'py>,
     texts: &Bound<'py, PyAny>,
     offsets: PyReadonlyArray1<'py, i64>,
+    num_threads: Option<usize>,
 ) -> Result<Bound<'py, PyArray1<i64>>> {
     let array = import_array(texts)?;
     let texts = Texts::new(&array, "texts")?;
     let offsets = dpov2_core::checked_offsets(slice(&offsets, "offsets")?, texts.len())?;
-    let out = py.detach(|| dpov2_core::duplicate_of(|k| texts.get(k), &offsets));
+    let out = py.detach(|| {
+        threads::install(num_threads, || {
+            dpov2_core::duplicate_of(|k| texts.get(k), &offsets)
+        })
+    })?;
     Ok(out.into_pyarray(py))
 }
 

@@ -57,10 +57,30 @@ pub fn resolve(num_threads: Option<usize>) -> PyResult<usize> {
                     "{ENV_VAR} must be an integer from 1 to {MAX_THREADS}, got '{value}'"
                 ))),
             },
-            Err(_) => Ok(std::thread::available_parallelism()
-                .map_or(1, usize::from)
-                .min(MAX_THREADS)),
+            Err(_) => Ok(available_cpus()),
         },
+    }
+}
+
+/// The CPUs this process may use (its affinity and cgroup quota), capped at `MAX_THREADS`,
+/// found once per process: `available_parallelism` reads the cgroup's files at every call,
+/// about 60 µs, and the core is called several times per batch. A forked child finds its
+/// own (it may be given other CPUs); a change of affinity within a process is not seen, as
+/// the pools it built are kept too.
+fn available_cpus() -> usize {
+    static CPUS: Mutex<Option<(u32, usize)>> = Mutex::new(None);
+    let pid = std::process::id();
+    // The value is written whole, so a poisoned lock holds a usable one.
+    let mut cpus = CPUS.lock().unwrap_or_else(PoisonError::into_inner);
+    match *cpus {
+        Some((found_by, n)) if found_by == pid => n,
+        _ => {
+            let n = std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(MAX_THREADS);
+            *cpus = Some((pid, n));
+            n
+        }
     }
 }
 

@@ -14,7 +14,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from dpov2 import _core
-from dpov2.arrays import from_numpy, mask, nulls, to_numpy
+from dpov2.arrays import from_numpy, mask, nulls, one_array, to_numpy
 from dpov2.convert.options import (
     INVALID,
     NON_FINITE_MARGIN,
@@ -25,7 +25,7 @@ from dpov2.convert.options import (
 )
 from dpov2.convert.result import PairedBatch
 from dpov2.formats import ScoredBatch, scored_row_problem
-from dpov2.pairing import content_keys, duplicate_of, select_pairs
+from dpov2.pairing import content_keys, select_pairs
 
 __all__ = ["pair_batch"]
 
@@ -42,8 +42,8 @@ def pair_batch(
         InputError: the first invalid row or pair whose margin overflows, unless
             ``options.skip_invalid`` (then they are dropped and counted).
     """
-    prompts = batch.table.column("input").combine_chunks()
-    outputs = batch.table.column("output").combine_chunks()
+    prompts = one_array(batch.table.column("input"))
+    outputs = one_array(batch.table.column("output"))
     # The list offsets index the child array; a sliced array starts past its first value.
     list_offsets = to_numpy(outputs.offsets, np.int64)
     first, last = int(list_offsets[0]), int(list_offsets[-1])
@@ -75,7 +75,7 @@ def pair_batch(
         kept_offsets,
         lengths=None if lengths is None else lengths[flat],
         first_key=key_offset + batch.first_row,
-        duplicate_of=duplicate_of(kept_texts, kept_offsets),
+        duplicate_of=_core.duplicate_of(kept_texts, kept_offsets, num_threads=options.num_threads),
         keys=keys,
         num_threads=options.num_threads,
         **options.selection_arguments(),

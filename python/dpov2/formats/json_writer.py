@@ -33,7 +33,8 @@ class JsonWriter:
         )
 
     def write(self, table: pa.Table) -> None:
-        self.file.write(self.encoder.encode(table.to_batches()))
+        # The encoder's own buffer, seen through a memoryview: written without a copy.
+        self.file.write(self.encoder.encode(table.to_batches()).data)
 
     def finish(self, schema: pa.Schema) -> None:
         """Completes the file (LMFlow's closing brackets; nothing for JSON Lines)."""

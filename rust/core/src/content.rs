@@ -3,8 +3,11 @@
 //! Texts come as byte slices (the caller reads them out of Arrow buffers); the Python
 //! reference in `python/dpov2/pairing/content.py` computes the same from `str` values.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+use rayon::prelude::*;
 
 use crate::PairError;
 
@@ -54,34 +57,77 @@ pub fn content_key<'a>(
     hash.finish()
 }
 
+/// Prompts per parallel task of [`duplicate_of`]: enough work (thousands of texts) to
+/// outweigh a task's start and its own hash table.
+const PROMPTS_PER_TASK: usize = 256;
+
 /// Per response, the index within its prompt of the first response whose text is the same
 /// bytes (its own index for a first occurrence). `text(k)` is the flat response `k`; prompt
 /// `p` owns `offsets[p]..offsets[p + 1]` (offsets already checked by the caller).
 ///
-/// Each text is hashed once and looked up among its prompt's first occurrences, equality
-/// confirmed byte for byte on a hash match, so the work is linear in the bytes however many
-/// responses a prompt has.
-pub fn duplicate_of<'a>(text: impl Fn(usize) -> &'a [u8], offsets: &[usize]) -> Vec<i64> {
+/// Only texts of equal byte length can be equal, so a text whose length no earlier text of
+/// its prompt has is a first occurrence without a look at its bytes: most responses, whose
+/// lengths differ. The others are hashed and looked up among the first occurrences of their
+/// length, equality confirmed byte for byte on a hash match, so the work stays linear in
+/// the bytes however many responses a prompt has. Prompts are independent, so runs of them
+/// are done in parallel on the current rayon pool, each run writing its own part of the
+/// result.
+pub fn duplicate_of<'a>(text: impl Fn(usize) -> &'a [u8] + Sync, offsets: &[usize]) -> Vec<i64> {
     duplicate_of_hashed(text, offsets, BuildHasherDefault::<WordHasher>::default())
 }
 
 /// [`duplicate_of`] with the hash given, so tests can force every text to collide.
-fn duplicate_of_hashed<'a, S: BuildHasher>(
-    text: impl Fn(usize) -> &'a [u8],
+fn duplicate_of_hashed<'a, S: BuildHasher + Clone + Send + Sync>(
+    text: impl Fn(usize) -> &'a [u8] + Sync,
     offsets: &[usize],
     hasher: S,
 ) -> Vec<i64> {
-    let mut out = Vec::with_capacity(offsets.last().copied().unwrap_or(0));
-    let mut first: HashMap<&[u8], i64, S> = HashMap::with_hasher(hasher);
-    for range in offsets.windows(2) {
-        let (start, end) = (range[0], range[1]);
-        first.clear();
-        // Keeps the table (whose clearing costs its capacity) sized to this prompt.
-        first.shrink_to(end - start);
-        for k in start..end {
-            out.push(*first.entry(text(k)).or_insert((k - start) as i64));
-        }
+    let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+        return Vec::new();
+    };
+    let mut out = vec![0; last - first];
+    // Each task: the offsets of its prompts (shared with the next task at the boundary) and
+    // the part of `out` they own.
+    let mut tasks = Vec::with_capacity(offsets.len() / PROMPTS_PER_TASK + 1);
+    let mut rest = out.as_mut_slice();
+    let prompts = offsets.len() - 1;
+    for a in (0..prompts).step_by(PROMPTS_PER_TASK) {
+        let bounds = &offsets[a..=(a + PROMPTS_PER_TASK).min(prompts)];
+        let (mine, after) = rest.split_at_mut(bounds[bounds.len() - 1] - bounds[0]);
+        tasks.push((bounds, mine));
+        rest = after;
     }
+    tasks.into_par_iter().for_each(|(bounds, out)| {
+        // Per length, the first text of the prompt with it, until a second one comes: then
+        // that first text moves to `first` (it is a first occurrence of its bytes), which
+        // from then on holds every first occurrence of that length.
+        let mut lengths: HashMap<usize, Option<usize>, S> = HashMap::with_hasher(hasher.clone());
+        let mut first: HashMap<&[u8], i64, S> = HashMap::with_hasher(hasher.clone());
+        let base = bounds[0];
+        for range in bounds.windows(2) {
+            let (start, end) = (range[0], range[1]);
+            lengths.clear();
+            first.clear();
+            // Keeps the tables (whose clearing costs their capacity) sized to this prompt.
+            lengths.shrink_to(end - start);
+            first.shrink_to(end - start);
+            for k in start..end {
+                let bytes = text(k);
+                out[k - base] = match lengths.entry(bytes.len()) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(Some(k));
+                        (k - start) as i64
+                    }
+                    Entry::Occupied(mut slot) => {
+                        if let Some(j) = slot.get_mut().take() {
+                            first.insert(text(j), (j - start) as i64);
+                        }
+                        *first.entry(bytes).or_insert((k - start) as i64)
+                    }
+                };
+            }
+        }
+    });
     out
 }
 
@@ -231,6 +277,32 @@ mod tests {
         assert_eq!(got, by_comparison(&texts, &offsets));
         assert_eq!(&got[..6], [0, 1, 2, 0, 1, 5]);
         assert_eq!(&got[6..13], [0, 1, 0, 3, 1, 5, 6]);
+    }
+
+    /// Prompts enough for many parallel tasks (of 0 to 12 responses, so task boundaries
+    /// fall between all kinds of prompts), on a pool of several threads: the same result as
+    /// the definition.
+    #[test]
+    fn prompts_split_over_tasks_give_the_same_copies() {
+        let (texts, _) = tricky_texts();
+        let many: Vec<Vec<u8>> = texts
+            .iter()
+            .cycle()
+            .take(40 * texts.len())
+            .cloned()
+            .collect();
+        let (mut offsets, mut size) = (vec![0], 0);
+        while offsets[offsets.len() - 1] < many.len() {
+            size = (size * 7 + 3) % 13;
+            offsets.push((offsets[offsets.len() - 1] + size).min(many.len()));
+        }
+        assert!(offsets.len() > 3 * PROMPTS_PER_TASK);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let got = pool.install(|| duplicate_of(|k| &many[k][..], &offsets));
+        assert_eq!(got, by_comparison(&many, &offsets));
     }
 
     /// Every text hashes to the same value.

@@ -6,6 +6,7 @@
 //! Nothing here knows about Python or about pair selection; the PyO3 layer converts buffers
 //! and errors, and `dpov2-core` selects pairs.
 
+mod copy;
 mod read;
 mod strings;
 mod text;
@@ -16,4 +17,6 @@ pub use read::{
     MAX_DEPTH, MAX_EXTRAS,
 };
 pub use strings::{char_lengths, gather, GatherError};
-pub use write::{check_rows, write_rows, JsonWriter, Layout, WriteError, WriteProblem};
+pub use write::{
+    check_rows, surely_utf8, write_rows, JsonWriter, Layout, WriteError, WriteProblem,
+};

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::copy::extend_in_parallel;
 use arrow_array::{
     ArrayRef, Float64Array, Int64Array, ListArray, NullArray, RecordBatch, StringArray, StructArray,
 };
@@ -187,9 +188,13 @@ impl Utf8 {
         (self.offsets.len(), self.data.len())
     }
 
-    fn append(&mut self, other: &Utf8) {
-        shift_extend(&mut self.offsets, &other.offsets);
-        self.data.extend_from_slice(&other.data);
+    /// Appends the values of `others`, in order; their bytes are copied in parallel.
+    fn append(&mut self, others: &[&Utf8]) {
+        for other in others {
+            shift_extend(&mut self.offsets, &other.offsets);
+        }
+        let parts: Vec<&[u8]> = others.iter().map(|other| &other.data[..]).collect();
+        extend_in_parallel(&mut self.data, &parts);
     }
 
     fn value(&self, i: usize) -> &[u8] {
@@ -227,11 +232,6 @@ impl Utf8 {
         for offset in &mut self.offsets[at + 2..] {
             *offset += value.len() as i32;
         }
-    }
-
-    fn reserve(&mut self, other: &Utf8) {
-        self.offsets.reserve(other.offsets.len());
-        self.data.reserve(other.data.len());
     }
 
     /// The Arrow array (the bytes are UTF-8: every run was validated, every escape decoded
@@ -314,16 +314,14 @@ impl Messages {
         self.rows.push(self.count() as i32);
     }
 
-    fn reserve(&mut self, other: &Messages) {
-        self.rows.reserve(other.rows.len());
-        self.roles.reserve(&other.roles);
-        self.contents.reserve(&other.contents);
-    }
-
-    fn append(&mut self, other: &Messages) {
-        shift_extend(&mut self.rows, &other.rows);
-        self.roles.append(&other.roles);
-        self.contents.append(&other.contents);
+    fn append(&mut self, others: &[&Messages]) {
+        for other in others {
+            shift_extend(&mut self.rows, &other.rows);
+        }
+        let roles: Vec<&Utf8> = others.iter().map(|other| &other.roles).collect();
+        self.roles.append(&roles);
+        let contents: Vec<&Utf8> = others.iter().map(|other| &other.contents).collect();
+        self.contents.append(&contents);
     }
 
     fn into_array(self, nulls: Option<NullBuffer>) -> ListArray {
@@ -475,28 +473,27 @@ impl Columns {
         self.rejected_messages.end_row();
     }
 
-    /// Appends the rows of each of `pieces`, in order, after these.
+    /// Appends the rows of each of `pieces`, in order, after these (the text bytes, nearly
+    /// all of a batch, copied in parallel).
     pub fn append(&mut self, pieces: Vec<Columns>) {
-        for piece in &pieces {
-            self.prompt.reserve(&piece.prompt);
-            self.prompt_messages.reserve(&piece.prompt_messages);
-            self.texts.reserve(&piece.texts);
-            self.chosen.reserve(&piece.chosen);
-            self.rejected.reserve(&piece.rejected);
-            self.chosen_messages.reserve(&piece.chosen_messages);
-            self.rejected_messages.reserve(&piece.rejected_messages);
+        fn each<'a, T>(pieces: &'a [Columns], column: impl Fn(&'a Columns) -> &'a T) -> Vec<&'a T> {
+            pieces.iter().map(column).collect()
         }
+        self.prompt.append(&each(&pieces, |piece| &piece.prompt));
+        self.prompt_messages
+            .append(&each(&pieces, |piece| &piece.prompt_messages));
+        self.texts.append(&each(&pieces, |piece| &piece.texts));
+        self.chosen.append(&each(&pieces, |piece| &piece.chosen));
+        self.rejected
+            .append(&each(&pieces, |piece| &piece.rejected));
+        self.chosen_messages
+            .append(&each(&pieces, |piece| &piece.chosen_messages));
+        self.rejected_messages
+            .append(&each(&pieces, |piece| &piece.rejected_messages));
         for piece in pieces {
             self.valid.extend_from_slice(&piece.valid);
-            self.prompt.append(&piece.prompt);
-            self.prompt_messages.append(&piece.prompt_messages);
             shift_extend(&mut self.outputs, &piece.outputs);
-            self.texts.append(&piece.texts);
             self.scores.extend_from_slice(&piece.scores);
-            self.chosen.append(&piece.chosen);
-            self.rejected.append(&piece.rejected);
-            self.chosen_messages.append(&piece.chosen_messages);
-            self.rejected_messages.append(&piece.rejected_messages);
             self.margin.extend_from_slice(&piece.margin);
             self.margin_valid.extend_from_slice(&piece.margin_valid);
             for (extra, more) in self.extras.iter_mut().zip(&piece.extras) {

@@ -17,8 +17,11 @@ use std::ops::Range;
 use arrow_array::RecordBatch;
 use rayon::prelude::*;
 
+use crate::copy::extend_in_parallel;
+
 use encode::{Encode, Fault, Object, Step, Unsupported};
 pub use error::{WriteError, WriteProblem};
+pub use quick::surely_utf8;
 
 /// How rows are laid out around their objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,9 +89,9 @@ fn run(
             write_range(&rows, range, layout, keep, &mut piece).map(|()| piece)
         })
         .collect();
-    for piece in written {
-        out.extend_from_slice(&piece?);
-    }
+    let written = written.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let parts: Vec<&[u8]> = written.iter().map(|piece| &piece[..]).collect();
+    extend_in_parallel(out, &parts);
     Ok(())
 }
 
