@@ -135,7 +135,7 @@ impl ExtraColumn {
         match (&mut self.values, &other.values) {
             (ExtraValues::Float64(a), ExtraValues::Float64(b)) => a.extend_from_slice(b),
             (ExtraValues::Int64(a), ExtraValues::Int64(b)) => a.extend_from_slice(b),
-            (ExtraValues::Utf8(a), ExtraValues::Utf8(b)) => a.append(b),
+            (ExtraValues::Utf8(a), ExtraValues::Utf8(b)) => a.append(&[b]),
             _ => unreachable!("the pieces of a batch have the same extras"),
         }
         self.valid.extend_from_slice(&other.valid);
