@@ -25,7 +25,7 @@ from dpov2.convert.options import (
 )
 from dpov2.convert.result import PairedBatch
 from dpov2.formats import ScoredBatch, scored_row_problem
-from dpov2.pairing import content_keys, select_pairs
+from dpov2.pairing import content_keys, duplicate_of, select_pairs
 
 __all__ = ["pair_batch"]
 
@@ -75,7 +75,7 @@ def pair_batch(
         kept_offsets,
         lengths=None if lengths is None else lengths[flat],
         first_key=key_offset + batch.first_row,
-        duplicate_of=_core.duplicate_of(kept_texts, kept_offsets, num_threads=options.num_threads),
+        duplicate_of=duplicate_of(kept_texts, kept_offsets, num_threads=options.num_threads),
         keys=keys,
         num_threads=options.num_threads,
         **options.selection_arguments(),

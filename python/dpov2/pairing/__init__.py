@@ -212,13 +212,15 @@ def select_pairs(
     )
 
 
-def duplicate_of(texts: Any, offsets: ArrayLike) -> npt.NDArray[np.int64]:
+def duplicate_of(
+    texts: Any, offsets: ArrayLike, *, num_threads: int | None = None
+) -> npt.NDArray[np.int64]:
     """Per response, the index within its prompt of the first response whose text is the
     same bytes (its own index for a first occurrence): the ``duplicate_of`` argument of
     :func:`select_pairs`, found by the Rust core in the buffers of ``texts``, an Arrow string
-    array (``offsets`` delimit its prompts). The reference is
-    :func:`dpov2.pairing.content.duplicate_of`."""
-    return _core.duplicate_of(texts, _as_ints(offsets, "offsets"))
+    array (``offsets`` delimit its prompts), on ``num_threads`` threads (as for
+    :func:`select_pairs`). The reference is :func:`dpov2.pairing.content.duplicate_of`."""
+    return _core.duplicate_of(texts, _as_ints(offsets, "offsets"), num_threads=num_threads)
 
 
 def content_keys(prompts: Any, texts: Any, offsets: ArrayLike) -> npt.NDArray[np.uint64]:
