@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import queue as queue_module
 import select
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +24,21 @@ OFFSETS = np.arange(0, len(SCORES) + 1, 4)
 
 
 def pool_threads(count: int) -> set[int]:
-    """Thread ids of this process's dpov2 pool of ``count`` threads (named ``dpov2-N-i``)."""
-    found = set()
-    for task in Path("/proc/self/task").iterdir():
-        name = (task / "comm").read_text().strip()
-        if name.startswith(f"dpov2-{count}-"):
-            found.add(int(task.name))
-    return found
+    """Thread ids of this process's dpov2 pool of ``count`` threads (named ``dpov2-N-i``).
+    A thread takes its name once it first runs, which on a busy machine can be after the
+    call that built the pool returned: the threads are looked for until ``count`` are found
+    or a few seconds pass."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = set()
+        for task in Path("/proc/self/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                name = (task / "comm").read_text().strip()
+                if name.startswith(f"dpov2-{count}-"):
+                    found.add(int(task.name))
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
 
 
 def test_none_means_the_environment_variable_else_the_usable_cpus(
