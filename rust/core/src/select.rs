@@ -1495,6 +1495,27 @@ fn skip(draw: u64, taken: usize) -> usize {
     draw + usize::from(draw >= taken)
 }
 
+/// The larger of two rewards (`b` when they are equal): one `maxsd`, where `f64::max` also
+/// handles NaN, which rewards never are.
+#[inline(always)]
+fn larger(a: f64, b: f64) -> f64 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// The smaller of two rewards (`b` when they are equal), as [`larger`].
+#[inline(always)]
+fn smaller(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
 /// Validation only.
 struct Unranked;
 
@@ -1529,9 +1550,8 @@ impl Rank for Best {
     }
     #[inline]
     fn push(&mut self, i: usize, r: f64) {
-        let up = r > self.hi;
-        self.best = select_unpredictable(up, i, self.best);
-        self.hi = select_unpredictable(up, r, self.hi);
+        self.best = select_unpredictable(r > self.hi, i, self.best);
+        self.hi = larger(r, self.hi);
     }
     #[inline]
     fn finish(self) -> usize {
@@ -1562,9 +1582,8 @@ impl Rank for BestAndWorst {
     #[inline]
     fn push(&mut self, i: usize, r: f64) {
         self.best.push(i, r);
-        let down = r < self.lo;
-        self.worst = select_unpredictable(down, i, self.worst);
-        self.lo = select_unpredictable(down, r, self.lo);
+        self.worst = select_unpredictable(r < self.lo, i, self.worst);
+        self.lo = smaller(r, self.lo);
     }
     /// With their rewards (every reward is `lo` when the two coincide).
     #[inline]
@@ -1605,14 +1624,14 @@ impl<const LATER: bool> Rank for BestTwo<LATER> {
         } else {
             (r > self.hi, r > self.next)
         };
-        // Above the best is above the second too (`hi >= next`). Selects of single values
-        // that the compiler is told are unpredictable, so they compile without branches.
-        let up = select_unpredictable(above_best, self.best, i);
-        let up_r = select_unpredictable(above_best, self.hi, r);
-        self.second = select_unpredictable(above_second, up, self.second);
-        self.next = select_unpredictable(above_second, up_r, self.next);
+        // Above the best is above the second too (`hi >= next`). Selects of indices that the
+        // compiler is told are unpredictable, so they compile without branches.
+        let second = select_unpredictable(above_second, i, self.second);
+        self.second = select_unpredictable(above_best, self.best, second);
         self.best = select_unpredictable(above_best, i, self.best);
-        self.hi = select_unpredictable(above_best, r, self.hi);
+        // The values are the two largest rewards so far, whichever indices carry them.
+        self.next = larger(smaller(r, self.hi), self.next);
+        self.hi = larger(r, self.hi);
     }
     #[inline]
     fn finish(self) -> [(usize, f64); 2] {
@@ -1655,6 +1674,7 @@ impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rewards::Scores;
 
     /// Gathers `by_margin`'s output for `keys` (in the order found) and the first `k`.
     fn ordered(keys: &[u64], k: usize) -> Vec<usize> {
@@ -1674,6 +1694,68 @@ mod tests {
         order.sort_by_key(|&f| (keys[f], f));
         order.truncate(k);
         order
+    }
+
+    /// Every array of 2 to 5 rewards drawn from a few values with ties (and -0.0 beside 0.0).
+    fn small_arrays() -> Vec<Vec<f64>> {
+        let values = [-1.0, -0.0, 0.0, 2.0];
+        let mut arrays = vec![vec![]];
+        let mut all = Vec::new();
+        for _ in 0..5 {
+            arrays = arrays
+                .iter()
+                .flat_map(|a: &Vec<f64>| values.iter().map(move |&v| [&a[..], &[v]].concat()))
+                .collect();
+            all.extend(arrays.iter().filter(|a| a.len() >= 2).cloned());
+        }
+        all
+    }
+
+    /// Indices best first: higher reward, equal rewards by index (higher first if `later`).
+    fn sorted(r: &[f64], later: bool) -> Vec<usize> {
+        let mut ranked: Vec<usize> = (0..r.len()).collect();
+        ranked.sort_by(|&x, &y| {
+            let by_index = if later { y.cmp(&x) } else { x.cmp(&y) };
+            order(r[y], r[x]).then(by_index)
+        });
+        ranked
+    }
+
+    fn with_rewards(r: &[f64], ks: &[usize]) -> Vec<(usize, f64)> {
+        ks.iter().map(|&k| (k, r[k])).collect()
+    }
+
+    #[test]
+    fn streaming_rankings_equal_a_sort() {
+        for r in small_arrays() {
+            let m = r.len();
+            let view = Scores(&r);
+            let (dpov2, lmflow) = (sorted(&r, false), sorted(&r, true));
+            let run = |out: [(usize, f64); 2]| out.to_vec();
+            assert_eq!(stream::<Best>(view).unwrap(), Some(dpov2[0]), "{r:?}");
+            let two = run(stream::<BestTwo<false>>(view).unwrap().unwrap());
+            assert_eq!(two, with_rewards(&r, &dpov2[..2]), "{r:?}");
+            let two = run(stream::<BestTwo<true>>(view).unwrap().unwrap());
+            assert_eq!(two, with_rewards(&r, &lmflow[..2]), "{r:?}");
+            for (ends, order) in [
+                (stream::<Ends<false, true>>(view), &dpov2),
+                (stream::<Ends<true, false>>(view), &lmflow),
+            ] {
+                let picks = [order[0], order[1], order[m - 1], order[m - 2]];
+                assert_eq!(
+                    ends.unwrap().unwrap().to_vec(),
+                    with_rewards(&r, &picks),
+                    "{r:?}"
+                );
+            }
+            // max_min: np.argmax, then np.argmin among the others.
+            let worst = (0..m)
+                .filter(|&k| k != dpov2[0])
+                .min_by(|&x, &y| order(r[x], r[y]).then(x.cmp(&y)))
+                .unwrap();
+            let ends = run(stream::<BestAndWorst>(view).unwrap().unwrap());
+            assert_eq!(ends, with_rewards(&r, &[dpov2[0], worst]), "{r:?}");
+        }
     }
 
     #[test]
