@@ -818,6 +818,44 @@ def test_several_pairs_follow_each_methods_order(use_fast: bool) -> None:
     assert sorted(pairs("max_random", 100)) == [(1, 0), (1, 2), (1, 3), (1, 4)]
 
 
+@pytest.mark.parametrize("use_fast", [True, False])
+def test_negative_zero_ties_with_zero_in_every_ranking(use_fast: bool) -> None:
+    # -0.0 == 0.0, so equal rewards order by index: max_min's worst first is 1 then 3, and
+    # the all_pairs and top_bottom rankings put 1 above 3 (below them under lmflow).
+    scores = [5.0, 0.0, 3.0, -0.0, 0.0, 4.0]
+
+    def pairs(method: str, k: int, **kwargs: Any) -> list[tuple[int, int]]:
+        sel = select_pairs(
+            scores, [0, 6], method=method, pairs_per_prompt=k, use_fast=use_fast, **kwargs
+        )
+        return pairs_of(sel, 0)
+
+    assert pairs("max_min", 3) == [(0, 1), (0, 3), (0, 4)]
+    assert pairs("all_pairs", 4) == [(0, 1), (0, 3), (0, 4), (5, 1)]
+    assert pairs("all_pairs", 4, tie_order="lmflow") == [(0, 4), (0, 3), (0, 1), (5, 4)]
+    assert pairs("top_bottom", 3) == [(0, 4), (5, 3), (2, 1)]
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+@pytest.mark.parametrize("limits", [{}, {"max_length_ratio": 1e300}])
+def test_all_pairs_orders_margins_that_differ_in_the_last_bit(
+    use_fast: bool, limits: dict[str, float]
+) -> None:
+    # Margins 2, 1 + 2**-52 and 1: the second and third differ only in their last bit, and
+    # were found in the other order. Without and with a length limit (two code paths).
+    scores = [1.0, 0.0, -(1.0 + 2.0**-52)]
+    sel = select_pairs(
+        scores,
+        [0, 3],
+        method="all_pairs",
+        pairs_per_prompt=3,
+        lengths=[1.0, 1.0, 1.0],
+        use_fast=use_fast,
+        **limits,
+    )
+    assert pairs_of(sel, 0) == [(0, 2), (1, 2), (0, 1)]
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     texts=st.lists(

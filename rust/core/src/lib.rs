@@ -21,6 +21,7 @@
 //!   prompt's global position or its given key, so they never depend on batching or thread
 //!   count.
 
+mod buffers;
 mod content;
 mod error;
 mod method;

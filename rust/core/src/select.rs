@@ -3,6 +3,7 @@ use std::hint::select_unpredictable;
 
 use rayon::prelude::*;
 
+use crate::buffers::zeroed;
 use crate::rewards::{with_rewards, Bad, Rewards};
 use crate::validate::{check_options, check_same_len, value_error};
 use crate::{Lengths, MarginFrom, Method, PairError, PromptRng, TieOrder};
@@ -211,8 +212,8 @@ fn default_sinks<P: Sink + Default>(offsets: &[i64]) -> Vec<P> {
 fn select_slotted(inputs: &Inputs<'_>, options: &Options) -> Result<Selection, PairError> {
     let n_prompts = inputs.offsets.len() - 1;
     let stride = PROMPTS_PER_TASK * options.pairs_per_prompt;
-    let mut chosen = vec![0i64; n_prompts * options.pairs_per_prompt];
-    let mut rejected = vec![0i64; chosen.len()];
+    let mut chosen = zeroed(n_prompts * options.pairs_per_prompt);
+    let mut rejected = zeroed(chosen.len());
     let sinks = chosen
         .chunks_mut(stride)
         .zip(rejected.chunks_mut(stride))
@@ -273,8 +274,8 @@ fn select_tasks<P: Sink>(
     } = *inputs;
     let n_prompts = offsets.len() - 1;
     let n_scores = scores.len();
-    let mut status = vec![Status::TooFewResponses as u8; n_prompts];
-    let mut pair_offsets = vec![0i64; n_prompts + 1];
+    let mut status = zeroed(n_prompts);
+    let mut pair_offsets = zeroed(n_prompts + 1);
     let tasks: Vec<TaskOut<P>> = with_rewards!(scores, lengths, options.length_penalty, |view| {
         status
             .par_chunks_mut(PROMPTS_PER_TASK)
@@ -341,8 +342,8 @@ fn globalize<P>(
 /// The tasks' pairs joined in prompt order, and each task's pair counts made global.
 fn assemble(tasks: Vec<Gathered>, status: Vec<u8>, pair_offsets: Vec<i64>) -> Selection {
     let (pair_offsets, n_pairs) = globalize(&tasks, pair_offsets, |t| t.chosen.len());
-    let mut chosen = vec![0i64; n_pairs];
-    let mut rejected = vec![0i64; n_pairs];
+    let mut chosen = zeroed(n_pairs);
+    let mut rejected = zeroed(n_pairs);
     let mut targets = Vec::with_capacity(tasks.len());
     let (mut c_rest, mut r_rest) = (&mut chosen[..], &mut rejected[..]);
     for task in &tasks {
@@ -465,8 +466,8 @@ fn write_all_pairs<V: Rewards>(
     pair_offsets: &[i64],
     n_pairs: usize,
 ) -> (Vec<i64>, Vec<i64>) {
-    let mut chosen = vec![0i64; n_pairs];
-    let mut rejected = vec![0i64; n_pairs];
+    let mut chosen = zeroed(n_pairs);
+    let mut rejected = zeroed(n_pairs);
     let n_prompts = pair_offsets.len() - 1;
     let mut targets = Vec::with_capacity(n_prompts.div_ceil(PROMPTS_PER_TASK));
     let (mut c_rest, mut r_rest) = (&mut chosen[..], &mut rejected[..]);
@@ -491,11 +492,14 @@ fn write_all_pairs<V: Rewards>(
                 duplicate_of: inputs.duplicate_of.map(|d| &d[start..end]),
                 options,
             };
-            prompt.ranked(&mut scratch, &mut |c, r| {
+            let mut emit = |c: usize, r: usize| {
                 c_out[at] = (start + c) as i64;
                 r_out[at] = (start + r) as i64;
                 at += 1;
-            });
+            };
+            if !prompt.small_all_pairs(&mut scratch, &mut emit) {
+                prompt.ranked(&mut scratch, &mut emit);
+            }
         }
     });
     (chosen, rejected)
@@ -624,6 +628,8 @@ struct Scratch {
     pairs: Vec<(u64, usize, usize, usize)>,
     /// The pairs as sort words (see [`by_margin`]).
     packed: Vec<u64>,
+    /// (chosen, rejected) of each pair, by order found ([`Prompt::small_all_pairs`]).
+    oriented: Vec<(usize, usize)>,
     /// Pairs already drawn (smaller index first).
     taken: Vec<(usize, usize)>,
 }
@@ -682,13 +688,8 @@ impl<V: Rewards> Prompt<'_, V> {
     #[inline(always)]
     fn check_rewards(&self, a: usize, b: usize, ra: f64, rb: f64) -> Check {
         let o = self.options;
-        if ra == rb && !o.keep_ties {
+        let Some((c, r)) = self.orient(a, b, ra, rb) else {
             return Check::Failed(Reached::Tie);
-        }
-        let (c, r) = if ra > rb || (ra == rb && o.tie_order == TieOrder::Dpov2) {
-            (a, b)
-        } else {
-            (b, a)
         };
         if o.filtered() {
             if let Some(failed) = self.filters(c, r) {
@@ -696,6 +697,21 @@ impl<V: Rewards> Prompt<'_, V> {
             }
         }
         Check::Eligible(c, r)
+    }
+
+    /// The tie rule of [`Self::check_rewards`] and its orientation: `(chosen, rejected)`, or
+    /// `None` for a tie that is not kept.
+    #[inline(always)]
+    fn orient(&self, a: usize, b: usize, ra: f64, rb: f64) -> Option<(usize, usize)> {
+        let o = self.options;
+        if ra == rb && !o.keep_ties {
+            return None;
+        }
+        Some(if ra > rb || (ra == rb && o.tie_order == TieOrder::Dpov2) {
+            (a, b)
+        } else {
+            (b, a)
+        })
     }
 
     /// The margin and length limits for the pair (`c` chosen, `r` rejected): the first it
@@ -891,11 +907,16 @@ impl<V: Rewards> Prompt<'_, V> {
         ranked.clear();
         ranked.extend((0..self.view.len()).filter(|&k| self.is_candidate(k)));
         let v = &rewards[..];
-        ranked.sort_unstable_by(|&x, &y| {
-            let by_reward = order(v[y], v[x]);
-            let by_index = if later_first { y.cmp(&x) } else { x.cmp(&y) };
-            by_reward.then(by_index)
-        });
+        // Counting over lanes of local indices, in 8 or 16 of them.
+        if v.len() <= 8 {
+            rank_by_counting::<8>(v, ranked, later_first);
+        } else if v.len() <= SMALL {
+            rank_by_counting::<SMALL>(v, ranked, later_first);
+        } else {
+            ranked.sort_unstable_by(|&x, &y| {
+                ranks_above(v, later_first, y, x).cmp(&ranks_above(v, later_first, x, y))
+            });
+        }
     }
 
     /// `all_pairs` without the order: emits its eligible pairs (at most `pairs_per_prompt`,
@@ -957,6 +978,48 @@ impl<V: Rewards> Prompt<'_, V> {
         } else {
             reached.status()
         }
+    }
+
+    /// `all_pairs` of a prompt of at most [`SMALL`] responses without margin or length
+    /// limits: what [`Self::ranked`] emits, with less work per pair. Every pair of candidates
+    /// is sorted as a packed word ([`by_margin`]) made straight from the ranked rewards; the
+    /// eligible ones (all but ties, unless kept) come first, since ties have the largest key.
+    /// False, having emitted nothing, for a prompt it does not cover.
+    fn small_all_pairs(&self, scratch: &mut Scratch, emit: &mut impl FnMut(usize, usize)) -> bool {
+        let o = self.options;
+        if self.view.len() > SMALL || o.filtered() {
+            return false;
+        }
+        let later_first = o.tie_order == TieOrder::Lmflow;
+        self.rank(&mut scratch.ranked, &mut scratch.rewards, later_first);
+        let (ranked, rw) = (&scratch.ranked[..], &scratch.rewards[..]);
+        let m = ranked.len();
+        let n_pairs = m * m.saturating_sub(1) / 2;
+        let low = (1u64 << found_bits(n_pairs)) - 1;
+        let (words, oriented) = (&mut scratch.packed, &mut scratch.oriented);
+        words.clear();
+        oriented.clear();
+        let mut eligible = 0;
+        for (u, &a) in ranked.iter().enumerate() {
+            for &b in &ranked[u + 1..] {
+                let oriented_pair = self.orient(a, b, rw[a], rw[b]);
+                eligible += usize::from(oriented_pair.is_some());
+                let (c, r) = oriented_pair.unwrap_or((a, b));
+                let key = margin_key(margin(rw[c], rw[r]));
+                words.push(key & !low | oriented.len() as u64);
+                oriented.push((c, r));
+            }
+        }
+        words.sort_unstable();
+        exact_pass(words, low, |found| {
+            let (c, r) = oriented[found];
+            margin_key(margin(rw[c], rw[r]))
+        });
+        for &word in &words[..eligible.min(o.pairs_per_prompt)] {
+            let (c, r) = oriented[(word & low) as usize];
+            emit(c, r);
+        }
+        true
     }
 
     /// `top_bottom` from the two best and two worst of the one read, with their rewards
@@ -1022,7 +1085,7 @@ impl<V: Rewards> Prompt<'_, V> {
                 worst_first.clear();
                 worst_first.extend(ranked.iter().rev());
                 // Worst first, equal rewards lower index first (np.argmin's choice).
-                worst_first.sort_unstable_by(|&x, &y| rw[x].total_cmp(&rw[y]).then(x.cmp(&y)));
+                worst_first.sort_unstable_by(|&x, &y| order(rw[x], rw[y]).then(x.cmp(&y)));
                 let position = &mut scratch.position;
                 position.clear();
                 position.resize(self.view.len(), usize::MAX);
@@ -1236,7 +1299,7 @@ fn by_margin(
     emit: &mut impl FnMut(usize, usize),
 ) -> usize {
     let n = pairs.len();
-    let bits = usize::BITS - n.saturating_sub(1).leading_zeros();
+    let bits = found_bits(n);
     if bits > PACKED_BITS {
         // (key, order found) is unique, so the unstable sort is the stable order.
         if k < n {
@@ -1255,21 +1318,7 @@ fn by_margin(
             .map(|&(key, found, ..)| key & !low | found as u64),
     );
     packed.sort_unstable();
-    let exact = |word: u64| {
-        let found = (word & low) as usize;
-        (pairs[found].0, found)
-    };
-    // Words with different high bits are already in exact order.
-    let unsure = |a: u64, b: u64| (a ^ b) & !low == 0 && exact(a) > exact(b);
-    for i in 1..n {
-        let word = packed[i];
-        let mut j = i;
-        while j > 0 && unsure(packed[j - 1], word) {
-            packed[j] = packed[j - 1];
-            j -= 1;
-        }
-        packed[j] = word;
-    }
+    exact_pass(packed, low, |found| pairs[found].0);
     for &word in packed.iter().take(k) {
         let (_, _, c, r) = pairs[(word & low) as usize];
         emit(c, r);
@@ -1277,9 +1326,88 @@ fn by_margin(
     n.min(k)
 }
 
+/// Puts `words`, sorted as packed words (a margin key whose `low` bits are replaced by the
+/// order found, [`by_margin`]), into the exact order of (key, order found), `key` giving each
+/// order found its key. Words whose high bits differ are already in that order, so only runs
+/// of equal high bits can move: one insertion pass, linear when (as nearly always) none does.
+fn exact_pass(words: &mut [u64], low: u64, key: impl Fn(usize) -> u64) {
+    let exact = |word: u64| {
+        let found = (word & low) as usize;
+        (key(found), found)
+    };
+    let same_high = |w: &[u64]| (w[0] ^ w[1]) & !low == 0;
+    if !words.windows(2).any(same_high) {
+        return;
+    }
+    let unsure = |a: u64, b: u64| (a ^ b) & !low == 0 && exact(a) > exact(b);
+    for i in 1..words.len() {
+        let word = words[i];
+        let mut j = i;
+        while j > 0 && unsure(words[j - 1], word) {
+            words[j] = words[j - 1];
+            j -= 1;
+        }
+        words[j] = word;
+    }
+}
+
+/// The low bits a packed word of `n` pairs keeps for its order found (`0..n`).
+#[inline]
+fn found_bits(n: usize) -> u32 {
+    usize::BITS - n.saturating_sub(1).leading_zeros()
+}
+
 /// Pairs of a prompt up to `2^PACKED_BITS` are sorted as single words by [`by_margin`]; few
 /// enough that the insertion pass stays cheap even when every key differs only in low bits.
 const PACKED_BITS: u32 = 8;
+
+/// Prompts of at most this many responses are ranked by counting ([`rank_by_counting`]) and
+/// take [`Prompt::small_all_pairs`], their buffers on the stack.
+const SMALL: usize = 16;
+
+/// Whether candidate `y` ranks above candidate `x`: a higher reward, or an equal one and the
+/// lower index (the higher with `later_first`). Written with `&` and `|`, not `&&` and
+/// `||`, so that it compiles without branches.
+#[inline]
+fn ranks_above(rewards: &[f64], later_first: bool, y: usize, x: usize) -> bool {
+    above((rewards[y], y), (rewards[x], x), later_first)
+}
+
+/// [`ranks_above`] for (reward, local index) `y` and `x`.
+#[inline(always)]
+fn above((ry, y): (f64, usize), (rx, x): (f64, usize), later_first: bool) -> bool {
+    let by_index = (later_first & (y > x)) | (!later_first & (y < x));
+    (ry > rx) | ((ry == rx) & by_index)
+}
+
+/// `ranked`'s candidates, local indices below `W`, put best first ([`ranks_above`]): each
+/// goes to the position that counts the candidates above it, those of higher reward in one
+/// count over `W` lanes (non-candidates' lanes NaN, never above) that compiles to vector
+/// compares with no branch on the rewards, where a sort of a few random rewards mispredicts
+/// about once per element; equal rewards, rare, are counted apart.
+#[inline]
+fn rank_by_counting<const W: usize>(rewards: &[f64], ranked: &mut [usize], later_first: bool) {
+    let mut lanes = [f64::NAN; W];
+    let mut candidates = [0; W];
+    for (slot, &k) in candidates.iter_mut().zip(ranked.iter()) {
+        lanes[k] = rewards[k];
+        *slot = k;
+    }
+    for &x in &candidates[..ranked.len()] {
+        let rx = lanes[x];
+        let higher: usize = lanes.iter().map(|&ry| usize::from(ry > rx)).sum();
+        let equal: usize = lanes.iter().map(|&ry| usize::from(ry == rx)).sum();
+        // `equal` counts `x` itself.
+        let tied_above = if equal > 1 {
+            (0..W)
+                .filter(|&y| above((lanes[y], y), (rx, x), later_first) && lanes[y] == rx)
+                .count()
+        } else {
+            0
+        };
+        ranked[higher + tied_above] = x;
+    }
+}
 
 /// A sort key for a margin (`>= 0`, never NaN, never `-0.0`): larger margins give smaller
 /// keys, since the bits of non-negative floats order as the floats do.
@@ -1367,6 +1495,27 @@ fn skip(draw: u64, taken: usize) -> usize {
     draw + usize::from(draw >= taken)
 }
 
+/// The larger of two rewards (`b` when they are equal): one `maxsd`, where `f64::max` also
+/// handles NaN, which rewards never are.
+#[inline(always)]
+fn larger(a: f64, b: f64) -> f64 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// The smaller of two rewards (`b` when they are equal), as [`larger`].
+#[inline(always)]
+fn smaller(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
 /// Validation only.
 struct Unranked;
 
@@ -1382,7 +1531,8 @@ impl Rank for Unranked {
     fn finish(self) {}
 }
 
-/// The first index of the maximum.
+/// The first index of the maximum. Like every streaming ranking here, updated by selects
+/// rather than branches, which random rewards would mispredict.
 struct Best {
     best: usize,
     hi: f64,
@@ -1392,17 +1542,16 @@ impl Rank for Best {
     type Out = usize;
     #[inline]
     fn start(r0: f64, r1: f64) -> Self {
-        if r1 > r0 {
-            Self { best: 1, hi: r1 }
-        } else {
-            Self { best: 0, hi: r0 }
+        let up = r1 > r0;
+        Self {
+            best: select_unpredictable(up, 1, 0),
+            hi: select_unpredictable(up, r1, r0),
         }
     }
     #[inline]
     fn push(&mut self, i: usize, r: f64) {
-        if r > self.hi {
-            (self.best, self.hi) = (i, r);
-        }
+        self.best = select_unpredictable(r > self.hi, i, self.best);
+        self.hi = larger(r, self.hi);
     }
     #[inline]
     fn finish(self) -> usize {
@@ -1423,19 +1572,18 @@ impl Rank for BestAndWorst {
     type Out = [(usize, f64); 2];
     #[inline]
     fn start(r0: f64, r1: f64) -> Self {
-        let (worst, lo) = if r1 < r0 { (1, r1) } else { (0, r0) };
+        let down = r1 < r0;
         Self {
             best: Best::start(r0, r1),
-            worst,
-            lo,
+            worst: select_unpredictable(down, 1, 0),
+            lo: select_unpredictable(down, r1, r0),
         }
     }
     #[inline]
     fn push(&mut self, i: usize, r: f64) {
         self.best.push(i, r);
-        if r < self.lo {
-            (self.worst, self.lo) = (i, r);
-        }
+        self.worst = select_unpredictable(r < self.lo, i, self.worst);
+        self.lo = smaller(r, self.lo);
     }
     /// With their rewards (every reward is `lo` when the two coincide).
     #[inline]
@@ -1461,20 +1609,12 @@ impl<const LATER: bool> Rank for BestTwo<LATER> {
     type Out = [(usize, f64); 2];
     #[inline]
     fn start(r0: f64, r1: f64) -> Self {
-        if r1 > r0 || (LATER && r1 == r0) {
-            Self {
-                best: 1,
-                hi: r1,
-                second: 0,
-                next: r0,
-            }
-        } else {
-            Self {
-                best: 0,
-                hi: r0,
-                second: 1,
-                next: r1,
-            }
+        let up = (r1 > r0) | (LATER & (r1 == r0));
+        Self {
+            best: select_unpredictable(up, 1, 0),
+            hi: select_unpredictable(up, r1, r0),
+            second: select_unpredictable(up, 0, 1),
+            next: select_unpredictable(up, r0, r1),
         }
     }
     #[inline]
@@ -1484,14 +1624,14 @@ impl<const LATER: bool> Rank for BestTwo<LATER> {
         } else {
             (r > self.hi, r > self.next)
         };
-        // Above the best is above the second too (`hi >= next`). Selects of single values
-        // that the compiler is told are unpredictable, so they compile without branches.
-        let up = select_unpredictable(above_best, self.best, i);
-        let up_r = select_unpredictable(above_best, self.hi, r);
-        self.second = select_unpredictable(above_second, up, self.second);
-        self.next = select_unpredictable(above_second, up_r, self.next);
+        // Above the best is above the second too (`hi >= next`). Selects of indices that the
+        // compiler is told are unpredictable, so they compile without branches.
+        let second = select_unpredictable(above_second, i, self.second);
+        self.second = select_unpredictable(above_best, self.best, second);
         self.best = select_unpredictable(above_best, i, self.best);
-        self.hi = select_unpredictable(above_best, r, self.hi);
+        // The values are the two largest rewards so far, whichever indices carry them.
+        self.next = larger(smaller(r, self.hi), self.next);
+        self.hi = larger(r, self.hi);
     }
     #[inline]
     fn finish(self) -> [(usize, f64); 2] {
@@ -1534,6 +1674,7 @@ impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rewards::Scores;
 
     /// Gathers `by_margin`'s output for `keys` (in the order found) and the first `k`.
     fn ordered(keys: &[u64], k: usize) -> Vec<usize> {
@@ -1553,6 +1694,68 @@ mod tests {
         order.sort_by_key(|&f| (keys[f], f));
         order.truncate(k);
         order
+    }
+
+    /// Every array of 2 to 5 rewards drawn from a few values with ties (and -0.0 beside 0.0).
+    fn small_arrays() -> Vec<Vec<f64>> {
+        let values = [-1.0, -0.0, 0.0, 2.0];
+        let mut arrays = vec![vec![]];
+        let mut all = Vec::new();
+        for _ in 0..5 {
+            arrays = arrays
+                .iter()
+                .flat_map(|a: &Vec<f64>| values.iter().map(move |&v| [&a[..], &[v]].concat()))
+                .collect();
+            all.extend(arrays.iter().filter(|a| a.len() >= 2).cloned());
+        }
+        all
+    }
+
+    /// Indices best first: higher reward, equal rewards by index (higher first if `later`).
+    fn sorted(r: &[f64], later: bool) -> Vec<usize> {
+        let mut ranked: Vec<usize> = (0..r.len()).collect();
+        ranked.sort_by(|&x, &y| {
+            let by_index = if later { y.cmp(&x) } else { x.cmp(&y) };
+            order(r[y], r[x]).then(by_index)
+        });
+        ranked
+    }
+
+    fn with_rewards(r: &[f64], ks: &[usize]) -> Vec<(usize, f64)> {
+        ks.iter().map(|&k| (k, r[k])).collect()
+    }
+
+    #[test]
+    fn streaming_rankings_equal_a_sort() {
+        for r in small_arrays() {
+            let m = r.len();
+            let view = Scores(&r);
+            let (dpov2, lmflow) = (sorted(&r, false), sorted(&r, true));
+            let run = |out: [(usize, f64); 2]| out.to_vec();
+            assert_eq!(stream::<Best>(view).unwrap(), Some(dpov2[0]), "{r:?}");
+            let two = run(stream::<BestTwo<false>>(view).unwrap().unwrap());
+            assert_eq!(two, with_rewards(&r, &dpov2[..2]), "{r:?}");
+            let two = run(stream::<BestTwo<true>>(view).unwrap().unwrap());
+            assert_eq!(two, with_rewards(&r, &lmflow[..2]), "{r:?}");
+            for (ends, order) in [
+                (stream::<Ends<false, true>>(view), &dpov2),
+                (stream::<Ends<true, false>>(view), &lmflow),
+            ] {
+                let picks = [order[0], order[1], order[m - 1], order[m - 2]];
+                assert_eq!(
+                    ends.unwrap().unwrap().to_vec(),
+                    with_rewards(&r, &picks),
+                    "{r:?}"
+                );
+            }
+            // max_min: np.argmax, then np.argmin among the others.
+            let worst = (0..m)
+                .filter(|&k| k != dpov2[0])
+                .min_by(|&x, &y| order(r[x], r[y]).then(x.cmp(&y)))
+                .unwrap();
+            let ends = run(stream::<BestAndWorst>(view).unwrap().unwrap());
+            assert_eq!(ends, with_rewards(&r, &[dpov2[0], worst]), "{r:?}");
+        }
     }
 
     #[test]
