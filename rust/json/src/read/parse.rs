@@ -601,15 +601,15 @@ impl<'a> Cursor<'a> {
                 }
                 kinds.completion = Some(chosen);
                 // The extras this row has (null or not) are the file's, if it is the first.
-                let rows = out.valid.len();
-                let has = out
-                    .extras
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.len() > rows);
-                kinds.extras = kinds
-                    .extras
-                    .or(Some(has.fold(0, |mask, (e, _)| mask | 1 << e)));
+                if kinds.extras.is_none() {
+                    let rows = out.valid.len();
+                    let has = out
+                        .extras
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| c.len() > rows);
+                    kinds.extras = Some(has.fold(0, |mask, (e, _)| mask | 1 << e));
+                }
                 match (seen[0], chosen) {
                     (false, PromptKind::Text) => missing(
                         0,
