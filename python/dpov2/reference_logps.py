@@ -63,7 +63,7 @@ from dpov2.args import REFERENCE_PREFIX, AlignArguments, ModelArguments
 from dpov2.errors import InputError
 from dpov2.formats import SCORED_TYPE, check_output_path, detect_format, open_writer
 from dpov2.formats.hf import is_dataset, one_line
-from dpov2.formats.instances import REF_LOGPS_COLUMNS, REF_TAG_COLUMN
+from dpov2.formats.instances import REF_LOGPS_COLUMNS, REF_TAG_COLUMN, REFERENCE_EXTRAS
 from dpov2.formats.kinds import dataset_type, pair_tables, read_pairs
 from dpov2.tiny_model import build_tiny_model, build_tiny_tokenizer
 from dpov2.trainer import DPOv2Trainer
@@ -89,7 +89,7 @@ __all__ = [
 REF_CHOSEN, REF_REJECTED = REF_LOGPS_COLUMNS
 TAG_COLUMN = REF_TAG_COLUMN
 #: The columns `compute_reference_logps` adds: the two log-probs and their tag.
-STORED_COLUMNS = (*REF_LOGPS_COLUMNS, TAG_COLUMN)
+STORED_COLUMNS = tuple(REFERENCE_EXTRAS)
 TAG_VERSION = 1
 # Row numbers carried through the trainer's tokenisation, which drops some pairs.
 _ROW = "_dpov2_row"
