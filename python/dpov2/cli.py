@@ -77,23 +77,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-# glibc's `mallopt` parameter: how much free memory past the top of a heap `malloc` keeps
-# for reuse instead of handing it back to the system.
+# glibc's `mallopt` parameters: how much free memory past the top of a heap `malloc` keeps
+# for reuse instead of handing it back to the system, and the size from which it maps each
+# allocation on its own (unmapped again when freed) instead of taking it from a heap; 32 MiB is
+# the most glibc takes on 64-bit systems.
 _M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
 _TOP_PAD_BYTES = 64 << 20
+_MMAP_THRESHOLD_BYTES = 32 << 20
 
 
 def _keep_freed_memory() -> None:
-    """Has glibc's ``malloc`` keep 64 MiB of freed memory for reuse. Every batch allocates
-    and frees buffers of megabytes; memory handed back comes again as fresh pages, each
-    faulted in and zeroed by the kernel: on ``dpov2 pair`` of JSON Lines, keeping it cuts
-    the page faults about four times and a third of the system time. Only the CLI does this
-    (a library must leave its host's allocator alone); other C libraries are left as they
-    are."""
+    """Has glibc's ``malloc`` keep freed memory for reuse: 64 MiB past the top of each heap,
+    and buffers up to 32 MiB taken from a heap rather than mapped apart. Every batch
+    allocates and frees buffers of megabytes; memory handed back comes again as fresh pages,
+    each faulted in and zeroed by the kernel. Setting the pad switches off glibc's own
+    raising of the mapping threshold, and left it wherever it had got to: in some runs each
+    batch's 8 MiB column buffers were mapped and unmapped again. On ``dpov2 pair`` of 1M
+    prompts x 8 responses, the pad alone gave 50-490k page faults from run to run (JSON
+    Lines to JSON Lines; 280-320k to Parquet); with the threshold set too, 48-54k in every
+    run (80k to Parquet). Only the CLI does this (a library must leave its host's allocator
+    alone); other C libraries are left as they are."""
     if platform.libc_ver()[0] != "glibc":
         return
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(_M_TOP_PAD, _TOP_PAD_BYTES)
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_TOP_PAD, _TOP_PAD_BYTES)
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
