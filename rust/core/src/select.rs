@@ -700,18 +700,19 @@ impl<V: Rewards> Prompt<'_, V> {
     }
 
     /// The tie rule of [`Self::check_rewards`] and its orientation: `(chosen, rejected)`, or
-    /// `None` for a tie that is not kept.
+    /// `None` for a tie that is not kept. The orientation is a select, not a branch: for
+    /// `random`'s draws it is a coin toss, which mispredicted every other prompt.
     #[inline(always)]
     fn orient(&self, a: usize, b: usize, ra: f64, rb: f64) -> Option<(usize, usize)> {
         let o = self.options;
         if ra == rb && !o.keep_ties {
             return None;
         }
-        Some(if ra > rb || (ra == rb && o.tie_order == TieOrder::Dpov2) {
-            (a, b)
-        } else {
-            (b, a)
-        })
+        let first = (ra > rb) | ((ra == rb) & (o.tie_order == TieOrder::Dpov2));
+        Some((
+            select_unpredictable(first, a, b),
+            select_unpredictable(first, b, a),
+        ))
     }
 
     /// The margin and length limits for the pair (`c` chosen, `r` rejected): the first it
