@@ -1002,13 +1002,15 @@ impl<V: Rewards> Prompt<'_, V> {
         oriented.clear();
         let mut eligible = 0;
         for (u, &a) in ranked.iter().enumerate() {
+            let ra = rw[a];
             for &b in &ranked[u + 1..] {
-                let oriented_pair = self.orient(a, b, rw[a], rw[b]);
+                let rb = rw[b];
+                let oriented_pair = self.orient(a, b, ra, rb);
                 eligible += usize::from(oriented_pair.is_some());
-                let (c, r) = oriented_pair.unwrap_or((a, b));
-                let key = margin_key(margin(rw[c], rw[r]));
+                // The orientation only swaps a tie, whose margin is 0 either way.
+                let key = margin_key(margin(ra, rb));
                 words.push(key & !low | oriented.len() as u64);
-                oriented.push((c, r));
+                oriented.push(oriented_pair.unwrap_or((a, b)));
             }
         }
         words.sort_unstable();
