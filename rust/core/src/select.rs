@@ -1005,7 +1005,13 @@ impl<V: Rewards> Prompt<'_, V> {
             let ra = rw[a];
             for &b in &ranked[u + 1..] {
                 let rb = rw[b];
-                let oriented_pair = self.orient(a, b, ra, rb);
+                // `a` ranks above `b`: a higher reward is chosen, only a tie needs the rule
+                // (a branch that ties make rare, where the rule's select costs every pair).
+                let oriented_pair = if ra == rb {
+                    self.orient(a, b, ra, rb)
+                } else {
+                    Some((a, b))
+                };
                 eligible += usize::from(oriented_pair.is_some());
                 // The orientation only swaps a tie, whose margin is 0 either way.
                 let key = margin_key(margin(ra, rb));
