@@ -12,12 +12,15 @@ One run, one machine, the same arrays for every contender (1,000,000 prompts x 8
 - Python: the per-prompt reference on a sample of prompts, its time extrapolated.
 
 Every contender's output is checked equal to the Rust path's before any figure is printed.
-Then the goals of issue #13 are checked, each printed as met or not:
+Then the goals of issues #13 and #10 are checked, each printed as met or not:
 
 - ``all_pairs`` is output-bound: its time per output byte (``chosen`` and ``rejected``) is
   at most 3x that of the NumPy floor, which writes the same-sized index arrays with no
   selection (``np.triu_indices`` broadcast against the offsets: ``all_pairs_floor``);
 - ``top_bottom`` with two pairs per prompt takes at most 1.5x the time of ``max_min``;
+- (issue #10) each one-pair method (``random``, ``max_min``, ``max_max``, ``max_random``)
+  on the default threads takes at most 2x the read floor's time: a one-pass selection
+  should use at least half the memory bandwidth that merely reading its inputs does;
 - with ``--before CORE`` (the ``_core`` extension built from an earlier commit), the
   one-pair methods are no slower than that core on the same arrays, the two timed in turn
   in the same run (whichever is timed later would otherwise gain from the allocator's
@@ -65,12 +68,15 @@ def variants(n_responses: int) -> list[tuple[str, int]]:
     return [*one, ("top_bottom", 2)]
 
 
-#: The methods whose speed is compared with an earlier core (``--before``).
+#: The methods with one pair per prompt: held to the read floor, and compared with an
+#: earlier core (``--before``).
 ONE_PAIR_METHODS = ("random", "max_min", "max_max", "max_random")
-#: The goals' limits: all_pairs time per output byte over the NumPy floor's, and
-#: top_bottom (2 pairs) time over max_min's.
+#: The goals' limits: all_pairs time per output byte over the NumPy floor's,
+#: top_bottom (2 pairs) time over max_min's, and a one-pair method's time over the read
+#: floor's.
 ALL_PAIRS_LIMIT = 3.0
 TOP_BOTTOM_LIMIT = 1.5
+READ_FLOOR_LIMIT = 2.0
 
 
 def make_inputs(n_prompts: int, n_responses: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -268,7 +274,7 @@ def main() -> None:
         f"\ninputs: {rows[0][2]['input_mib']:.0f} MiB (scores float64, lengths and offsets int64)"
     )
 
-    # Goals (issue #13).
+    # Goals (issues #13 and #10).
     t_all = rust_ms["all_pairs", every]
     ours_bytes = all_pairs_sel.chosen.nbytes + all_pairs_sel.rejected.nbytes
     floor_bytes = floor_c.nbytes + floor_r.nbytes
@@ -293,6 +299,16 @@ def main() -> None:
             tb_ratio <= TOP_BOTTOM_LIMIT,
         )
     )
+    floor_ms = t_floor * 1e3
+    for method in ONE_PAIR_METHODS:
+        ratio = rust_ms[method, 1] / floor_ms
+        print(
+            goal(
+                f"{method} ({threads} threads) {rust_ms[method, 1]:,.1f} ms vs the read floor"
+                f" (1 thread) {floor_ms:,.1f} ms: {ratio:.2f}x (goal <= {READ_FLOOR_LIMIT:g}x)",
+                ratio <= READ_FLOOR_LIMIT,
+            )
+        )
     if args.before is None:
         print("- one-pair methods against an earlier core: not run (give --before CORE)")
         return

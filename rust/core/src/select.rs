@@ -700,18 +700,19 @@ impl<V: Rewards> Prompt<'_, V> {
     }
 
     /// The tie rule of [`Self::check_rewards`] and its orientation: `(chosen, rejected)`, or
-    /// `None` for a tie that is not kept.
+    /// `None` for a tie that is not kept. The orientation is a select, not a branch: for
+    /// `random`'s draws it is a coin toss, which mispredicted every other prompt.
     #[inline(always)]
     fn orient(&self, a: usize, b: usize, ra: f64, rb: f64) -> Option<(usize, usize)> {
         let o = self.options;
         if ra == rb && !o.keep_ties {
             return None;
         }
-        Some(if ra > rb || (ra == rb && o.tie_order == TieOrder::Dpov2) {
-            (a, b)
-        } else {
-            (b, a)
-        })
+        let first = (ra > rb) | ((ra == rb) & (o.tie_order == TieOrder::Dpov2));
+        Some((
+            select_unpredictable(first, a, b),
+            select_unpredictable(first, b, a),
+        ))
     }
 
     /// The margin and length limits for the pair (`c` chosen, `r` rejected): the first it
@@ -1001,13 +1002,21 @@ impl<V: Rewards> Prompt<'_, V> {
         oriented.clear();
         let mut eligible = 0;
         for (u, &a) in ranked.iter().enumerate() {
+            let ra = rw[a];
             for &b in &ranked[u + 1..] {
-                let oriented_pair = self.orient(a, b, rw[a], rw[b]);
+                let rb = rw[b];
+                // `a` ranks above `b`: a higher reward is chosen, only a tie needs the rule
+                // (a branch that ties make rare, where the rule's select costs every pair).
+                let oriented_pair = if ra == rb {
+                    self.orient(a, b, ra, rb)
+                } else {
+                    Some((a, b))
+                };
                 eligible += usize::from(oriented_pair.is_some());
-                let (c, r) = oriented_pair.unwrap_or((a, b));
-                let key = margin_key(margin(rw[c], rw[r]));
+                // The orientation only swaps a tie, whose margin is 0 either way.
+                let key = margin_key(margin(ra, rb));
                 words.push(key & !low | oriented.len() as u64);
-                oriented.push((c, r));
+                oriented.push(oriented_pair.unwrap_or((a, b)));
             }
         }
         words.sort_unstable();
@@ -1448,9 +1457,10 @@ enum Streamed {
 /// What a streaming ranking keeps track of while one prompt's rewards stream past.
 trait Rank {
     type Out;
-    /// The state after responses 0 and 1.
-    fn start(r0: f64, r1: f64) -> Self;
-    /// Response `i >= 2` with reward `r`.
+    /// The state after response 0, of reward `r0`. Response 1 is pushed like every later
+    /// one: a start from two rewards compiled to a branch on which is higher.
+    fn first(r0: f64) -> Self;
+    /// Response `i >= 1` with reward `r`.
     fn push(&mut self, i: usize, r: f64);
     fn finish(self) -> Self::Out;
 }
@@ -1460,14 +1470,13 @@ trait Rank {
 #[inline(always)]
 fn stream<K: Rank>(responses: impl Rewards) -> Result<Option<K::Out>, (usize, Bad)> {
     let mut scan = responses.scan();
-    let (Some((r0, ok0)), Some((r1, ok1))) = (scan.next(), scan.next()) else {
+    let (true, Some((r0, mut valid))) = (responses.len() >= 2, scan.next()) else {
         return responses.first_bad().map_or(Ok(None), Err);
     };
-    let mut rank = K::start(r0, r1);
-    let mut valid = ok0 & ok1;
+    let mut rank = K::first(r0);
     for (i, (r, ok)) in scan.enumerate() {
         valid &= ok;
-        rank.push(i + 2, r);
+        rank.push(i + 1, r);
     }
     if let Some(bad) = (!valid).then(|| responses.first_bad()).flatten() {
         return Err(bad);
@@ -1522,7 +1531,7 @@ struct Unranked;
 impl Rank for Unranked {
     type Out = ();
     #[inline]
-    fn start(_: f64, _: f64) -> Self {
+    fn first(_: f64) -> Self {
         Self
     }
     #[inline]
@@ -1541,12 +1550,8 @@ struct Best {
 impl Rank for Best {
     type Out = usize;
     #[inline]
-    fn start(r0: f64, r1: f64) -> Self {
-        let up = r1 > r0;
-        Self {
-            best: select_unpredictable(up, 1, 0),
-            hi: select_unpredictable(up, r1, r0),
-        }
+    fn first(r0: f64) -> Self {
+        Self { best: 0, hi: r0 }
     }
     #[inline]
     fn push(&mut self, i: usize, r: f64) {
@@ -1571,12 +1576,11 @@ struct BestAndWorst {
 impl Rank for BestAndWorst {
     type Out = [(usize, f64); 2];
     #[inline]
-    fn start(r0: f64, r1: f64) -> Self {
-        let down = r1 < r0;
+    fn first(r0: f64) -> Self {
         Self {
-            best: Best::start(r0, r1),
-            worst: select_unpredictable(down, 1, 0),
-            lo: select_unpredictable(down, r1, r0),
+            best: Best::first(r0),
+            worst: 0,
+            lo: r0,
         }
     }
     #[inline]
@@ -1607,14 +1611,15 @@ struct BestTwo<const LATER: bool> {
 impl<const LATER: bool> Rank for BestTwo<LATER> {
     /// With their rewards.
     type Out = [(usize, f64); 2];
+    /// No second yet: `next` is below every reward but `-inf`, and `second` is 1, which the
+    /// push of response 1 keeps even when its reward is `-inf`.
     #[inline]
-    fn start(r0: f64, r1: f64) -> Self {
-        let up = (r1 > r0) | (LATER & (r1 == r0));
+    fn first(r0: f64) -> Self {
         Self {
-            best: select_unpredictable(up, 1, 0),
-            hi: select_unpredictable(up, r1, r0),
-            second: select_unpredictable(up, 0, 1),
-            next: select_unpredictable(up, r0, r1),
+            best: 0,
+            hi: r0,
+            second: 1,
+            next: f64::NEG_INFINITY,
         }
     }
     #[inline]
@@ -1652,10 +1657,10 @@ impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
     /// With their rewards.
     type Out = [(usize, f64); 4];
     #[inline]
-    fn start(r0: f64, r1: f64) -> Self {
+    fn first(r0: f64) -> Self {
         Self {
-            top: BestTwo::start(r0, r1),
-            bottom: BestTwo::start(-r0, -r1),
+            top: BestTwo::first(r0),
+            bottom: BestTwo::first(-r0),
         }
     }
     #[inline]
@@ -1674,7 +1679,7 @@ impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewards::Scores;
+    use crate::rewards::Penalized;
 
     /// Gathers `by_margin`'s output for `keys` (in the order found) and the first `k`.
     fn ordered(keys: &[u64], k: usize) -> Vec<usize> {
@@ -1696,9 +1701,10 @@ mod tests {
         order
     }
 
-    /// Every array of 2 to 5 rewards drawn from a few values with ties (and -0.0 beside 0.0).
+    /// Every array of 2 to 5 rewards drawn from a few values with ties (and -0.0 beside 0.0,
+    /// and `-inf`, which a huge length penalty gives).
     fn small_arrays() -> Vec<Vec<f64>> {
-        let values = [-1.0, -0.0, 0.0, 2.0];
+        let values = [f64::NEG_INFINITY, -1.0, -0.0, 0.0, 2.0];
         let mut arrays = vec![vec![]];
         let mut all = Vec::new();
         for _ in 0..5 {
@@ -1729,7 +1735,22 @@ mod tests {
     fn streaming_rankings_equal_a_sort() {
         for r in small_arrays() {
             let m = r.len();
-            let view = Scores(&r);
+            // `-inf` as a finite score less a length penalty that overflows.
+            let (scores, lengths): (Vec<f64>, Vec<f64>) = r
+                .iter()
+                .map(|&x| {
+                    if x.is_finite() {
+                        (x, 0.0)
+                    } else {
+                        (0.0, f64::MAX)
+                    }
+                })
+                .unzip();
+            let view = Penalized {
+                scores: &scores,
+                lengths: &lengths,
+                length_penalty: 2.0,
+            };
             let (dpov2, lmflow) = (sorted(&r, false), sorted(&r, true));
             let run = |out: [(usize, f64); 2]| out.to_vec();
             assert_eq!(stream::<Best>(view).unwrap(), Some(dpov2[0]), "{r:?}");
