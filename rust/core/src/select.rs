@@ -945,6 +945,18 @@ impl<V: Rewards> Prompt<'_, V> {
         let mut emitted = 0;
         if !o.filtered() {
             // Only the tie rule can fail a pair, and only the count is wanted: no orienting.
+            // Without copies or ties (nearly every prompt), every pair is eligible: the first
+            // `pairs_per_prompt` in index order, a row at a time with no test per pair, after
+            // one look for ties ([`has_ties`]).
+            if self.duplicate_of.is_none() && (o.keep_ties || !has_ties(rw)) {
+                let mut left = o.pairs_per_prompt;
+                for i in 0..n {
+                    let row = (n - 1 - i).min(left);
+                    (i + 1..=i + row).for_each(|j| emit(i, j));
+                    left -= row;
+                }
+                return Status::Paired;
+            }
             'plain: for i in (0..n).filter(|&i| self.is_candidate(i)) {
                 for j in (i + 1..n).filter(|&j| self.is_candidate(j)) {
                     if o.keep_ties || rw[i] != rw[j] {
@@ -1506,6 +1518,24 @@ fn rank_by_counting<const W: usize>(rewards: &[f64], ranked: &mut [usize], later
             0
         };
         ranked[higher + tied_above] = x;
+    }
+}
+
+/// Whether two of `rewards` are equal. Up to [`SMALL`] of them, by counting each one's equals
+/// over lanes (the unused ones NaN, equal to nothing): vector compares with no branch on the
+/// rewards, where a test per pair branches.
+fn has_ties(rewards: &[f64]) -> bool {
+    fn by_lanes<const W: usize>(rewards: &[f64]) -> bool {
+        let mut lanes = [f64::NAN; W];
+        lanes[..rewards.len()].copy_from_slice(rewards);
+        let equal = |&r: &f64| lanes.iter().map(|&l| usize::from(l == r)).sum::<usize>();
+        // Each reward equals itself.
+        rewards.iter().map(equal).sum::<usize>() > rewards.len()
+    }
+    match rewards.len() {
+        0..=8 => by_lanes::<8>(rewards),
+        9..=SMALL => by_lanes::<SMALL>(rewards),
+        _ => (0..rewards.len()).any(|i| rewards[i + 1..].contains(&rewards[i])),
     }
 }
 
