@@ -1023,13 +1023,14 @@ impl<V: Rewards> Prompt<'_, V> {
         if n > SMALL || o.filtered() {
             return false;
         }
-        // By local index, and compacted: the candidates' rewards and local indices.
+        // By local index, and compacted: the candidates' rewards (`-0.0` made `0.0`, see
+        // below) and local indices.
         let mut rewards = [0.0; SMALL];
         let (mut compact, mut local) = ([0.0; SMALL], [0; SMALL]);
         let mut m = 0;
         for (k, ((reward, _), slot)) in self.view.scan().zip(&mut rewards).enumerate() {
             *slot = reward;
-            compact[m] = reward;
+            compact[m] = reward + 0.0;
             local[m] = k;
             m += usize::from(self.is_candidate(k));
         }
@@ -1045,8 +1046,8 @@ impl<V: Rewards> Prompt<'_, V> {
             rest = tail;
             let pairs = row.iter_mut().zip(&compact[u + 1..m]).zip(&local[u + 1..m]);
             for ((slot, &rj), &j) in pairs {
-                // Finite rewards: `ri - rj` is `+0.0` for a tie, else negative when `j` is
-                // chosen. Of a tie, the lower index is chosen under either tie order (dpov2's
+                // Finite rewards, no `-0.0`: `ri - rj` is `+0.0` for a tie (`-0.0 - 0.0` would
+                // be `-0.0`), else negative when `j` is chosen. Of a tie, the lower index is chosen under either tie order (dpov2's
                 // first pick; LMFlow's second, as LMFlow ranks later first). The magnitude is
                 // the margin `rc - rr` exactly, since negating is exact.
                 let difference = (ri - rj).to_bits();
