@@ -856,6 +856,40 @@ def test_all_pairs_orders_margins_that_differ_in_the_last_bit(
     assert pairs_of(sel, 0) == [(0, 2), (1, 2), (0, 1)]
 
 
+@pytest.mark.parametrize("use_fast", [True, False])
+def test_kept_ties_of_four_equal_rewards_keep_lmflow_ranking_order(use_fast: bool) -> None:
+    # LMFlow ranks 3, 2, 1, 0 and chooses the second pick of a tie: the pairs found are
+    # (3, 2), (3, 1), (3, 0), (2, 1), ... and each is written lower index first. Ordering
+    # them by chosen then rejected in ranking order would put (1, 2) before (0, 3).
+    sel = select_pairs(
+        [1.0, 1.0, 1.0, 1.0],
+        [0, 4],
+        method="all_pairs",
+        pairs_per_prompt=6,
+        keep_ties=True,
+        tie_order="lmflow",
+        use_fast=use_fast,
+    )
+    assert pairs_of(sel, 0) == [(2, 3), (1, 3), (0, 3), (1, 2), (0, 2), (0, 1)]
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+@pytest.mark.parametrize("tie_order", TIE_ORDERS)
+def test_a_kept_tie_of_negative_and_positive_zero_chooses_the_lower_index(
+    use_fast: bool, tie_order: str
+) -> None:
+    # -0.0 == 0.0, but -0.0 - 0.0 is -0.0: a sign of the difference must not orient a tie.
+    sel = select_pairs(
+        [-0.0, 0.0],
+        [0, 2],
+        method="all_pairs",
+        keep_ties=True,
+        tie_order=tie_order,
+        use_fast=use_fast,
+    )
+    assert pairs_of(sel, 0) == [(0, 1)]
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     texts=st.lists(

@@ -479,29 +479,36 @@ fn write_all_pairs<V: Rewards>(
         targets.push((first..last, c, r));
         (c_rest, r_rest) = (c_tail, r_tail);
     }
-    targets.into_par_iter().for_each(|(prompts, c_out, r_out)| {
-        let mut scratch = Scratch::default();
-        let mut at = 0;
-        for p in prompts {
-            if pair_offsets[p + 1] == pair_offsets[p] {
-                continue;
+    targets
+        .into_par_iter()
+        .for_each(|(prompts, mut c_rest, mut r_rest)| {
+            let mut scratch = Scratch::default();
+            let mut words = [0; SMALL_PAIRS];
+            for p in prompts {
+                let len = (pair_offsets[p + 1] - pair_offsets[p]) as usize;
+                if len == 0 {
+                    continue;
+                }
+                // The prompt's own slices, of exactly its pairs.
+                let (c_out, c_tail) = std::mem::take(&mut c_rest).split_at_mut(len);
+                let (r_out, r_tail) = std::mem::take(&mut r_rest).split_at_mut(len);
+                (c_rest, r_rest) = (c_tail, r_tail);
+                let (start, end) = (inputs.offsets[p] as usize, inputs.offsets[p + 1] as usize);
+                let prompt = Prompt {
+                    view: view.cut(start, end),
+                    duplicate_of: inputs.duplicate_of.map(|d| &d[start..end]),
+                    options,
+                };
+                if !prompt.small_all_pairs(start, &mut words, c_out, r_out) {
+                    let mut at = 0;
+                    prompt.ranked(&mut scratch, &mut |c, r| {
+                        c_out[at] = (start + c) as i64;
+                        r_out[at] = (start + r) as i64;
+                        at += 1;
+                    });
+                }
             }
-            let (start, end) = (inputs.offsets[p] as usize, inputs.offsets[p + 1] as usize);
-            let prompt = Prompt {
-                view: view.cut(start, end),
-                duplicate_of: inputs.duplicate_of.map(|d| &d[start..end]),
-                options,
-            };
-            let mut emit = |c: usize, r: usize| {
-                c_out[at] = (start + c) as i64;
-                r_out[at] = (start + r) as i64;
-                at += 1;
-            };
-            if !prompt.small_all_pairs(&mut scratch, &mut emit) {
-                prompt.ranked(&mut scratch, &mut emit);
-            }
-        }
-    });
+        });
     (chosen, rejected)
 }
 
@@ -628,8 +635,6 @@ struct Scratch {
     pairs: Vec<(u64, usize, usize, usize)>,
     /// The pairs as sort words (see [`by_margin`]).
     packed: Vec<u64>,
-    /// (chosen, rejected) of each pair, by order found ([`Prompt::small_all_pairs`]).
-    oriented: Vec<(usize, usize)>,
     /// Pairs already drawn (smaller index first).
     taken: Vec<(usize, usize)>,
 }
@@ -940,6 +945,18 @@ impl<V: Rewards> Prompt<'_, V> {
         let mut emitted = 0;
         if !o.filtered() {
             // Only the tie rule can fail a pair, and only the count is wanted: no orienting.
+            // Without copies or ties (nearly every prompt), every pair is eligible: the first
+            // `pairs_per_prompt` in index order, a row at a time with no test per pair, after
+            // one look for ties ([`has_ties`]).
+            if self.duplicate_of.is_none() && (o.keep_ties || !has_ties(rw)) {
+                let mut left = o.pairs_per_prompt;
+                for i in 0..n {
+                    let row = (n - 1 - i).min(left);
+                    (i + 1..=i + row).for_each(|j| emit(i, j));
+                    left -= row;
+                }
+                return Status::Paired;
+            }
             'plain: for i in (0..n).filter(|&i| self.is_candidate(i)) {
                 for j in (i + 1..n).filter(|&j| self.is_candidate(j)) {
                     if o.keep_ties || rw[i] != rw[j] {
@@ -981,53 +998,97 @@ impl<V: Rewards> Prompt<'_, V> {
         }
     }
 
-    /// `all_pairs` of a prompt of at most [`SMALL`] responses without margin or length
-    /// limits: what [`Self::ranked`] emits, with less work per pair. Every pair of candidates
-    /// is sorted as a packed word ([`by_margin`]) made straight from the ranked rewards; the
-    /// eligible ones (all but ties, unless kept) come first, since ties have the largest key.
-    /// False, having emitted nothing, for a prompt it does not cover.
-    fn small_all_pairs(&self, scratch: &mut Scratch, emit: &mut impl FnMut(usize, usize)) -> bool {
+    /// `all_pairs` of a prompt of at most [`SMALL`] responses, all finite, without margin or
+    /// length limits: what [`Self::ranked`] emits, with less work per pair, written into
+    /// `chosen` and `rejected` (as long as the prompt's count of pairs) as flat indices from
+    /// `start`. False, having written nothing, for a prompt it does not cover.
+    ///
+    /// No ranking: each pair of candidates, in index order, is oriented by the sign of its
+    /// rewards' difference and sorted as one word, its margin key ([`margin_key`]) with the low
+    /// bits ([`LOCAL_LOW`]) replaced by (chosen, rejected) as local indices. Words whose high
+    /// bits differ are then in the exact order; those whose high bits are equal (equal
+    /// margins, or margins a few units in the last place apart) are put into the exact order
+    /// of (margin, order found in the ranking) by one pass ([`exact_pass`]) that compares
+    /// their first and second picks' rankings directly. Ties have the largest key, so they
+    /// come last, and only the count of pairs is written: no tie unless ties are kept.
+    fn small_all_pairs(
+        &self,
+        start: usize,
+        words: &mut [u64; SMALL_PAIRS],
+        chosen: &mut [i64],
+        rejected: &mut [i64],
+    ) -> bool {
         let o = self.options;
-        if self.view.len() > SMALL || o.filtered() {
+        let n = self.view.len();
+        if n > SMALL || o.filtered() {
             return false;
         }
-        let later_first = o.tie_order == TieOrder::Lmflow;
-        self.rank(&mut scratch.ranked, &mut scratch.rewards, later_first);
-        let (ranked, rw) = (&scratch.ranked[..], &scratch.rewards[..]);
-        let m = ranked.len();
-        let n_pairs = m * m.saturating_sub(1) / 2;
-        let low = (1u64 << found_bits(n_pairs)) - 1;
-        let (words, oriented) = (&mut scratch.packed, &mut scratch.oriented);
-        words.clear();
-        oriented.clear();
-        let mut eligible = 0;
-        for (u, &a) in ranked.iter().enumerate() {
-            let ra = rw[a];
-            for &b in &ranked[u + 1..] {
-                let rb = rw[b];
-                // `a` ranks above `b`: a higher reward is chosen, only a tie needs the rule
-                // (a branch that ties make rare, where the rule's select costs every pair).
-                let oriented_pair = if ra == rb {
-                    self.orient(a, b, ra, rb)
-                } else {
-                    Some((a, b))
-                };
-                eligible += usize::from(oriented_pair.is_some());
-                // The orientation only swaps a tie, whose margin is 0 either way.
-                let key = margin_key(margin(ra, rb));
-                words.push(key & !low | oriented.len() as u64);
-                oriented.push(oriented_pair.unwrap_or((a, b)));
+        // By local index, and compacted: the candidates' rewards (`-0.0` made `0.0`, see
+        // below) and local indices.
+        let mut rewards = [0.0; SMALL];
+        let (mut compact, mut local) = ([0.0; SMALL], [0; SMALL]);
+        let mut m = 0;
+        for (k, ((reward, _), slot)) in self.view.scan().zip(&mut rewards).enumerate() {
+            *slot = reward;
+            compact[m] = reward + 0.0;
+            local[m] = k;
+            m += usize::from(self.is_candidate(k));
+        }
+        // Infinite rewards (from a huge penalty) make NaN differences: those prompts rank.
+        if !rewards.iter().all(|r| r.is_finite()) {
+            return false;
+        }
+        let words = &mut words[..m * m.saturating_sub(1) / 2];
+        let mut rest = &mut words[..];
+        for (u, (&ri, &i)) in compact[..m].iter().zip(&local[..m]).enumerate() {
+            // Row `u`: its pairs with the later candidates.
+            let (row, tail) = std::mem::take(&mut rest).split_at_mut(m - 1 - u);
+            rest = tail;
+            let pairs = row.iter_mut().zip(&compact[u + 1..m]).zip(&local[u + 1..m]);
+            for ((slot, &rj), &j) in pairs {
+                // Finite rewards, no `-0.0`: `ri - rj` is `+0.0` for a tie (`-0.0 - 0.0` would
+                // be `-0.0`), else negative when `j` is chosen. Of a tie, the lower index is chosen under either tie order (dpov2's
+                // first pick; LMFlow's second, as LMFlow ranks later first). The magnitude is
+                // the margin `rc - rr` exactly, since negating is exact.
+                let difference = (ri - rj).to_bits();
+                let second_chosen = (difference as i64) < 0;
+                let picks =
+                    select_unpredictable(second_chosen, j << SMALL_BITS | i, i << SMALL_BITS | j);
+                // The margin key's high bits, `!margin_bits & !LOCAL_LOW`.
+                let high = (difference & MAGNITUDE & !LOCAL_LOW) ^ !LOCAL_LOW;
+                *slot = high | picks as u64;
             }
         }
         words.sort_unstable();
-        exact_pass(words, low, |found| {
-            let (c, r) = oriented[found];
-            margin_key(margin(rw[c], rw[r]))
-        });
-        for &word in &words[..eligible.min(o.pairs_per_prompt)] {
-            let (c, r) = oriented[(word & low) as usize];
-            emit(c, r);
+        if write_small(words, start, chosen, rejected) {
+            return true;
         }
+        let later_first = o.tie_order == TieOrder::Lmflow;
+        exact_pass(words, LOCAL_LOW, |x, y| {
+            let ((cx, rx), (cy, ry)) = (pick(x), pick(y));
+            let key = |c: usize, r: usize| margin_key(margin(rewards[c], rewards[r]));
+            let (kx, ky) = (key(cx, rx), key(cy, ry));
+            if kx != ky {
+                return kx > ky;
+            }
+            // Equal margins: by order found, that is by first pick, then by second pick, in
+            // ranking order. LMFlow's first pick of a tie is the later index, here `r`.
+            let firsts = |c, r| {
+                if later_first && rewards[c] == rewards[r] {
+                    (r, c)
+                } else {
+                    (c, r)
+                }
+            };
+            let ((ax, bx), (ay, by)) = (firsts(cx, rx), firsts(cy, ry));
+            let ranks_above = |y: usize, x: usize| ranks_above(&rewards, later_first, y, x);
+            if ax != ay {
+                ranks_above(ay, ax)
+            } else {
+                ranks_above(by, bx)
+            }
+        });
+        write_small(words, start, chosen, rejected);
         true
     }
 
@@ -1327,7 +1388,11 @@ fn by_margin(
             .map(|&(key, found, ..)| key & !low | found as u64),
     );
     packed.sort_unstable();
-    exact_pass(packed, low, |found| pairs[found].0);
+    let exact = |word: u64| {
+        let found = (word & low) as usize;
+        (pairs[found].0, found)
+    };
+    exact_pass(packed, low, |x, y| exact(x) > exact(y));
     for &word in packed.iter().take(k) {
         let (_, _, c, r) = pairs[(word & low) as usize];
         emit(c, r);
@@ -1335,20 +1400,46 @@ fn by_margin(
     n.min(k)
 }
 
-/// Puts `words`, sorted as packed words (a margin key whose `low` bits are replaced by the
-/// order found, [`by_margin`]), into the exact order of (key, order found), `key` giving each
-/// order found its key. Words whose high bits differ are already in that order, so only runs
-/// of equal high bits can move: one insertion pass, linear when (as nearly always) none does.
-fn exact_pass(words: &mut [u64], low: u64, key: impl Fn(usize) -> u64) {
-    let exact = |word: u64| {
-        let found = (word & low) as usize;
-        (key(found), found)
-    };
+/// The (chosen, rejected) local indices of a word of [`Prompt::small_all_pairs`].
+#[inline(always)]
+fn pick(word: u64) -> (usize, usize) {
+    let picks = (word & LOCAL_LOW) as usize;
+    (picks >> SMALL_BITS, picks & (SMALL - 1))
+}
+
+/// Writes the pairs of the first `chosen.len()` of `words` (sorted words of
+/// [`Prompt::small_all_pairs`], at least that many) as flat indices from `start`. True when
+/// their order is sure to be exact: no word among them, nor the one after them, has the high
+/// bits of the word before it (else [`exact_pass`] may move it).
+#[inline(always)]
+fn write_small(words: &[u64], start: usize, chosen: &mut [i64], rejected: &mut [i64]) -> bool {
+    debug_assert!(chosen.len() <= words.len());
+    let same_high = |a: u64, b: u64| (a ^ b) & !LOCAL_LOW == 0;
+    // No word has the high bits of its complement.
+    let mut previous = !words[0];
+    let mut runs = false;
+    for ((c_out, r_out), &word) in chosen.iter_mut().zip(rejected.iter_mut()).zip(words) {
+        runs |= same_high(word, previous);
+        previous = word;
+        let (c, r) = pick(word);
+        *c_out = (start + c) as i64;
+        *r_out = (start + r) as i64;
+    }
+    let next = words.get(chosen.len());
+    !runs && !next.is_some_and(|&word| same_high(word, previous))
+}
+
+/// Puts `words`, sorted as packed words (a margin key whose `low` bits are replaced by what
+/// tells the pairs apart), into their exact order, `after(x, y)` saying whether word `x`
+/// comes after word `y` of the same high bits. Words whose high bits differ are already in
+/// that order, so only runs of equal high bits can move: one insertion pass, linear when (as
+/// nearly always) none does.
+fn exact_pass(words: &mut [u64], low: u64, after: impl Fn(u64, u64) -> bool) {
     let same_high = |w: &[u64]| (w[0] ^ w[1]) & !low == 0;
     if !words.windows(2).any(same_high) {
         return;
     }
-    let unsure = |a: u64, b: u64| (a ^ b) & !low == 0 && exact(a) > exact(b);
+    let unsure = |a: u64, b: u64| (a ^ b) & !low == 0 && after(a, b);
     for i in 1..words.len() {
         let word = words[i];
         let mut j = i;
@@ -1372,7 +1463,20 @@ const PACKED_BITS: u32 = 8;
 
 /// Prompts of at most this many responses are ranked by counting ([`rank_by_counting`]) and
 /// take [`Prompt::small_all_pairs`], their buffers on the stack.
-const SMALL: usize = 16;
+const SMALL: usize = 1 << SMALL_BITS;
+
+/// The most pairs of a prompt that takes [`Prompt::small_all_pairs`].
+const SMALL_PAIRS: usize = SMALL * (SMALL - 1) / 2;
+
+/// The bits of a local index below [`SMALL`].
+const SMALL_BITS: u32 = 4;
+
+/// The low bits of [`Prompt::small_all_pairs`]' sort words: (chosen, rejected), as local
+/// indices.
+const LOCAL_LOW: u64 = (1 << (2 * SMALL_BITS)) - 1;
+
+/// The bits of an `f64` but its sign.
+const MAGNITUDE: u64 = !(1 << 63);
 
 /// Whether candidate `y` ranks above candidate `x`: a higher reward, or an equal one and the
 /// lower index (the higher with `later_first`). Written with `&` and `|`, not `&&` and
@@ -1415,6 +1519,24 @@ fn rank_by_counting<const W: usize>(rewards: &[f64], ranked: &mut [usize], later
             0
         };
         ranked[higher + tied_above] = x;
+    }
+}
+
+/// Whether two of `rewards` are equal. Up to [`SMALL`] of them, by counting each one's equals
+/// over lanes (the unused ones NaN, equal to nothing): vector compares with no branch on the
+/// rewards, where a test per pair branches.
+fn has_ties(rewards: &[f64]) -> bool {
+    fn by_lanes<const W: usize>(rewards: &[f64]) -> bool {
+        let mut lanes = [f64::NAN; W];
+        lanes[..rewards.len()].copy_from_slice(rewards);
+        let equal = |&r: &f64| lanes.iter().map(|&l| usize::from(l == r)).sum::<usize>();
+        // Each reward equals itself.
+        rewards.iter().map(equal).sum::<usize>() > rewards.len()
+    }
+    match rewards.len() {
+        0..=8 => by_lanes::<8>(rewards),
+        9..=SMALL => by_lanes::<SMALL>(rewards),
+        _ => (0..rewards.len()).any(|i| rewards[i + 1..].contains(&rewards[i])),
     }
 }
 
