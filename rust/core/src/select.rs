@@ -4,6 +4,7 @@ use std::hint::select_unpredictable;
 use rayon::prelude::*;
 
 use crate::buffers::zeroed;
+use crate::lanes;
 use crate::rewards::{with_rewards, Bad, Rewards};
 use crate::validate::{check_options, check_same_len, value_error};
 use crate::{Lengths, MarginFrom, Method, PairError, PromptRng, TieOrder};
@@ -766,25 +767,25 @@ impl<V: Rewards> Prompt<'_, V> {
         let n = self.view.len();
         let drawn = |(a, b)| [(a, self.view.reward(a)), (b, self.view.reward(b))];
         let [(a, ra), (b, rb)] = match self.options.method {
-            Method::MaxMin => stream::<BestAndWorst>(self.view).ok()??,
+            Method::MaxMin => quick_rank::<BestAndWorst>(self.view)?,
             Method::MaxMax => match self.options.tie_order {
-                TieOrder::Dpov2 => stream::<BestTwo<false>>(self.view).ok()??,
-                TieOrder::Lmflow => stream::<BestTwo<true>>(self.view).ok()??,
+                TieOrder::Dpov2 => quick_rank::<BestTwo<false>>(self.view)?,
+                TieOrder::Lmflow => quick_rank::<BestTwo<true>>(self.view)?,
             },
             Method::MaxRandom => {
-                let best = stream::<Best>(self.view).ok()??;
+                let best = quick_rank::<Best>(self.view)?;
                 drawn((best, draw_other(&mut PromptRng::new(seed, key), n, best)))
             }
             Method::Random => {
-                stream::<Unranked>(self.view).ok()??;
+                quick_rank::<Unranked>(self.view)?;
                 drawn(draw_two(&mut PromptRng::new(seed, key), n))
             }
             Method::TopBottom => {
                 let ends = match self.options.tie_order {
-                    TieOrder::Dpov2 => stream::<Ends<false, true>>(self.view),
-                    TieOrder::Lmflow => stream::<Ends<true, false>>(self.view),
+                    TieOrder::Dpov2 => quick_rank::<Ends<false, true>>(self.view),
+                    TieOrder::Lmflow => quick_rank::<Ends<true, false>>(self.view),
                 };
-                let (pairs, k) = self.top_bottom(ends.ok()??)?;
+                let (pairs, k) = self.top_bottom(ends?)?;
                 pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
                 return Some(());
             }
@@ -1463,6 +1464,29 @@ trait Rank {
     /// Response `i >= 1` with reward `r`.
     fn push(&mut self, i: usize, r: f64);
     fn finish(self) -> Self::Out;
+    /// What `first`, every `push` and `finish` give for the rewards `r`, from them all at
+    /// once ([`lanes`]).
+    fn of_lanes<const N: usize>(r: &[f64; N]) -> Self::Out;
+}
+
+/// [`stream`] for a prompt's first picks, over lanes when the prompt has 2, 4, 8 or 16
+/// responses: the ranking, or `None` for fewer than two responses or a bad value
+/// ([`Prompt::select`] then reads the prompt again to say which).
+#[inline(always)]
+fn quick_rank<K: Rank>(view: impl Rewards) -> Option<K::Out> {
+    match view.len() {
+        2 => rank_lanes::<K, 2>(view),
+        4 => rank_lanes::<K, 4>(view),
+        8 => rank_lanes::<K, 8>(view),
+        16 => rank_lanes::<K, 16>(view),
+        _ => stream::<K>(view).ok().flatten(),
+    }
+}
+
+/// [`quick_rank`] of a prompt of `N` responses.
+#[inline(always)]
+fn rank_lanes<K: Rank, const N: usize>(view: impl Rewards) -> Option<K::Out> {
+    view.lanes::<N>().map(|r| K::of_lanes(&r))
 }
 
 /// One read of a prompt's responses: validated, and ranked by `K`; `Ok(None)` for fewer
@@ -1538,6 +1562,8 @@ impl Rank for Unranked {
     fn push(&mut self, _: usize, _: f64) {}
     #[inline]
     fn finish(self) {}
+    #[inline(always)]
+    fn of_lanes<const N: usize>(_: &[f64; N]) {}
 }
 
 /// The first index of the maximum. Like every streaming ranking here, updated by selects
@@ -1561,6 +1587,10 @@ impl Rank for Best {
     #[inline]
     fn finish(self) -> usize {
         self.best
+    }
+    #[inline(always)]
+    fn of_lanes<const N: usize>(r: &[f64; N]) -> usize {
+        lanes::lowest(lanes::equal(r, lanes::max(r)))
     }
 }
 
@@ -1595,6 +1625,13 @@ impl Rank for BestAndWorst {
         let Best { best, hi } = self.best;
         let worst = if self.worst == best { 1 } else { self.worst };
         [(best, hi), (worst, self.lo)]
+    }
+    #[inline(always)]
+    fn of_lanes<const N: usize>(r: &[f64; N]) -> [(usize, f64); 2] {
+        let best = Best::of_lanes(r);
+        let worst = lanes::lowest(lanes::equal(r, lanes::min(r)));
+        let worst = if worst == best { 1 } else { worst };
+        [(best, r[best]), (worst, r[worst])]
     }
 }
 
@@ -1642,6 +1679,17 @@ impl<const LATER: bool> Rank for BestTwo<LATER> {
     fn finish(self) -> [(usize, f64); 2] {
         [(self.best, self.hi), (self.second, self.next)]
     }
+    /// The second is the best of the others: of `r` with the best's lane at `-inf`, which
+    /// another lane equals if the others are all `-inf`.
+    #[inline(always)]
+    fn of_lanes<const N: usize>(r: &[f64; N]) -> [(usize, f64); 2] {
+        let pick = if LATER { lanes::highest } else { lanes::lowest };
+        let best = pick(lanes::equal(r, lanes::max(r)));
+        let mut others = *r;
+        others[best] = f64::NEG_INFINITY;
+        let second = pick(lanes::equal(&others, lanes::max(&others)) & !(1 << best));
+        [(best, r[best]), (second, r[second])]
+    }
 }
 
 /// `top_bottom`: the first two and the last two of the ranking (`LATER`: equal rewards
@@ -1674,12 +1722,18 @@ impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
         let [(b0, low), (b1, above)] = self.bottom.finish();
         [top, next, (b0, -low), (b1, -above)]
     }
+    #[inline(always)]
+    fn of_lanes<const N: usize>(r: &[f64; N]) -> [(usize, f64); 4] {
+        let [top, next] = BestTwo::<LATER>::of_lanes(r);
+        let [(b0, _), (b1, _)] = BestTwo::<EARLIER>::of_lanes(&r.map(|x| -x));
+        [top, next, (b0, r[b0]), (b1, r[b1])]
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewards::Penalized;
+    use crate::rewards::{Penalized, Scores};
 
     /// Gathers `by_margin`'s output for `keys` (in the order found) and the first `k`.
     fn ordered(keys: &[u64], k: usize) -> Vec<usize> {
@@ -1731,52 +1785,102 @@ mod tests {
         ks.iter().map(|&k| (k, r[k])).collect()
     }
 
+    /// Every streaming ranking of `r` against its definition by a sort, and (for 2, 4, 8 or 16
+    /// rewards) the same rankings over lanes, as the first picks take them.
+    fn assert_rankings(r: &[f64]) {
+        let m = r.len();
+        // `-inf` as a finite score less a length penalty that overflows.
+        let (scores, lengths): (Vec<f64>, Vec<f64>) = r
+            .iter()
+            .map(|&x| {
+                if x.is_finite() {
+                    (x, 0.0)
+                } else {
+                    (0.0, f64::MAX)
+                }
+            })
+            .unzip();
+        let view = Penalized {
+            scores: &scores,
+            lengths: &lengths,
+            length_penalty: 2.0,
+        };
+        let over_lanes = [2, 4, 8, 16].contains(&m);
+        // Each ranking by streaming, and over lanes where the width has them.
+        fn both<K: Rank>(view: Penalized<'_, f64>, over_lanes: bool) -> Vec<K::Out> {
+            let mut outs = vec![stream::<K>(view).unwrap().unwrap()];
+            if over_lanes {
+                outs.push(quick_rank::<K>(view).unwrap());
+            }
+            outs
+        }
+        let (dpov2, lmflow) = (sorted(r, false), sorted(r, true));
+        for best in both::<Best>(view, over_lanes) {
+            assert_eq!(best, dpov2[0], "{r:?}");
+        }
+        for (two, order) in [
+            (both::<BestTwo<false>>(view, over_lanes), &dpov2),
+            (both::<BestTwo<true>>(view, over_lanes), &lmflow),
+        ] {
+            for two in two {
+                assert_eq!(two.to_vec(), with_rewards(r, &order[..2]), "{r:?}");
+            }
+        }
+        for (ends, order) in [
+            (both::<Ends<false, true>>(view, over_lanes), &dpov2),
+            (both::<Ends<true, false>>(view, over_lanes), &lmflow),
+        ] {
+            let picks = [order[0], order[1], order[m - 1], order[m - 2]];
+            for ends in ends {
+                assert_eq!(ends.to_vec(), with_rewards(r, &picks), "{r:?}");
+            }
+        }
+        // max_min: np.argmax, then np.argmin among the others.
+        let worst = (0..m)
+            .filter(|&k| k != dpov2[0])
+            .min_by(|&x, &y| order(r[x], r[y]).then(x.cmp(&y)))
+            .unwrap();
+        for ends in both::<BestAndWorst>(view, over_lanes) {
+            assert_eq!(ends.to_vec(), with_rewards(r, &[dpov2[0], worst]), "{r:?}");
+        }
+    }
+
     #[test]
     fn streaming_rankings_equal_a_sort() {
-        for r in small_arrays() {
-            let m = r.len();
-            // `-inf` as a finite score less a length penalty that overflows.
-            let (scores, lengths): (Vec<f64>, Vec<f64>) = r
-                .iter()
-                .map(|&x| {
-                    if x.is_finite() {
-                        (x, 0.0)
-                    } else {
-                        (0.0, f64::MAX)
-                    }
-                })
-                .unzip();
-            let view = Penalized {
-                scores: &scores,
-                lengths: &lengths,
-                length_penalty: 2.0,
-            };
-            let (dpov2, lmflow) = (sorted(&r, false), sorted(&r, true));
-            let run = |out: [(usize, f64); 2]| out.to_vec();
-            assert_eq!(stream::<Best>(view).unwrap(), Some(dpov2[0]), "{r:?}");
-            let two = run(stream::<BestTwo<false>>(view).unwrap().unwrap());
-            assert_eq!(two, with_rewards(&r, &dpov2[..2]), "{r:?}");
-            let two = run(stream::<BestTwo<true>>(view).unwrap().unwrap());
-            assert_eq!(two, with_rewards(&r, &lmflow[..2]), "{r:?}");
-            for (ends, order) in [
-                (stream::<Ends<false, true>>(view), &dpov2),
-                (stream::<Ends<true, false>>(view), &lmflow),
-            ] {
-                let picks = [order[0], order[1], order[m - 1], order[m - 2]];
-                assert_eq!(
-                    ends.unwrap().unwrap().to_vec(),
-                    with_rewards(&r, &picks),
-                    "{r:?}"
-                );
+        small_arrays().iter().for_each(|r| assert_rankings(r));
+    }
+
+    #[test]
+    fn rankings_over_lanes_equal_a_sort() {
+        // Few distinct values, so that most arrays have ties at both ends.
+        let values = [f64::NEG_INFINITY, -1.0, -0.0, 0.0, 2.0, 3.5];
+        let mut rng = PromptRng::new(7, 0);
+        for width in [8, 16] {
+            for _ in 0..20_000 {
+                let kinds = 1 + rng.below(values.len() as u64);
+                let r: Vec<f64> = (0..width)
+                    .map(|_| values[rng.below(kinds) as usize])
+                    .collect();
+                assert_rankings(&r);
             }
-            // max_min: np.argmax, then np.argmin among the others.
-            let worst = (0..m)
-                .filter(|&k| k != dpov2[0])
-                .min_by(|&x, &y| order(r[x], r[y]).then(x.cmp(&y)))
-                .unwrap();
-            let ends = run(stream::<BestAndWorst>(view).unwrap().unwrap());
-            assert_eq!(ends, with_rewards(&r, &[dpov2[0], worst]), "{r:?}");
         }
+    }
+
+    #[test]
+    fn lanes_refuse_a_bad_value() {
+        let scores = [1.0, 2.0, f64::NAN, 0.5];
+        assert!(quick_rank::<Best>(Scores(&scores)).is_none());
+        let view = Penalized {
+            scores: &[1.0, 2.0, 3.0, 0.5],
+            lengths: &[1i64, 2, -3, 4],
+            length_penalty: 0.5,
+        };
+        assert!(quick_rank::<Best>(view).is_none());
+        let view = Penalized {
+            lengths: &[1i64, 2, 3, 4],
+            ..view
+        };
+        assert_eq!(quick_rank::<Best>(view), Some(2));
     }
 
     #[test]
