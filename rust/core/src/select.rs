@@ -531,7 +531,12 @@ fn select_task<V: Rewards, P: Sink>(
     if !(0..=n_scores).contains(&bounds[0]) {
         return out;
     }
-    let mut scratch = Scratch::default();
+    let task = Task {
+        view,
+        inputs,
+        first,
+        options,
+    };
     // See [`Prompt::first_picks`].
     let quick = inputs.duplicate_of.is_none()
         && match options.method {
@@ -541,6 +546,18 @@ fn select_task<V: Rewards, P: Sink>(
             Method::TopBottom => options.pairs_per_prompt <= TOP_BOTTOM_STREAMED,
             Method::Adjacent | Method::AllPairs => false,
         };
+    if quick {
+        let start = bounds[0] as usize;
+        let per_prompt = (&mut *status, &mut *ends);
+        match uniform_width(bounds, n_scores) {
+            Some(2) => return task.uniform::<_, 2>(start, per_prompt, out),
+            Some(4) => return task.uniform::<_, 4>(start, per_prompt, out),
+            Some(8) => return task.uniform::<_, 8>(start, per_prompt, out),
+            Some(16) => return task.uniform::<_, 16>(start, per_prompt, out),
+            _ => {}
+        }
+    }
+    let mut scratch = Scratch::default();
     for (i, range) in bounds.windows(2).enumerate() {
         let prompt = first + i;
         let (start, end) = (range[0], range[1]);
@@ -564,28 +581,126 @@ fn select_task<V: Rewards, P: Sink>(
             continue;
         }
         let (start, end) = (start as usize, end as usize);
-        let key = match inputs.keys {
-            Some(keys) => keys[prompt],
-            None => options.first_key.wrapping_add(prompt as u64),
-        };
-        let prompt_view = Prompt {
-            view: view.cut(start, end),
-            duplicate_of: inputs.duplicate_of.map(|d| &d[start..end]),
-            options,
-        };
+        let prompt_view = task.prompt(start, end);
+        let key = task.key(i);
         if quick {
             let mut emit =
                 |c: usize, r: usize| out.pairs.push((start + c) as i64, (start + r) as i64);
-            if prompt_view.first_picks(options.seed, key, &mut emit) {
+            if prompt_view.first_picks::<AnyWidth>(options.seed, key, &mut emit) {
                 status[i] = Status::Paired as u8;
                 ends[i] = out.pairs.len() as i64;
                 continue;
             }
         }
+        task.select(
+            &prompt_view,
+            i,
+            start,
+            &mut scratch,
+            &mut out,
+            (&mut status[i], &mut ends[i]),
+        );
+    }
+    out
+}
+
+/// The width every prompt of a task has, when its prompts lie within the `n_scores` responses
+/// and each is as wide as the first, so that no offsets check can fail in it.
+fn uniform_width(bounds: &[i64], n_scores: i64) -> Option<usize> {
+    let (start, width) = (bounds[0], bounds[1].wrapping_sub(bounds[0]));
+    let end = *bounds.last()?;
+    // One pass without a branch per prompt: every bound where the width puts it. Wrapping,
+    // since offsets may be anything; the widths taken (16 at most) never wrap.
+    let misplaced = bounds.iter().zip(0..).fold(0, |any, (&b, i)| {
+        any | (b ^ start.wrapping_add(width.wrapping_mul(i)))
+    });
+    (misplaced == 0 && width >= 0 && end <= n_scores).then_some(width as usize)
+}
+
+/// What the prompts of one task share.
+struct Task<'a, V> {
+    view: V,
+    inputs: &'a Inputs<'a>,
+    /// Index of the task's first prompt.
+    first: usize,
+    options: &'a Options,
+}
+
+impl<'a, V: Rewards> Task<'a, V> {
+    /// The responses `start..end`.
+    #[inline(always)]
+    fn prompt(&self, start: usize, end: usize) -> Prompt<'a, V> {
+        Prompt {
+            view: self.view.cut(start, end),
+            duplicate_of: self.inputs.duplicate_of.map(|d| &d[start..end]),
+            options: self.options,
+        }
+    }
+
+    /// The key of the random stream of the task's prompt `i`.
+    #[inline(always)]
+    fn key(&self, i: usize) -> u64 {
+        match self.inputs.keys {
+            Some(keys) => keys[self.first + i],
+            None => self.options.first_key.wrapping_add((self.first + i) as u64),
+        }
+    }
+
+    /// The task's prompts when all are `N` wide from response `start` on, which
+    /// [`uniform_width`] found: no offsets check, and each prompt's first picks over lanes
+    /// of a width known here, not looked up per prompt. A bad value ends the task, since no
+    /// offsets problem can follow to outrank it.
+    fn uniform<P: Sink, const N: usize>(
+        &self,
+        start: usize,
+        per_prompt: (&mut [u8], &mut [i64]),
+        mut out: TaskOut<P>,
+    ) -> TaskOut<P> {
+        let mut scratch = Scratch::default();
+        let (status, ends) = per_prompt;
+        for (i, (status, end)) in status.iter_mut().zip(ends.iter_mut()).enumerate() {
+            let start = start + i * N;
+            let prompt_view = self.prompt(start, start + N);
+            let key = self.key(i);
+            let mut emit =
+                |c: usize, r: usize| out.pairs.push((start + c) as i64, (start + r) as i64);
+            if prompt_view.first_picks::<Width<N>>(self.options.seed, key, &mut emit) {
+                *status = Status::Paired as u8;
+                *end = out.pairs.len() as i64;
+                continue;
+            }
+            self.select(
+                &prompt_view,
+                i,
+                start,
+                &mut scratch,
+                &mut out,
+                (status, end),
+            );
+            if out.problem.is_some() {
+                break;
+            }
+        }
+        out
+    }
+
+    /// [`Prompt::select`] for the task's prompt `i` (responses from `start` on), into `out` and
+    /// its `status` and `end` (the task's pairs up to it); a bad value becomes `out`'s problem.
+    fn select<P: Sink>(
+        &self,
+        prompt_view: &Prompt<'_, V>,
+        i: usize,
+        start: usize,
+        scratch: &mut Scratch,
+        out: &mut TaskOut<P>,
+        (status, end): (&mut u8, &mut i64),
+    ) {
+        let prompt = self.first + i;
         let before = out.pairs.len();
         let mut emit = |c: usize, r: usize| out.pairs.push((start + c) as i64, (start + r) as i64);
-        match prompt_view.select(P::COUNT_ONLY, options.seed, key, &mut scratch, &mut emit) {
-            Ok(found) => status[i] = found as u8,
+        let seed = self.options.seed;
+        match prompt_view.select(P::COUNT_ONLY, seed, self.key(i), scratch, &mut emit) {
+            Ok(found) => *status = found as u8,
             Err((k, bad)) => {
                 let index = start + k;
                 let err = match bad {
@@ -599,12 +714,11 @@ fn select_task<V: Rewards, P: Sink>(
                 };
                 out.problem = Some(Problem::Value(index, err));
                 out.pairs.truncate(before);
-                continue;
+                return;
             }
         }
-        ends[i] = out.pairs.len() as i64;
+        *end = out.pairs.len() as i64;
     }
-    out
 }
 
 /// What is wrong with a response: a score or length, or its duplicate index.
@@ -752,13 +866,18 @@ impl<V: Rewards> Prompt<'_, V> {
     /// tight read of the prompt, as before pairs per prompt and filters existed, for what
     /// nearly every prompt of these methods is.
     #[inline(always)]
-    fn first_picks(&self, seed: u64, key: u64, emit: &mut impl FnMut(usize, usize)) -> bool {
-        self.try_first_picks(seed, key, emit).is_some()
+    fn first_picks<W: Widths>(
+        &self,
+        seed: u64,
+        key: u64,
+        emit: &mut impl FnMut(usize, usize),
+    ) -> bool {
+        self.try_first_picks::<W>(seed, key, emit).is_some()
     }
 
     /// [`Self::first_picks`], `None` for false.
     #[inline(always)]
-    fn try_first_picks(
+    fn try_first_picks<W: Widths>(
         &self,
         seed: u64,
         key: u64,
@@ -767,23 +886,23 @@ impl<V: Rewards> Prompt<'_, V> {
         let n = self.view.len();
         let drawn = |(a, b)| [(a, self.view.reward(a)), (b, self.view.reward(b))];
         let [(a, ra), (b, rb)] = match self.options.method {
-            Method::MaxMin => quick_rank::<BestAndWorst>(self.view)?,
+            Method::MaxMin => W::rank::<BestAndWorst>(self.view)?,
             Method::MaxMax => match self.options.tie_order {
-                TieOrder::Dpov2 => quick_rank::<BestTwo<false>>(self.view)?,
-                TieOrder::Lmflow => quick_rank::<BestTwo<true>>(self.view)?,
+                TieOrder::Dpov2 => W::rank::<BestTwo<false>>(self.view)?,
+                TieOrder::Lmflow => W::rank::<BestTwo<true>>(self.view)?,
             },
             Method::MaxRandom => {
-                let best = quick_rank::<Best>(self.view)?;
+                let best = W::rank::<Best>(self.view)?;
                 drawn((best, draw_other(&mut PromptRng::new(seed, key), n, best)))
             }
             Method::Random => {
-                quick_rank::<Unranked>(self.view)?;
+                W::rank::<Unranked>(self.view)?;
                 drawn(draw_two(&mut PromptRng::new(seed, key), n))
             }
             Method::TopBottom => {
                 let ends = match self.options.tie_order {
-                    TieOrder::Dpov2 => quick_rank::<Ends<false, true>>(self.view),
-                    TieOrder::Lmflow => quick_rank::<Ends<true, false>>(self.view),
+                    TieOrder::Dpov2 => W::rank::<Ends<false, true>>(self.view),
+                    TieOrder::Lmflow => W::rank::<Ends<true, false>>(self.view),
                 };
                 let (pairs, k) = self.top_bottom(ends?)?;
                 pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
@@ -1469,24 +1588,36 @@ trait Rank {
     fn of_lanes<const N: usize>(r: &[f64; N]) -> Self::Out;
 }
 
-/// [`stream`] for a prompt's first picks, over lanes when the prompt has 2, 4, 8 or 16
-/// responses: the ranking, or `None` for fewer than two responses or a bad value
-/// ([`Prompt::select`] then reads the prompt again to say which).
-#[inline(always)]
-fn quick_rank<K: Rank>(view: impl Rewards) -> Option<K::Out> {
-    match view.len() {
-        2 => rank_lanes::<K, 2>(view),
-        4 => rank_lanes::<K, 4>(view),
-        8 => rank_lanes::<K, 8>(view),
-        16 => rank_lanes::<K, 16>(view),
-        _ => stream::<K>(view).ok().flatten(),
+/// How a prompt's first picks rank it: [`stream`]'s ranking, or `None` for fewer than two
+/// responses or a bad value ([`Prompt::select`] then reads the prompt again to say which).
+trait Widths {
+    fn rank<K: Rank>(view: impl Rewards) -> Option<K::Out>;
+}
+
+/// Over lanes when the prompt has 2, 4, 8 or 16 responses, else streamed.
+struct AnyWidth;
+
+impl Widths for AnyWidth {
+    #[inline(always)]
+    fn rank<K: Rank>(view: impl Rewards) -> Option<K::Out> {
+        match view.len() {
+            2 => Width::<2>::rank::<K>(view),
+            4 => Width::<4>::rank::<K>(view),
+            8 => Width::<8>::rank::<K>(view),
+            16 => Width::<16>::rank::<K>(view),
+            _ => stream::<K>(view).ok().flatten(),
+        }
     }
 }
 
-/// [`quick_rank`] of a prompt of `N` responses.
-#[inline(always)]
-fn rank_lanes<K: Rank, const N: usize>(view: impl Rewards) -> Option<K::Out> {
-    view.lanes::<N>().map(|r| K::of_lanes(&r))
+/// Over lanes, for a prompt known to have `N` responses.
+struct Width<const N: usize>;
+
+impl<const N: usize> Widths for Width<N> {
+    #[inline(always)]
+    fn rank<K: Rank>(view: impl Rewards) -> Option<K::Out> {
+        view.lanes::<N>().map(|r| K::of_lanes(&r))
+    }
 }
 
 /// One read of a prompt's responses: validated, and ranked by `K`; `Ok(None)` for fewer
@@ -1810,7 +1941,7 @@ mod tests {
         fn both<K: Rank>(view: Penalized<'_, f64>, over_lanes: bool) -> Vec<K::Out> {
             let mut outs = vec![stream::<K>(view).unwrap().unwrap()];
             if over_lanes {
-                outs.push(quick_rank::<K>(view).unwrap());
+                outs.push(AnyWidth::rank::<K>(view).unwrap());
             }
             outs
         }
@@ -1869,18 +2000,18 @@ mod tests {
     #[test]
     fn lanes_refuse_a_bad_value() {
         let scores = [1.0, 2.0, f64::NAN, 0.5];
-        assert!(quick_rank::<Best>(Scores(&scores)).is_none());
+        assert!(AnyWidth::rank::<Best>(Scores(&scores)).is_none());
         let view = Penalized {
             scores: &[1.0, 2.0, 3.0, 0.5],
             lengths: &[1i64, 2, -3, 4],
             length_penalty: 0.5,
         };
-        assert!(quick_rank::<Best>(view).is_none());
+        assert!(AnyWidth::rank::<Best>(view).is_none());
         let view = Penalized {
             lengths: &[1i64, 2, 3, 4],
             ..view
         };
-        assert_eq!(quick_rank::<Best>(view), Some(2));
+        assert_eq!(AnyWidth::rank::<Best>(view), Some(2));
     }
 
     #[test]
