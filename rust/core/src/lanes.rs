@@ -24,6 +24,19 @@ pub(crate) fn min<const N: usize>(r: &[f64; N]) -> f64 {
     imp::min(r)
 }
 
+/// The largest of `r` and the largest of the rest (equal to it when it occurs twice), in
+/// one pass: each lane keeps its two largest.
+#[inline(always)]
+pub(crate) fn top_two<const N: usize>(r: &[f64; N]) -> (f64, f64) {
+    imp::top_two(r)
+}
+
+/// The smallest of `r` and the smallest of the rest, as [`top_two`].
+#[inline(always)]
+pub(crate) fn bottom_two<const N: usize>(r: &[f64; N]) -> (f64, f64) {
+    imp::bottom_two(r)
+}
+
 /// Bit `i` set where `r[i] == x` (`-0.0` equals `0.0`, as everywhere in selection).
 #[inline(always)]
 pub(crate) fn equal<const N: usize>(r: &[f64; N], x: f64) -> u32 {
@@ -105,6 +118,63 @@ mod sse2 {
         unsafe { fold(r, |a, b| _mm_min_pd(a, b), |a, b| _mm_min_sd(a, b)) }
     }
 
+    /// `(first, second)` by `above` and `below` (max and min, or min and max): per lane the
+    /// two first seen, then the lanes merged (the second is the second of the lane holding
+    /// the first, or the other lane's first).
+    #[inline(always)]
+    fn two<const N: usize>(
+        r: &[f64; N],
+        none: f64,
+        above: impl Fn(__m128d, __m128d) -> __m128d,
+        below: impl Fn(__m128d, __m128d) -> __m128d,
+        above_sd: impl Fn(__m128d, __m128d) -> __m128d,
+        below_sd: impl Fn(__m128d, __m128d) -> __m128d,
+    ) -> (f64, f64) {
+        unsafe {
+            let (mut first, mut second) = (pair(r, 0), _mm_set1_pd(none));
+            for i in 1..N / 2 {
+                let v = pair(r, i);
+                second = above(second, below(first, v));
+                first = above(first, v);
+            }
+            let (first_hi, second_hi) = (
+                _mm_unpackhi_pd(first, first),
+                _mm_unpackhi_pd(second, second),
+            );
+            let best = above_sd(first, first_hi);
+            let next = above_sd(below_sd(first, first_hi), above_sd(second, second_hi));
+            (_mm_cvtsd_f64(best), _mm_cvtsd_f64(next))
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn top_two<const N: usize>(r: &[f64; N]) -> (f64, f64) {
+        unsafe {
+            two(
+                r,
+                f64::NEG_INFINITY,
+                |a, b| _mm_max_pd(a, b),
+                |a, b| _mm_min_pd(a, b),
+                |a, b| _mm_max_sd(a, b),
+                |a, b| _mm_min_sd(a, b),
+            )
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn bottom_two<const N: usize>(r: &[f64; N]) -> (f64, f64) {
+        unsafe {
+            two(
+                r,
+                f64::INFINITY,
+                |a, b| _mm_min_pd(a, b),
+                |a, b| _mm_max_pd(a, b),
+                |a, b| _mm_min_sd(a, b),
+                |a, b| _mm_max_sd(a, b),
+            )
+        }
+    }
+
     #[inline(always)]
     pub(super) fn equal<const N: usize>(r: &[f64; N], x: f64) -> u32 {
         unsafe {
@@ -166,6 +236,29 @@ mod portable {
         r.iter().copied().fold(f64::INFINITY, f64::min)
     }
 
+    /// The first two of `r` sorted best first.
+    fn two_by<const N: usize>(r: &[f64; N], better: impl Fn(f64, f64) -> bool) -> (f64, f64) {
+        let mut sorted = r.to_vec();
+        sorted.sort_by(|&a, &b| {
+            if better(a, b) {
+                std::cmp::Ordering::Less
+            } else if better(b, a) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        });
+        (sorted[0], sorted[1])
+    }
+
+    pub(super) fn top_two<const N: usize>(r: &[f64; N]) -> (f64, f64) {
+        two_by(r, |a, b| a > b)
+    }
+
+    pub(super) fn bottom_two<const N: usize>(r: &[f64; N]) -> (f64, f64) {
+        two_by(r, |a, b| a < b)
+    }
+
     #[inline(always)]
     pub(super) fn equal<const N: usize>(r: &[f64; N], x: f64) -> u32 {
         r.iter()
@@ -219,6 +312,8 @@ mod tests {
             let r: [f64; N] = std::array::from_fn(|_| values[rng.below(6) as usize]);
             assert_eq!(max(&r), portable::max(&r), "{r:?}");
             assert_eq!(min(&r), portable::min(&r), "{r:?}");
+            assert_eq!(top_two(&r), portable::top_two(&r), "{r:?}");
+            assert_eq!(bottom_two(&r), portable::bottom_two(&r), "{r:?}");
             for x in values {
                 assert_eq!(equal(&r, x), portable::equal(&r, x), "{r:?} {x}");
             }

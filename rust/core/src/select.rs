@@ -1810,16 +1810,9 @@ impl<const LATER: bool> Rank for BestTwo<LATER> {
     fn finish(self) -> [(usize, f64); 2] {
         [(self.best, self.hi), (self.second, self.next)]
     }
-    /// The second is the best of the others: of `r` with the best's lane at `-inf`, which
-    /// another lane equals if the others are all `-inf`.
     #[inline(always)]
     fn of_lanes<const N: usize>(r: &[f64; N]) -> [(usize, f64); 2] {
-        let pick = if LATER { lanes::highest } else { lanes::lowest };
-        let best = pick(lanes::equal(r, lanes::max(r)));
-        let mut others = *r;
-        others[best] = f64::NEG_INFINITY;
-        let second = pick(lanes::equal(&others, lanes::max(&others)) & !(1 << best));
-        [(best, r[best]), (second, r[second])]
+        first_two::<LATER, N>(r, lanes::top_two(r))
     }
 }
 
@@ -1856,9 +1849,24 @@ impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
     #[inline(always)]
     fn of_lanes<const N: usize>(r: &[f64; N]) -> [(usize, f64); 4] {
         let [top, next] = BestTwo::<LATER>::of_lanes(r);
-        let [(b0, _), (b1, _)] = BestTwo::<EARLIER>::of_lanes(&r.map(|x| -x));
-        [top, next, (b0, r[b0]), (b1, r[b1])]
+        let [bottom, above] = first_two::<EARLIER, N>(r, lanes::bottom_two(r));
+        [top, next, bottom, above]
     }
+}
+
+/// The positions of the values `(first, second)` ([`lanes::top_two`] or
+/// [`lanes::bottom_two`] of `r`), with them: each the lowest lane holding it, or with `LATER`
+/// the highest, the second's lanes without the first's position (when the two are equal,
+/// the first's is among them).
+#[inline(always)]
+fn first_two<const LATER: bool, const N: usize>(
+    r: &[f64; N],
+    (first, second): (f64, f64),
+) -> [(usize, f64); 2] {
+    let pick = if LATER { lanes::highest } else { lanes::lowest };
+    let a = pick(lanes::equal(r, first));
+    let b = pick(lanes::equal(r, second) & !(1 << a));
+    [(a, r[a]), (b, r[b])]
 }
 
 #[cfg(test)]
