@@ -904,8 +904,7 @@ impl<V: Rewards> Prompt<'_, V> {
                     TieOrder::Dpov2 => W::rank::<Ends<false, true>>(self.view),
                     TieOrder::Lmflow => W::rank::<Ends<true, false>>(self.view),
                 };
-                let (pairs, k) = self.top_bottom(ends?)?;
-                pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
+                emit_picks(self.top_bottom(ends?)?, emit);
                 return Some(());
             }
             _ => return None,
@@ -972,8 +971,8 @@ impl<V: Rewards> Prompt<'_, V> {
             (_, Method::Random) => self.draw_random(seed, key, scratch, emit),
             (_, Method::AllPairs) if count_only => self.count_all_pairs(&mut scratch.rewards, emit),
             (Streamed::Ends(Some(ends)), _) if !has_copies => match self.top_bottom(ends) {
-                Some((pairs, k)) => {
-                    pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
+                Some(picks) => {
+                    emit_picks(picks, emit);
                     Status::Paired
                 }
                 None => self.ranked(scratch, emit),
@@ -1162,16 +1161,18 @@ impl<V: Rewards> Prompt<'_, V> {
             return None;
         }
         let [top, next, bottom, above] = ends;
-        let mut pairs = [(0, 0); TOP_BOTTOM_STREAMED];
-        for (pair, ((a, ra), (b, rb))) in
-            pairs.iter_mut().zip([(top, bottom), (next, above)]).take(k)
-        {
-            match self.check_rewards(a, b, ra, rb) {
-                Check::Eligible(c, r) => *pair = (c, r),
-                Check::Failed(_) => return None,
-            }
-        }
-        Some((pairs, k))
+        // Straight-line code: a loop over `k` pairs of arrays stayed a loop over memory.
+        let eligible = |(a, ra), (b, rb)| match self.check_rewards(a, b, ra, rb) {
+            Check::Eligible(c, r) => Some((c, r)),
+            Check::Failed(_) => None,
+        };
+        let first = eligible(top, bottom)?;
+        let second = if k == 2 {
+            eligible(next, above)?
+        } else {
+            first
+        };
+        Some(([first, second], k))
     }
 
     /// The deterministic methods: their pairs in preference order, the first
@@ -1565,6 +1566,16 @@ fn margin(chosen: f64, rejected: f64) -> f64 {
 
 /// Up to `TOP_BOTTOM_STREAMED` pairs (chosen, rejected), the first `.1` of them valid.
 type Picks = ([(usize, usize); TOP_BOTTOM_STREAMED], usize);
+
+/// Emits the valid pairs of `picks`.
+#[inline(always)]
+fn emit_picks((pairs, k): Picks, emit: &mut impl FnMut(usize, usize)) {
+    let [(c0, r0), (c1, r1)] = pairs;
+    emit(c0, r0);
+    if k == 2 {
+        emit(c1, r1);
+    }
+}
 
 /// What the one read of a prompt ranked.
 enum Streamed {
