@@ -160,15 +160,22 @@ def test_fast_path_equals_reference_path(  # type: ignore[no-untyped-def]
     penalty=PENALTY,
     seed=st.integers(0, 2**64 - 1),
     tie_order=st.sampled_from(TIE_ORDERS),
+    copies_of=st.sampled_from(["none", "distinct", "drawn"]),
     draw=st.data(),
 )
 def test_prompts_of_common_widths_equal_reference_path(  # type: ignore[no-untyped-def]
-    data, method_and_k, penalty, seed, tie_order, draw
+    data, method_and_k, penalty, seed, tie_order, copies_of, draw
 ):
     """The one-pair methods and ``top_bottom`` with two, without filters, rank prompts of 2, 4,
-    8 or 16 responses over all of them at once: those are most prompts here."""
+    8 or 16 responses over all of them at once: those are most prompts here, with no
+    duplicate indices, with indices that say every text is distinct, or with drawn copies."""
     scores, _, offsets = data
     method, k = method_and_k
+    duplicate_of = {
+        "none": None,
+        "distinct": [j for start, end in itertools.pairwise(offsets) for j in range(end - start)],
+        "drawn": draw.draw(copies(offsets), label="copies"),
+    }[copies_of]
     kwargs = dict(
         method=method,
         pairs_per_prompt=k,
@@ -176,6 +183,7 @@ def test_prompts_of_common_widths_equal_reference_path(  # type: ignore[no-untyp
         length_penalty=penalty,
         seed=seed,
         tie_order=tie_order,
+        duplicate_of=duplicate_of,
     )
     assert_same_outcome(
         lambda: select_pairs(scores, offsets, use_fast=True, **kwargs),

@@ -531,32 +531,50 @@ fn select_task<V: Rewards, P: Sink>(
     if !(0..=n_scores).contains(&bounds[0]) {
         return out;
     }
+    // See [`Prompt::first_picks`].
+    let quick_method = match options.method {
+        Method::MaxMin | Method::MaxMax | Method::Random | Method::MaxRandom => {
+            options.pairs_per_prompt == 1
+        }
+        Method::TopBottom => options.pairs_per_prompt <= TOP_BOTTOM_STREAMED,
+        Method::Adjacent | Method::AllPairs => false,
+    };
+    if quick_method {
+        if let Some(width @ (2 | 4 | 8 | 16)) = uniform_width(bounds, n_scores) {
+            let start = bounds[0] as usize;
+            let copies = &inputs
+                .duplicate_of
+                .map(|d| &d[start..start + width * status.len()]);
+            // Where no response is a copy, as in nearly every dataset, every one is its own
+            // first occurrence: the same as no duplicate indices.
+            if copies.is_none_or(|d| no_copies(d, width)) {
+                let inputs = Inputs {
+                    duplicate_of: None,
+                    ..*inputs
+                };
+                let task = Task {
+                    view,
+                    inputs: &inputs,
+                    first,
+                    options,
+                };
+                let per_prompt = (status, ends);
+                return match width {
+                    2 => task.uniform::<_, 2>(start, per_prompt, out),
+                    4 => task.uniform::<_, 4>(start, per_prompt, out),
+                    8 => task.uniform::<_, 8>(start, per_prompt, out),
+                    _ => task.uniform::<_, 16>(start, per_prompt, out),
+                };
+            }
+        }
+    }
+    let quick = quick_method && inputs.duplicate_of.is_none();
     let task = Task {
         view,
         inputs,
         first,
         options,
     };
-    // See [`Prompt::first_picks`].
-    let quick = inputs.duplicate_of.is_none()
-        && match options.method {
-            Method::MaxMin | Method::MaxMax | Method::Random | Method::MaxRandom => {
-                options.pairs_per_prompt == 1
-            }
-            Method::TopBottom => options.pairs_per_prompt <= TOP_BOTTOM_STREAMED,
-            Method::Adjacent | Method::AllPairs => false,
-        };
-    if quick {
-        let start = bounds[0] as usize;
-        let per_prompt = (&mut *status, &mut *ends);
-        match uniform_width(bounds, n_scores) {
-            Some(2) => return task.uniform::<_, 2>(start, per_prompt, out),
-            Some(4) => return task.uniform::<_, 4>(start, per_prompt, out),
-            Some(8) => return task.uniform::<_, 8>(start, per_prompt, out),
-            Some(16) => return task.uniform::<_, 16>(start, per_prompt, out),
-            _ => {}
-        }
-    }
     let mut scratch = Scratch::default();
     for (i, range) in bounds.windows(2).enumerate() {
         let prompt = first + i;
@@ -615,6 +633,18 @@ fn uniform_width(bounds: &[i64], n_scores: i64) -> Option<usize> {
         any | (b ^ start.wrapping_add(width.wrapping_mul(i)))
     });
     (misplaced == 0 && width >= 0 && end <= n_scores).then_some(width as usize)
+}
+
+/// Whether each prompt of `width` responses in `duplicate_of` is its own first occurrence
+/// throughout (`0, 1, ..., width - 1`), in one pass without a branch per response.
+fn no_copies(duplicate_of: &[i64], width: usize) -> bool {
+    let misplaced = duplicate_of.chunks_exact(width).fold(0, |any, prompt| {
+        prompt
+            .iter()
+            .zip(0..)
+            .fold(any, |any, (&d, k)| any | (d ^ k))
+    });
+    misplaced == 0
 }
 
 /// What the prompts of one task share.
