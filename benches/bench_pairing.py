@@ -315,18 +315,13 @@ def main() -> None:
     before = load_core(args.before)
     for method in ONE_PAIR_METHODS:
         old_kw = {**common, "method": method, "first_key": 0, "keep_ties": False}
-        t_now, t_old, (chosen, rejected, status) = timed_alternately(
+        t_now, t_old, was_selected = timed_alternately(
             lambda m=method: select_pairs(scores, offsets, **common, method=m),
             lambda kw=old_kw: before.select_pairs(scores, offsets, num_threads=threads, **kw),
             args.repeat,
         )
         now = select_pairs(scores, offsets, **common, method=method)
-        paired = np.flatnonzero(status == 0)
-        first = now.pair_offsets[paired]
-        if not (
-            np.array_equal(now.chosen[first], chosen[paired])
-            and np.array_equal(now.rejected[first], rejected[paired])
-        ):
+        if not same(now, PairSelection(*was_selected)):
             raise SystemExit(f"{method}: the earlier core paired some prompt differently")
         took, was = t_now * 1e3, t_old * 1e3
         print(

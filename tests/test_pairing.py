@@ -42,10 +42,16 @@ INT_LENGTH = {
 LENGTH_DTYPES = (np.float64, np.int64, np.int32)
 
 
+#: Responses per prompt: any number up to 64.
+ANY_SIZE = st.integers(0, 64)
+
+
 @st.composite
-def prompts(draw: st.DrawFn, max_prompts: int = 12) -> tuple[list[float], list[float], list[int]]:
-    """Flat scores and lengths with offsets for 0..max_prompts prompts of 0..64 responses."""
-    sizes = draw(st.lists(st.integers(0, 64), max_size=max_prompts))
+def prompts(
+    draw: st.DrawFn, max_prompts: int = 12, size: st.SearchStrategy[int] = ANY_SIZE
+) -> tuple[list[float], list[float], list[int]]:
+    """Flat scores and lengths with offsets for 0..max_prompts prompts of ``size`` responses."""
+    sizes = draw(st.lists(size, max_size=max_prompts))
     offsets = [0]
     for size in sizes:
         offsets.append(offsets[-1] + size)
@@ -137,6 +143,47 @@ def test_fast_path_equals_reference_path(  # type: ignore[no-untyped-def]
         if with_keys
         else None,
         **filters,
+    )
+    assert_same_outcome(
+        lambda: select_pairs(scores, offsets, use_fast=True, **kwargs),
+        lambda: select_pairs(scores, offsets, use_fast=False, **kwargs),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=prompts(size=st.one_of(st.sampled_from([2, 4, 8, 16]), st.integers(0, 17))),
+    method_and_k=st.sampled_from(
+        [(m, 1) for m in ("random", "max_min", "max_max", "max_random", "top_bottom")]
+        + [("top_bottom", 2)]
+    ),
+    penalty=PENALTY,
+    seed=st.integers(0, 2**64 - 1),
+    tie_order=st.sampled_from(TIE_ORDERS),
+    copies_of=st.sampled_from(["none", "distinct", "drawn"]),
+    draw=st.data(),
+)
+def test_prompts_of_common_widths_equal_reference_path(  # type: ignore[no-untyped-def]
+    data, method_and_k, penalty, seed, tie_order, copies_of, draw
+):
+    """The one-pair methods and ``top_bottom`` with two, without filters, rank prompts of 2, 4,
+    8 or 16 responses over all of them at once: those are most prompts here, with no
+    duplicate indices, with indices that say every text is distinct, or with drawn copies."""
+    scores, _, offsets = data
+    method, k = method_and_k
+    duplicate_of = {
+        "none": None,
+        "distinct": [j for start, end in itertools.pairwise(offsets) for j in range(end - start)],
+        "drawn": draw.draw(copies(offsets), label="copies"),
+    }[copies_of]
+    kwargs = dict(
+        method=method,
+        pairs_per_prompt=k,
+        lengths=draw.draw(typed_lengths(len(scores)), label="lengths"),
+        length_penalty=penalty,
+        seed=seed,
+        tie_order=tie_order,
+        duplicate_of=duplicate_of,
     )
     assert_same_outcome(
         lambda: select_pairs(scores, offsets, use_fast=True, **kwargs),

@@ -24,6 +24,7 @@
 mod buffers;
 mod content;
 mod error;
+mod lanes;
 mod method;
 mod penalty;
 mod rewards;

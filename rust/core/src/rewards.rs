@@ -1,6 +1,8 @@
 //! Response lengths in the dtype they arrived in, and the penalised reward of each response
 //! computed and checked in the same read.
 
+use crate::lanes;
+
 /// Response lengths, borrowed as the caller holds them: no conversion copy for integer
 /// token or character counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,6 +47,10 @@ impl<'a> From<&'a [i32]> for Lengths<'a> {
 /// One length value: valid when finite and `>= 0`, used in the penalty as an `f64`.
 pub(crate) trait Length: Copy + Send + Sync {
     fn is_valid(self) -> bool;
+    /// `lengths` as `f64`s (as [`Self::as_f64`] gives them) when every one is valid, tested
+    /// all at once, for [`Rewards::lanes`]; `None` also for a valid `i64` of 2^52 or more,
+    /// which the fast conversion does not cover (the per-response path then takes it).
+    fn lanes_as_f64<const N: usize>(lengths: &[Self; N]) -> Option<[f64; N]>;
     /// Rounds to the nearest `f64`, ties to even, as Python's `float * int` does.
     fn as_f64(self) -> f64;
 }
@@ -53,6 +59,10 @@ impl Length for f64 {
     #[inline]
     fn is_valid(self) -> bool {
         self.is_finite() & (self >= 0.0)
+    }
+    #[inline(always)]
+    fn lanes_as_f64<const N: usize>(lengths: &[Self; N]) -> Option<[f64; N]> {
+        (lanes::all_finite(lengths) & (lanes::min(lengths) >= 0.0)).then_some(*lengths)
     }
     #[inline]
     fn as_f64(self) -> f64 {
@@ -65,6 +75,15 @@ impl Length for i64 {
     fn is_valid(self) -> bool {
         self >= 0
     }
+    /// No bit from 52 up in any of them: none negative, all exact by [`lanes::small_as_f64`].
+    #[inline(always)]
+    fn lanes_as_f64<const N: usize>(lengths: &[Self; N]) -> Option<[f64; N]> {
+        let mut any = 0;
+        for &l in lengths {
+            any |= l;
+        }
+        (any >> 52 == 0).then(|| lanes::small_as_f64(lengths))
+    }
     #[inline]
     fn as_f64(self) -> f64 {
         self as f64
@@ -75,6 +94,17 @@ impl Length for i32 {
     #[inline]
     fn is_valid(self) -> bool {
         self >= 0
+    }
+    /// No sign bit in any of them.
+    #[inline(always)]
+    fn lanes_as_f64<const N: usize>(lengths: &[Self; N]) -> Option<[f64; N]> {
+        let mut any = 0;
+        let mut as_f64 = [0.0; N];
+        for (&l, x) in lengths.iter().zip(&mut as_f64) {
+            any |= l;
+            *x = f64::from(l);
+        }
+        (any >= 0).then_some(as_f64)
     }
     #[inline]
     fn as_f64(self) -> f64 {
@@ -108,6 +138,10 @@ pub(crate) trait Rewards: Copy + Send + Sync {
     /// `(penalised reward, inputs valid)` of every response, in order: the one read of the
     /// data that validation, penalty and ranking share.
     fn scan(self) -> impl Iterator<Item = (f64, bool)>;
+    /// The penalised rewards of a run of exactly `N` responses when every input is valid,
+    /// else `None` (another length, or a bad value that [`Self::scan`] finds): the same read
+    /// as `scan`'s, into an array the [`crate::lanes`] rankings take whole.
+    fn lanes<const N: usize>(self) -> Option<[f64; N]>;
     /// The penalised reward of response `k` (of an already validated run).
     fn reward(self, k: usize) -> f64;
     /// The raw score of response `k`.
@@ -139,6 +173,11 @@ impl Rewards for Scores<'_> {
     #[inline]
     fn scan(self) -> impl Iterator<Item = (f64, bool)> {
         self.0.iter().map(|&s| (s, s.is_finite()))
+    }
+    #[inline(always)]
+    fn lanes<const N: usize>(self) -> Option<[f64; N]> {
+        let scores: &[f64; N] = self.0.try_into().ok()?;
+        lanes::all_finite(scores).then_some(*scores)
     }
     #[inline]
     fn reward(self, k: usize) -> f64 {
@@ -187,6 +226,22 @@ impl<L: Length> Rewards for Penalized<'_, L> {
             .iter()
             .zip(self.lengths)
             .map(move |(&s, &l)| (penalized(s, l.as_f64(), lp), s.is_finite() & l.is_valid()))
+    }
+    #[inline(always)]
+    fn lanes<const N: usize>(self) -> Option<[f64; N]> {
+        let scores: &[f64; N] = self.scores.try_into().ok()?;
+        let lengths: &[L; N] = self.lengths.try_into().ok()?;
+        let lengths = L::lanes_as_f64(lengths)?;
+        if !lanes::all_finite(scores) {
+            return None;
+        }
+        let lp = self.length_penalty;
+        // A loop, not `array::from_fn`, which was left uninlined.
+        let mut rewards = [0.0; N];
+        for (i, reward) in rewards.iter_mut().enumerate() {
+            *reward = penalized(scores[i], lengths[i], lp);
+        }
+        Some(rewards)
     }
     #[inline]
     fn reward(self, k: usize) -> f64 {

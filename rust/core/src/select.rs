@@ -4,6 +4,7 @@ use std::hint::select_unpredictable;
 use rayon::prelude::*;
 
 use crate::buffers::zeroed;
+use crate::lanes;
 use crate::rewards::{with_rewards, Bad, Rewards};
 use crate::validate::{check_options, check_same_len, value_error};
 use crate::{Lengths, MarginFrom, Method, PairError, PromptRng, TieOrder};
@@ -537,16 +538,51 @@ fn select_task<V: Rewards, P: Sink>(
     if !(0..=n_scores).contains(&bounds[0]) {
         return out;
     }
-    let mut scratch = Scratch::default();
     // See [`Prompt::first_picks`].
-    let quick = inputs.duplicate_of.is_none()
-        && match options.method {
-            Method::MaxMin | Method::MaxMax | Method::Random | Method::MaxRandom => {
-                options.pairs_per_prompt == 1
+    let quick_method = match options.method {
+        Method::MaxMin | Method::MaxMax | Method::Random | Method::MaxRandom => {
+            options.pairs_per_prompt == 1
+        }
+        Method::TopBottom => options.pairs_per_prompt <= TOP_BOTTOM_STREAMED,
+        Method::Adjacent | Method::AllPairs => false,
+    };
+    if quick_method {
+        if let Some(width @ (2 | 4 | 8 | 16)) = uniform_width(bounds, n_scores) {
+            let start = bounds[0] as usize;
+            let copies = &inputs
+                .duplicate_of
+                .map(|d| &d[start..start + width * status.len()]);
+            // Where no response is a copy, as in nearly every dataset, every one is its own
+            // first occurrence: the same as no duplicate indices.
+            if copies.is_none_or(|d| no_copies(d, width)) {
+                let inputs = Inputs {
+                    duplicate_of: None,
+                    ..*inputs
+                };
+                let task = Task {
+                    view,
+                    inputs: &inputs,
+                    first,
+                    options,
+                };
+                let per_prompt = (status, ends);
+                return match width {
+                    2 => task.uniform::<_, 2>(start, per_prompt, out),
+                    4 => task.uniform::<_, 4>(start, per_prompt, out),
+                    8 => task.uniform::<_, 8>(start, per_prompt, out),
+                    _ => task.uniform::<_, 16>(start, per_prompt, out),
+                };
             }
-            Method::TopBottom => options.pairs_per_prompt <= TOP_BOTTOM_STREAMED,
-            Method::Adjacent | Method::AllPairs => false,
-        };
+        }
+    }
+    let quick = quick_method && inputs.duplicate_of.is_none();
+    let task = Task {
+        view,
+        inputs,
+        first,
+        options,
+    };
+    let mut scratch = Scratch::default();
     for (i, range) in bounds.windows(2).enumerate() {
         let prompt = first + i;
         let (start, end) = (range[0], range[1]);
@@ -570,28 +606,138 @@ fn select_task<V: Rewards, P: Sink>(
             continue;
         }
         let (start, end) = (start as usize, end as usize);
-        let key = match inputs.keys {
-            Some(keys) => keys[prompt],
-            None => options.first_key.wrapping_add(prompt as u64),
-        };
-        let prompt_view = Prompt {
-            view: view.cut(start, end),
-            duplicate_of: inputs.duplicate_of.map(|d| &d[start..end]),
-            options,
-        };
+        let prompt_view = task.prompt(start, end);
+        let key = task.key(i);
         if quick {
             let mut emit =
                 |c: usize, r: usize| out.pairs.push((start + c) as i64, (start + r) as i64);
-            if prompt_view.first_picks(options.seed, key, &mut emit) {
+            if prompt_view.first_picks::<AnyWidth>(options.seed, key, &mut emit) {
                 status[i] = Status::Paired as u8;
                 ends[i] = out.pairs.len() as i64;
                 continue;
             }
         }
+        task.select(
+            &prompt_view,
+            i,
+            start,
+            &mut scratch,
+            &mut out,
+            (&mut status[i], &mut ends[i]),
+        );
+    }
+    out
+}
+
+/// The width every prompt of a task has, when its prompts lie within the `n_scores` responses
+/// and each is as wide as the first, so that no offsets check can fail in it.
+fn uniform_width(bounds: &[i64], n_scores: i64) -> Option<usize> {
+    let (start, width) = (bounds[0], bounds[1].wrapping_sub(bounds[0]));
+    let end = *bounds.last()?;
+    // One pass without a branch per prompt: every bound where the width puts it. Wrapping,
+    // since offsets may be anything; the widths taken (16 at most) never wrap.
+    let misplaced = bounds.iter().zip(0..).fold(0, |any, (&b, i)| {
+        any | (b ^ start.wrapping_add(width.wrapping_mul(i)))
+    });
+    (misplaced == 0 && width >= 0 && end <= n_scores).then_some(width as usize)
+}
+
+/// Whether each prompt of `width` responses in `duplicate_of` is its own first occurrence
+/// throughout (`0, 1, ..., width - 1`), in one pass without a branch per response.
+fn no_copies(duplicate_of: &[i64], width: usize) -> bool {
+    let misplaced = duplicate_of.chunks_exact(width).fold(0, |any, prompt| {
+        prompt
+            .iter()
+            .zip(0..)
+            .fold(any, |any, (&d, k)| any | (d ^ k))
+    });
+    misplaced == 0
+}
+
+/// What the prompts of one task share.
+struct Task<'a, V> {
+    view: V,
+    inputs: &'a Inputs<'a>,
+    /// Index of the task's first prompt.
+    first: usize,
+    options: &'a Options,
+}
+
+impl<'a, V: Rewards> Task<'a, V> {
+    /// The responses `start..end`.
+    #[inline(always)]
+    fn prompt(&self, start: usize, end: usize) -> Prompt<'a, V> {
+        Prompt {
+            view: self.view.cut(start, end),
+            duplicate_of: self.inputs.duplicate_of.map(|d| &d[start..end]),
+            options: self.options,
+        }
+    }
+
+    /// The key of the random stream of the task's prompt `i`.
+    #[inline(always)]
+    fn key(&self, i: usize) -> u64 {
+        match self.inputs.keys {
+            Some(keys) => keys[self.first + i],
+            None => self.options.first_key.wrapping_add((self.first + i) as u64),
+        }
+    }
+
+    /// The task's prompts when all are `N` wide from response `start` on, which
+    /// [`uniform_width`] found: no offsets check, and each prompt's first picks over lanes
+    /// of a width known here, not looked up per prompt. A bad value ends the task, since no
+    /// offsets problem can follow to outrank it.
+    fn uniform<P: Sink, const N: usize>(
+        &self,
+        start: usize,
+        per_prompt: (&mut [u8], &mut [i64]),
+        mut out: TaskOut<P>,
+    ) -> TaskOut<P> {
+        let mut scratch = Scratch::default();
+        let (status, ends) = per_prompt;
+        for (i, (status, end)) in status.iter_mut().zip(ends.iter_mut()).enumerate() {
+            let start = start + i * N;
+            let prompt_view = self.prompt(start, start + N);
+            let key = self.key(i);
+            let mut emit =
+                |c: usize, r: usize| out.pairs.push((start + c) as i64, (start + r) as i64);
+            if prompt_view.first_picks::<Width<N>>(self.options.seed, key, &mut emit) {
+                *status = Status::Paired as u8;
+                *end = out.pairs.len() as i64;
+                continue;
+            }
+            self.select(
+                &prompt_view,
+                i,
+                start,
+                &mut scratch,
+                &mut out,
+                (status, end),
+            );
+            if out.problem.is_some() {
+                break;
+            }
+        }
+        out
+    }
+
+    /// [`Prompt::select`] for the task's prompt `i` (responses from `start` on), into `out` and
+    /// its `status` and `end` (the task's pairs up to it); a bad value becomes `out`'s problem.
+    fn select<P: Sink>(
+        &self,
+        prompt_view: &Prompt<'_, V>,
+        i: usize,
+        start: usize,
+        scratch: &mut Scratch,
+        out: &mut TaskOut<P>,
+        (status, end): (&mut u8, &mut i64),
+    ) {
+        let prompt = self.first + i;
         let before = out.pairs.len();
         let mut emit = |c: usize, r: usize| out.pairs.push((start + c) as i64, (start + r) as i64);
-        match prompt_view.select(P::COUNT_ONLY, options.seed, key, &mut scratch, &mut emit) {
-            Ok(found) => status[i] = found as u8,
+        let seed = self.options.seed;
+        match prompt_view.select(P::COUNT_ONLY, seed, self.key(i), scratch, &mut emit) {
+            Ok(found) => *status = found as u8,
             Err((k, bad)) => {
                 let index = start + k;
                 let err = match bad {
@@ -605,12 +751,11 @@ fn select_task<V: Rewards, P: Sink>(
                 };
                 out.problem = Some(Problem::Value(index, err));
                 out.pairs.truncate(before);
-                continue;
+                return;
             }
         }
-        ends[i] = out.pairs.len() as i64;
+        *end = out.pairs.len() as i64;
     }
-    out
 }
 
 /// What is wrong with a response: a score or length, or its duplicate index.
@@ -756,13 +901,18 @@ impl<V: Rewards> Prompt<'_, V> {
     /// tight read of the prompt, as before pairs per prompt and filters existed, for what
     /// nearly every prompt of these methods is.
     #[inline(always)]
-    fn first_picks(&self, seed: u64, key: u64, emit: &mut impl FnMut(usize, usize)) -> bool {
-        self.try_first_picks(seed, key, emit).is_some()
+    fn first_picks<W: Widths>(
+        &self,
+        seed: u64,
+        key: u64,
+        emit: &mut impl FnMut(usize, usize),
+    ) -> bool {
+        self.try_first_picks::<W>(seed, key, emit).is_some()
     }
 
     /// [`Self::first_picks`], `None` for false.
     #[inline(always)]
-    fn try_first_picks(
+    fn try_first_picks<W: Widths>(
         &self,
         seed: u64,
         key: u64,
@@ -771,26 +921,25 @@ impl<V: Rewards> Prompt<'_, V> {
         let n = self.view.len();
         let drawn = |(a, b)| [(a, self.view.reward(a)), (b, self.view.reward(b))];
         let [(a, ra), (b, rb)] = match self.options.method {
-            Method::MaxMin => stream::<BestAndWorst>(self.view).ok()??,
+            Method::MaxMin => W::rank::<BestAndWorst>(self.view)?,
             Method::MaxMax => match self.options.tie_order {
-                TieOrder::Dpov2 => stream::<BestTwo<false>>(self.view).ok()??,
-                TieOrder::Lmflow => stream::<BestTwo<true>>(self.view).ok()??,
+                TieOrder::Dpov2 => W::rank::<BestTwo<false>>(self.view)?,
+                TieOrder::Lmflow => W::rank::<BestTwo<true>>(self.view)?,
             },
             Method::MaxRandom => {
-                let best = stream::<Best>(self.view).ok()??;
+                let best = W::rank::<Best>(self.view)?;
                 drawn((best, draw_other(&mut PromptRng::new(seed, key), n, best)))
             }
             Method::Random => {
-                stream::<Unranked>(self.view).ok()??;
+                W::rank::<Unranked>(self.view)?;
                 drawn(draw_two(&mut PromptRng::new(seed, key), n))
             }
             Method::TopBottom => {
                 let ends = match self.options.tie_order {
-                    TieOrder::Dpov2 => stream::<Ends<false, true>>(self.view),
-                    TieOrder::Lmflow => stream::<Ends<true, false>>(self.view),
+                    TieOrder::Dpov2 => W::rank::<Ends<false, true>>(self.view),
+                    TieOrder::Lmflow => W::rank::<Ends<true, false>>(self.view),
                 };
-                let (pairs, k) = self.top_bottom(ends.ok()??)?;
-                pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
+                emit_picks(self.top_bottom(ends?)?, emit);
                 return Some(());
             }
             _ => return None,
@@ -857,8 +1006,8 @@ impl<V: Rewards> Prompt<'_, V> {
             (_, Method::Random) => self.draw_random(seed, key, scratch, emit),
             (_, Method::AllPairs) if count_only => self.count_all_pairs(&mut scratch.rewards, emit),
             (Streamed::Ends(Some(ends)), _) if !has_copies => match self.top_bottom(ends) {
-                Some((pairs, k)) => {
-                    pairs[..k].iter().for_each(|&(c, r)| emit(c, r));
+                Some(picks) => {
+                    emit_picks(picks, emit);
                     Status::Paired
                 }
                 None => self.ranked(scratch, emit),
@@ -1103,16 +1252,18 @@ impl<V: Rewards> Prompt<'_, V> {
             return None;
         }
         let [top, next, bottom, above] = ends;
-        let mut pairs = [(0, 0); TOP_BOTTOM_STREAMED];
-        for (pair, ((a, ra), (b, rb))) in
-            pairs.iter_mut().zip([(top, bottom), (next, above)]).take(k)
-        {
-            match self.check_rewards(a, b, ra, rb) {
-                Check::Eligible(c, r) => *pair = (c, r),
-                Check::Failed(_) => return None,
-            }
-        }
-        Some((pairs, k))
+        // Straight-line code: a loop over `k` pairs of arrays stayed a loop over memory.
+        let eligible = |(a, ra), (b, rb)| match self.check_rewards(a, b, ra, rb) {
+            Check::Eligible(c, r) => Some((c, r)),
+            Check::Failed(_) => None,
+        };
+        let first = eligible(top, bottom)?;
+        let second = if k == 2 {
+            eligible(next, above)?
+        } else {
+            first
+        };
+        Some(([first, second], k))
     }
 
     /// The deterministic methods: their pairs in preference order, the first
@@ -1568,6 +1719,16 @@ fn margin(chosen: f64, rejected: f64) -> f64 {
 /// Up to `TOP_BOTTOM_STREAMED` pairs (chosen, rejected), the first `.1` of them valid.
 type Picks = ([(usize, usize); TOP_BOTTOM_STREAMED], usize);
 
+/// Emits the valid pairs of `picks`.
+#[inline(always)]
+fn emit_picks((pairs, k): Picks, emit: &mut impl FnMut(usize, usize)) {
+    let [(c0, r0), (c1, r1)] = pairs;
+    emit(c0, r0);
+    if k == 2 {
+        emit(c1, r1);
+    }
+}
+
 /// What the one read of a prompt ranked.
 enum Streamed {
     Pair(Option<[(usize, f64); 2]>),
@@ -1585,6 +1746,41 @@ trait Rank {
     /// Response `i >= 1` with reward `r`.
     fn push(&mut self, i: usize, r: f64);
     fn finish(self) -> Self::Out;
+    /// What `first`, every `push` and `finish` give for the rewards `r`, from them all at
+    /// once ([`lanes`]).
+    fn of_lanes<const N: usize>(r: &[f64; N]) -> Self::Out;
+}
+
+/// How a prompt's first picks rank it: [`stream`]'s ranking, or `None` for fewer than two
+/// responses or a bad value ([`Prompt::select`] then reads the prompt again to say which).
+trait Widths {
+    fn rank<K: Rank>(view: impl Rewards) -> Option<K::Out>;
+}
+
+/// Over lanes when the prompt has 2, 4, 8 or 16 responses, else streamed.
+struct AnyWidth;
+
+impl Widths for AnyWidth {
+    #[inline(always)]
+    fn rank<K: Rank>(view: impl Rewards) -> Option<K::Out> {
+        match view.len() {
+            2 => Width::<2>::rank::<K>(view),
+            4 => Width::<4>::rank::<K>(view),
+            8 => Width::<8>::rank::<K>(view),
+            16 => Width::<16>::rank::<K>(view),
+            _ => stream::<K>(view).ok().flatten(),
+        }
+    }
+}
+
+/// Over lanes, for a prompt known to have `N` responses.
+struct Width<const N: usize>;
+
+impl<const N: usize> Widths for Width<N> {
+    #[inline(always)]
+    fn rank<K: Rank>(view: impl Rewards) -> Option<K::Out> {
+        view.lanes::<N>().map(|r| K::of_lanes(&r))
+    }
 }
 
 /// One read of a prompt's responses: validated, and ranked by `K`; `Ok(None)` for fewer
@@ -1660,6 +1856,8 @@ impl Rank for Unranked {
     fn push(&mut self, _: usize, _: f64) {}
     #[inline]
     fn finish(self) {}
+    #[inline(always)]
+    fn of_lanes<const N: usize>(_: &[f64; N]) {}
 }
 
 /// The first index of the maximum. Like every streaming ranking here, updated by selects
@@ -1683,6 +1881,10 @@ impl Rank for Best {
     #[inline]
     fn finish(self) -> usize {
         self.best
+    }
+    #[inline(always)]
+    fn of_lanes<const N: usize>(r: &[f64; N]) -> usize {
+        lanes::lowest(lanes::equal(r, lanes::max(r)))
     }
 }
 
@@ -1717,6 +1919,13 @@ impl Rank for BestAndWorst {
         let Best { best, hi } = self.best;
         let worst = if self.worst == best { 1 } else { self.worst };
         [(best, hi), (worst, self.lo)]
+    }
+    #[inline(always)]
+    fn of_lanes<const N: usize>(r: &[f64; N]) -> [(usize, f64); 2] {
+        let best = Best::of_lanes(r);
+        let worst = lanes::lowest(lanes::equal(r, lanes::min(r)));
+        let worst = if worst == best { 1 } else { worst };
+        [(best, r[best]), (worst, r[worst])]
     }
 }
 
@@ -1764,6 +1973,10 @@ impl<const LATER: bool> Rank for BestTwo<LATER> {
     fn finish(self) -> [(usize, f64); 2] {
         [(self.best, self.hi), (self.second, self.next)]
     }
+    #[inline(always)]
+    fn of_lanes<const N: usize>(r: &[f64; N]) -> [(usize, f64); 2] {
+        first_two::<LATER, N>(r, lanes::top_two(r))
+    }
 }
 
 /// `top_bottom`: the first two and the last two of the ranking (`LATER`: equal rewards
@@ -1796,12 +2009,33 @@ impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
         let [(b0, low), (b1, above)] = self.bottom.finish();
         [top, next, (b0, -low), (b1, -above)]
     }
+    #[inline(always)]
+    fn of_lanes<const N: usize>(r: &[f64; N]) -> [(usize, f64); 4] {
+        let [top, next] = BestTwo::<LATER>::of_lanes(r);
+        let [bottom, above] = first_two::<EARLIER, N>(r, lanes::bottom_two(r));
+        [top, next, bottom, above]
+    }
+}
+
+/// The positions of the values `(first, second)` ([`lanes::top_two`] or
+/// [`lanes::bottom_two`] of `r`), with them: each the lowest lane holding it, or with `LATER`
+/// the highest, the second's lanes without the first's position (when the two are equal,
+/// the first's is among them).
+#[inline(always)]
+fn first_two<const LATER: bool, const N: usize>(
+    r: &[f64; N],
+    (first, second): (f64, f64),
+) -> [(usize, f64); 2] {
+    let pick = if LATER { lanes::highest } else { lanes::lowest };
+    let a = pick(lanes::equal(r, first));
+    let b = pick(lanes::equal(r, second) & !(1 << a));
+    [(a, r[a]), (b, r[b])]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewards::Penalized;
+    use crate::rewards::{Penalized, Scores};
 
     /// Gathers `by_margin`'s output for `keys` (in the order found) and the first `k`.
     fn ordered(keys: &[u64], k: usize) -> Vec<usize> {
@@ -1853,52 +2087,102 @@ mod tests {
         ks.iter().map(|&k| (k, r[k])).collect()
     }
 
+    /// Every streaming ranking of `r` against its definition by a sort, and (for 2, 4, 8 or 16
+    /// rewards) the same rankings over lanes, as the first picks take them.
+    fn assert_rankings(r: &[f64]) {
+        let m = r.len();
+        // `-inf` as a finite score less a length penalty that overflows.
+        let (scores, lengths): (Vec<f64>, Vec<f64>) = r
+            .iter()
+            .map(|&x| {
+                if x.is_finite() {
+                    (x, 0.0)
+                } else {
+                    (0.0, f64::MAX)
+                }
+            })
+            .unzip();
+        let view = Penalized {
+            scores: &scores,
+            lengths: &lengths,
+            length_penalty: 2.0,
+        };
+        let over_lanes = [2, 4, 8, 16].contains(&m);
+        // Each ranking by streaming, and over lanes where the width has them.
+        fn both<K: Rank>(view: Penalized<'_, f64>, over_lanes: bool) -> Vec<K::Out> {
+            let mut outs = vec![stream::<K>(view).unwrap().unwrap()];
+            if over_lanes {
+                outs.push(AnyWidth::rank::<K>(view).unwrap());
+            }
+            outs
+        }
+        let (dpov2, lmflow) = (sorted(r, false), sorted(r, true));
+        for best in both::<Best>(view, over_lanes) {
+            assert_eq!(best, dpov2[0], "{r:?}");
+        }
+        for (two, order) in [
+            (both::<BestTwo<false>>(view, over_lanes), &dpov2),
+            (both::<BestTwo<true>>(view, over_lanes), &lmflow),
+        ] {
+            for two in two {
+                assert_eq!(two.to_vec(), with_rewards(r, &order[..2]), "{r:?}");
+            }
+        }
+        for (ends, order) in [
+            (both::<Ends<false, true>>(view, over_lanes), &dpov2),
+            (both::<Ends<true, false>>(view, over_lanes), &lmflow),
+        ] {
+            let picks = [order[0], order[1], order[m - 1], order[m - 2]];
+            for ends in ends {
+                assert_eq!(ends.to_vec(), with_rewards(r, &picks), "{r:?}");
+            }
+        }
+        // max_min: np.argmax, then np.argmin among the others.
+        let worst = (0..m)
+            .filter(|&k| k != dpov2[0])
+            .min_by(|&x, &y| order(r[x], r[y]).then(x.cmp(&y)))
+            .unwrap();
+        for ends in both::<BestAndWorst>(view, over_lanes) {
+            assert_eq!(ends.to_vec(), with_rewards(r, &[dpov2[0], worst]), "{r:?}");
+        }
+    }
+
     #[test]
     fn streaming_rankings_equal_a_sort() {
-        for r in small_arrays() {
-            let m = r.len();
-            // `-inf` as a finite score less a length penalty that overflows.
-            let (scores, lengths): (Vec<f64>, Vec<f64>) = r
-                .iter()
-                .map(|&x| {
-                    if x.is_finite() {
-                        (x, 0.0)
-                    } else {
-                        (0.0, f64::MAX)
-                    }
-                })
-                .unzip();
-            let view = Penalized {
-                scores: &scores,
-                lengths: &lengths,
-                length_penalty: 2.0,
-            };
-            let (dpov2, lmflow) = (sorted(&r, false), sorted(&r, true));
-            let run = |out: [(usize, f64); 2]| out.to_vec();
-            assert_eq!(stream::<Best>(view).unwrap(), Some(dpov2[0]), "{r:?}");
-            let two = run(stream::<BestTwo<false>>(view).unwrap().unwrap());
-            assert_eq!(two, with_rewards(&r, &dpov2[..2]), "{r:?}");
-            let two = run(stream::<BestTwo<true>>(view).unwrap().unwrap());
-            assert_eq!(two, with_rewards(&r, &lmflow[..2]), "{r:?}");
-            for (ends, order) in [
-                (stream::<Ends<false, true>>(view), &dpov2),
-                (stream::<Ends<true, false>>(view), &lmflow),
-            ] {
-                let picks = [order[0], order[1], order[m - 1], order[m - 2]];
-                assert_eq!(
-                    ends.unwrap().unwrap().to_vec(),
-                    with_rewards(&r, &picks),
-                    "{r:?}"
-                );
+        small_arrays().iter().for_each(|r| assert_rankings(r));
+    }
+
+    #[test]
+    fn rankings_over_lanes_equal_a_sort() {
+        // Few distinct values, so that most arrays have ties at both ends.
+        let values = [f64::NEG_INFINITY, -1.0, -0.0, 0.0, 2.0, 3.5];
+        let mut rng = PromptRng::new(7, 0);
+        for width in [8, 16] {
+            for _ in 0..20_000 {
+                let kinds = 1 + rng.below(values.len() as u64);
+                let r: Vec<f64> = (0..width)
+                    .map(|_| values[rng.below(kinds) as usize])
+                    .collect();
+                assert_rankings(&r);
             }
-            // max_min: np.argmax, then np.argmin among the others.
-            let worst = (0..m)
-                .filter(|&k| k != dpov2[0])
-                .min_by(|&x, &y| order(r[x], r[y]).then(x.cmp(&y)))
-                .unwrap();
-            let ends = run(stream::<BestAndWorst>(view).unwrap().unwrap());
-            assert_eq!(ends, with_rewards(&r, &[dpov2[0], worst]), "{r:?}");
         }
+    }
+
+    #[test]
+    fn lanes_refuse_a_bad_value() {
+        let scores = [1.0, 2.0, f64::NAN, 0.5];
+        assert!(AnyWidth::rank::<Best>(Scores(&scores)).is_none());
+        let view = Penalized {
+            scores: &[1.0, 2.0, 3.0, 0.5],
+            lengths: &[1i64, 2, -3, 4],
+            length_penalty: 0.5,
+        };
+        assert!(AnyWidth::rank::<Best>(view).is_none());
+        let view = Penalized {
+            lengths: &[1i64, 2, 3, 4],
+            ..view
+        };
+        assert_eq!(AnyWidth::rank::<Best>(view), Some(2));
     }
 
     #[test]

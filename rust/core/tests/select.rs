@@ -263,6 +263,25 @@ fn values_are_checked_in_flat_order_past_empty_prompts() {
     assert!(matches!(err, PairError::BadScore { index: 0, .. }));
 }
 
+#[test]
+fn the_first_bad_value_among_prompts_of_one_width_is_named() {
+    // All prompts as wide as one the lanes rank: a later bad value must not replace it.
+    for width in [2usize, 4, 8, 16] {
+        let mut scores = vec![0.5; 10 * width];
+        scores[3 * width + 1] = f64::NAN;
+        scores[7 * width] = f64::INFINITY;
+        let offsets: Vec<i64> = (0..=10).map(|p| (p * width) as i64).collect();
+        for method in [Method::MaxMin, Method::Random, Method::TopBottom] {
+            let err = select_pairs(&scores, None, &offsets, &options(method)).unwrap_err();
+            assert!(
+                matches!(err, PairError::BadScore { index, prompt: 3, response: 1, .. }
+                    if index == 3 * width + 1),
+                "{width} {method:?}: {err:?}"
+            );
+        }
+    }
+}
+
 /// Prompts of 1..=12 responses with coarse scores, so ties are common.
 fn prompts() -> impl Strategy<Value = (Vec<f64>, Vec<f64>, Vec<i64>)> {
     prop::collection::vec(1usize..=12, 1..60).prop_flat_map(|sizes| {
