@@ -24,8 +24,7 @@ Then the goals of issues #13 and #10 are checked, each printed as met or not:
 - with ``--before CORE`` (the ``_core`` extension built from an earlier commit), the
   one-pair methods are no slower than that core on the same arrays, the two timed in turn
   in the same run (whichever is timed later would otherwise gain from the allocator's
-  state); its pairs are checked equal to today's on every prompt it paired (only prompts it
-  dropped as ties may differ, now that a tied pick gives way to the next eligible pair).
+  state); its whole selection (statuses, pair offsets, pairs) is checked equal to today's.
 
 Peak memory of the Rust path is measured in a fresh child process: the resident high-water
 mark is reset (``/proc/self/clear_refs``) after the inputs are built, so what it reports is

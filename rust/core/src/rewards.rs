@@ -139,8 +139,9 @@ pub(crate) trait Rewards: Copy + Send + Sync {
     /// data that validation, penalty and ranking share.
     fn scan(self) -> impl Iterator<Item = (f64, bool)>;
     /// The penalised rewards of a run of exactly `N` responses when every input is valid,
-    /// else `None` (another length, or a bad value that [`Self::scan`] finds): the same read
-    /// as `scan`'s, into an array the [`crate::lanes`] rankings take whole.
+    /// else `None` (another length, a bad value that [`Self::scan`] finds, or a length
+    /// [`Length::lanes_as_f64`] leaves to it): the same values as `scan`'s, in an array the
+    /// [`crate::lanes`] rankings take whole.
     fn lanes<const N: usize>(self) -> Option<[f64; N]>;
     /// The penalised reward of response `k` (of an already validated run).
     fn reward(self, k: usize) -> f64;

@@ -1196,9 +1196,10 @@ impl<V: Rewards> Prompt<'_, V> {
             let pairs = row.iter_mut().zip(&compact[u + 1..m]).zip(&local[u + 1..m]);
             for ((slot, &rj), &j) in pairs {
                 // Finite rewards, no `-0.0`: `ri - rj` is `+0.0` for a tie (`-0.0 - 0.0` would
-                // be `-0.0`), else negative when `j` is chosen. Of a tie, the lower index is chosen under either tie order (dpov2's
-                // first pick; LMFlow's second, as LMFlow ranks later first). The magnitude is
-                // the margin `rc - rr` exactly, since negating is exact.
+                // be `-0.0`), else negative when `j` is chosen. Of a tie, the lower index is
+                // chosen under either tie order (dpov2's first pick; LMFlow's second, as LMFlow
+                // ranks later first). The magnitude is the margin `rc - rr` exactly, since
+                // negating is exact.
                 let difference = (ri - rj).to_bits();
                 let second_chosen = (difference as i64) < 0;
                 let picks =
