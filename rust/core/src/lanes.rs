@@ -1,9 +1,9 @@
 //! The rankings of a prompt of exactly `N` responses (2, 4, 8 or 16), over its `N` rewards
 //! at once.
 //!
-//! Nearly every dataset gives each prompt the same few responses, and over an array of known
-//! length an extreme is a few vector maxima and a position is a mask of the lanes equal to
-//! it, with no dependence of one response on the one before. A streaming ranking
+//! Datasets usually give every prompt the same number of responses, most often one of
+//! these, and over an array of known length an extreme is a few vector maxima and a position
+//! is a mask of the lanes equal to it, with no dependence of one response on the one before. A streaming ranking
 //! ([`crate::select`]'s `Rank`) carries its best-so-far through every response instead:
 //! about 25 instructions per response, most of a one-pair selection's time.
 //!
