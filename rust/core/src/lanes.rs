@@ -2,10 +2,11 @@
 //! at once.
 //!
 //! Datasets usually give every prompt the same number of responses, most often one of
-//! these, and over an array of known length an extreme is a few vector maxima and a position
-//! is a mask of the lanes equal to it, with no dependence of one response on the one before. A streaming ranking
-//! ([`crate::select`]'s `Rank`) carries its best-so-far through every response instead:
-//! about 25 instructions per response, most of a one-pair selection's time.
+//! these, and over an array of known length an extreme is a few vector maxima and a
+//! position is a mask of the lanes equal to it, with no dependence of one response on the
+//! one before. A streaming ranking ([`crate::select`]'s `Rank`) carries its best-so-far
+//! through every response instead: about 25 instructions per response, most of a one-pair
+//! selection's time.
 //!
 //! On x86_64 the lanes are SSE2 vectors (part of the x86_64 baseline, so no runtime
 //! detection); elsewhere, and in the tests beside them, plain loops compute the same.
