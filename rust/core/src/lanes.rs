@@ -12,6 +12,33 @@
 //! detection); elsewhere, and in the tests beside them, plain loops compute the same.
 //! Rewards here are valid penalised rewards: never NaN, possibly infinite.
 
+/// `$body` with the constant `$n` set to `$width` when that is one of the widths ranked
+/// over lanes (2, 4, 8 or 16), else `$other`: the one list of those widths.
+macro_rules! by_width {
+    ($width:expr, |$n:ident| $body:expr, else $other:expr) => {
+        match $width {
+            2 => {
+                const $n: usize = 2;
+                $body
+            }
+            4 => {
+                const $n: usize = 4;
+                $body
+            }
+            8 => {
+                const $n: usize = 8;
+                $body
+            }
+            16 => {
+                const $n: usize = 16;
+                $body
+            }
+            _ => $other,
+        }
+    };
+}
+pub(crate) use by_width;
+
 /// The largest of `r` (which of two equal values, `0.0` or `-0.0`, is left open: positions
 /// come from [`equal`]).
 #[inline(always)]
@@ -119,19 +146,45 @@ mod sse2 {
         unsafe { fold(r, |a, b| _mm_min_pd(a, b), |a, b| _mm_min_sd(a, b)) }
     }
 
-    /// `(first, second)` by `above` and `below` (max and min, or min and max): per lane the
-    /// two first seen, then the lanes merged (the second is the second of the lane holding
-    /// the first, or the other lane's first).
+    /// The two largest of `r` (`TOP`) or its two smallest: per lane the two first seen, then
+    /// the lanes merged (the second is the second of the lane holding the first, or the other
+    /// lane's first).
     #[inline(always)]
-    fn two<const N: usize>(
-        r: &[f64; N],
-        none: f64,
-        above: impl Fn(__m128d, __m128d) -> __m128d,
-        below: impl Fn(__m128d, __m128d) -> __m128d,
-        above_sd: impl Fn(__m128d, __m128d) -> __m128d,
-        below_sd: impl Fn(__m128d, __m128d) -> __m128d,
-    ) -> (f64, f64) {
+    fn two<const TOP: bool, const N: usize>(r: &[f64; N]) -> (f64, f64) {
         unsafe {
+            let above = |a, b| {
+                if TOP {
+                    _mm_max_pd(a, b)
+                } else {
+                    _mm_min_pd(a, b)
+                }
+            };
+            let below = |a, b| {
+                if TOP {
+                    _mm_min_pd(a, b)
+                } else {
+                    _mm_max_pd(a, b)
+                }
+            };
+            let above_sd = |a, b| {
+                if TOP {
+                    _mm_max_sd(a, b)
+                } else {
+                    _mm_min_sd(a, b)
+                }
+            };
+            let below_sd = |a, b| {
+                if TOP {
+                    _mm_min_sd(a, b)
+                } else {
+                    _mm_max_sd(a, b)
+                }
+            };
+            let none = if TOP {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            };
             let (mut first, mut second) = (pair(r, 0), _mm_set1_pd(none));
             for i in 1..N / 2 {
                 let v = pair(r, i);
@@ -150,30 +203,12 @@ mod sse2 {
 
     #[inline(always)]
     pub(super) fn top_two<const N: usize>(r: &[f64; N]) -> (f64, f64) {
-        unsafe {
-            two(
-                r,
-                f64::NEG_INFINITY,
-                |a, b| _mm_max_pd(a, b),
-                |a, b| _mm_min_pd(a, b),
-                |a, b| _mm_max_sd(a, b),
-                |a, b| _mm_min_sd(a, b),
-            )
-        }
+        two::<true, N>(r)
     }
 
     #[inline(always)]
     pub(super) fn bottom_two<const N: usize>(r: &[f64; N]) -> (f64, f64) {
-        unsafe {
-            two(
-                r,
-                f64::INFINITY,
-                |a, b| _mm_min_pd(a, b),
-                |a, b| _mm_max_pd(a, b),
-                |a, b| _mm_min_sd(a, b),
-                |a, b| _mm_max_sd(a, b),
-            )
-        }
+        two::<false, N>(r)
     }
 
     #[inline(always)]
@@ -237,27 +272,21 @@ mod portable {
         r.iter().copied().fold(f64::INFINITY, f64::min)
     }
 
-    /// The first two of `r` sorted best first.
-    fn two_by<const N: usize>(r: &[f64; N], better: impl Fn(f64, f64) -> bool) -> (f64, f64) {
-        let mut sorted = r.to_vec();
-        sorted.sort_by(|&a, &b| {
-            if better(a, b) {
-                std::cmp::Ordering::Less
-            } else if better(b, a) {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Equal
-            }
-        });
-        (sorted[0], sorted[1])
+    /// `r` in ascending order.
+    fn sorted<const N: usize>(r: &[f64; N]) -> [f64; N] {
+        let mut sorted = *r;
+        sorted.sort_by(f64::total_cmp);
+        sorted
     }
 
     pub(super) fn top_two<const N: usize>(r: &[f64; N]) -> (f64, f64) {
-        two_by(r, |a, b| a > b)
+        let sorted = sorted(r);
+        (sorted[N - 1], sorted[N - 2])
     }
 
     pub(super) fn bottom_two<const N: usize>(r: &[f64; N]) -> (f64, f64) {
-        two_by(r, |a, b| a < b)
+        let sorted = sorted(r);
+        (sorted[0], sorted[1])
     }
 
     #[inline(always)]
