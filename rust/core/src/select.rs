@@ -483,6 +483,12 @@ fn write_all_pairs<V: Rewards>(
     targets
         .into_par_iter()
         .for_each(|(prompts, mut c_rest, mut r_rest)| {
+            let task = Task {
+                view,
+                inputs,
+                first: prompts.start,
+                options,
+            };
             let mut scratch = Scratch::default();
             let mut words = [0; SMALL_PAIRS];
             for p in prompts {
@@ -495,11 +501,7 @@ fn write_all_pairs<V: Rewards>(
                 let (r_out, r_tail) = std::mem::take(&mut r_rest).split_at_mut(len);
                 (c_rest, r_rest) = (c_tail, r_tail);
                 let (start, end) = (inputs.offsets[p] as usize, inputs.offsets[p + 1] as usize);
-                let prompt = Prompt {
-                    view: view.cut(start, end),
-                    duplicate_of: inputs.duplicate_of.map(|d| &d[start..end]),
-                    options,
-                };
+                let prompt = task.prompt(start, end);
                 if !prompt.small_all_pairs(start, &mut words, c_out, r_out) {
                     let mut at = 0;
                     prompt.ranked(&mut scratch, &mut |c, r| {
@@ -546,15 +548,15 @@ fn select_task<V: Rewards, P: Sink>(
         Method::TopBottom => options.pairs_per_prompt <= TOP_BOTTOM_STREAMED,
         Method::Adjacent | Method::AllPairs => false,
     };
-    if quick_method {
-        if let Some(width @ (2 | 4 | 8 | 16)) = uniform_width(bounds, n_scores) {
+    if let (true, Some(width)) = (quick_method, uniform_width(bounds, n_scores)) {
+        lanes::by_width!(width, |N| {
             let start = bounds[0] as usize;
-            let copies = &inputs
+            let copies = inputs
                 .duplicate_of
-                .map(|d| &d[start..start + width * status.len()]);
+                .map(|d| &d[start..start + N * status.len()]);
             // Where no response is a copy, as in nearly every dataset, every one is its own
             // first occurrence: the same as no duplicate indices.
-            if copies.is_none_or(|d| no_copies(d, width)) {
+            if copies.is_none_or(no_copies::<N>) {
                 let inputs = Inputs {
                     duplicate_of: None,
                     ..*inputs
@@ -565,15 +567,9 @@ fn select_task<V: Rewards, P: Sink>(
                     first,
                     options,
                 };
-                let per_prompt = (status, ends);
-                return match width {
-                    2 => task.uniform::<_, 2>(start, per_prompt, out),
-                    4 => task.uniform::<_, 4>(start, per_prompt, out),
-                    8 => task.uniform::<_, 8>(start, per_prompt, out),
-                    _ => task.uniform::<_, 16>(start, per_prompt, out),
-                };
+                return task.uniform::<_, N>(start, (status, ends), out);
             }
-        }
+        }, else {});
     }
     let quick = quick_method && inputs.duplicate_of.is_none();
     let task = Task {
@@ -642,10 +638,10 @@ fn uniform_width(bounds: &[i64], n_scores: i64) -> Option<usize> {
     (misplaced == 0 && width >= 0 && end <= n_scores).then_some(width as usize)
 }
 
-/// Whether each prompt of `width` responses in `duplicate_of` is its own first occurrence
-/// throughout (`0, 1, ..., width - 1`), in one pass without a branch per response.
-fn no_copies(duplicate_of: &[i64], width: usize) -> bool {
-    let misplaced = duplicate_of.chunks_exact(width).fold(0, |any, prompt| {
+/// Whether each prompt of `N` responses in `duplicate_of` is its own first occurrence
+/// throughout (`0, 1, ..., N - 1`), in one pass without a branch per response.
+fn no_copies<const N: usize>(duplicate_of: &[i64]) -> bool {
+    let misplaced = duplicate_of.chunks_exact(N).fold(0, |any, prompt| {
         prompt
             .iter()
             .zip(0..)
@@ -1764,13 +1760,9 @@ struct AnyWidth;
 impl Widths for AnyWidth {
     #[inline(always)]
     fn rank<K: Rank>(view: impl Rewards) -> Option<K::Out> {
-        match view.len() {
-            2 => Width::<2>::rank::<K>(view),
-            4 => Width::<4>::rank::<K>(view),
-            8 => Width::<8>::rank::<K>(view),
-            16 => Width::<16>::rank::<K>(view),
-            _ => stream::<K>(view).ok().flatten(),
-        }
+        lanes::by_width!(view.len(), |N| Width::<N>::rank::<K>(view), else {
+            stream::<K>(view).ok().flatten()
+        })
     }
 }
 
@@ -2108,7 +2100,7 @@ mod tests {
             lengths: &lengths,
             length_penalty: 2.0,
         };
-        let over_lanes = [2, 4, 8, 16].contains(&m);
+        let over_lanes = lanes::by_width!(m, |N| N == m, else false);
         // Each ranking by streaming, and over lanes where the width has them.
         fn both<K: Rank>(view: Penalized<'_, f64>, over_lanes: bool) -> Vec<K::Out> {
             let mut outs = vec![stream::<K>(view).unwrap().unwrap()];
