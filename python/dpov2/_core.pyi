@@ -21,16 +21,18 @@ __all__ = [
     "ArrowBatch",
     "JsonEncoder",
     "JsonReader",
+    "ParquetError",
+    "ParquetReader",
     "char_lengths",
     "check_batches",
     "content_keys",
     "duplicate_of",
     "gather_strings",
+    "not_utf8",
     "penalized_rewards",
     "prompt_rng_below",
     "resolve_threads",
     "select_pairs",
-    "surely_utf8",
 ]
 
 METHODS: list[str]
@@ -140,6 +142,36 @@ class JsonReader:
     def dataset_type(self) -> str | None:
         """LMFlow's ``type`` member, once read (``None`` for JSON Lines)."""
 
+class ParquetError(ValueError):
+    """A Parquet file that arrow-rs cannot read (a damaged footer, page or column chunk), with
+    its message; ``dpov2.formats.parquet`` words it for the user."""
+
+@final
+class ParquetReader:
+    """A Parquet file's columns as Arrow record batches (``dpov2_parquet::Reader``), each
+    column's pages read and decompressed ahead unless the thread setting is 1."""
+
+    def __new__(
+        cls,
+        path: str,
+        *,
+        batch_rows: int,
+        columns: list[str] | None = None,
+        num_threads: int | None = None,
+    ) -> ParquetReader:
+        """Opens ``path`` for ``columns`` (all when ``None``), ``batch_rows`` rows a batch.
+        InputError if it cannot be opened, ParquetError if it is not Parquet or lacks a
+        column, ValueError for a thread count out of range."""
+
+    def next_batch(self) -> tuple[ArrowBatch, list[tuple[int, str]]] | None:
+        """``(batch, not_utf8)``: each ``(row, field)`` of not_utf8 the first string of its row
+        that is not UTF-8, a null in the batch; ``None`` at the end. ParquetError for a damaged
+        page or column chunk."""
+
+def not_utf8(batch: _ArrowExportable) -> list[tuple[int, str]]:
+    """``(row, field)`` of each row's first string of ``batch`` (a record batch) that is not
+    UTF-8, in row order, by the Parquet reader's check."""
+
 @final
 class JsonEncoder:
     """A JSON dataset written batch by batch by the Rust writer (``dpov2_json::JsonWriter``)."""
@@ -168,10 +200,6 @@ def check_batches(batches: Sequence[_ArrowExportable], first_row: int) -> None:
     """Raises dpov2.errors.InputError, as JsonEncoder.encode would, for a non-finite float or a
     string that is not UTF-8 in ``batches`` (rows counted from ``first_row``); columns of
     types JSON cannot hold are not looked into."""
-
-def surely_utf8(batches: Sequence[_ArrowExportable]) -> bool:
-    """Whether every string in ``batches`` is surely UTF-8 (False: look closer; also for a
-    type the check does not know)."""
 
 @final
 class ArrowBatch:

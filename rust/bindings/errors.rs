@@ -1,9 +1,22 @@
 //! Every Rust error type turned into its Python exception, in one place; the functions of the
 //! other files only use `?`.
 
+use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+
+create_exception!(
+    _core,
+    ParquetError,
+    PyValueError,
+    "A Parquet file that arrow-rs cannot read (a damaged footer, page or column chunk), with its message; `dpov2.formats.parquet` words it for the user."
+);
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("ParquetError", m.py().get_type::<ParquetError>())?;
+    Ok(())
+}
 
 pub struct Error(PyErr);
 
@@ -84,6 +97,14 @@ pub fn input_error(
         })();
         raised.unwrap_or_else(|err| err)
     })
+}
+
+/// A file that is not Parquet, or damaged; or a column it lacks (the caller asks only for
+/// columns the footer lists).
+impl From<dpov2_parquet::ReadError> for Error {
+    fn from(err: dpov2_parquet::ReadError) -> Self {
+        Self(ParquetError::new_err(err.to_string()))
+    }
 }
 
 /// Errors that need the name of the file they concern to become an `InputError`.

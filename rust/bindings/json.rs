@@ -13,7 +13,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<JsonReader>()?;
     m.add_class::<JsonEncoder>()?;
     m.add_function(wrap_pyfunction!(check_batches, m)?)?;
-    m.add_function(wrap_pyfunction!(surely_utf8, m)?)?;
     Ok(())
 }
 
@@ -232,15 +231,4 @@ fn check_batches(py: Python<'_>, batches: Vec<Bound<'_, PyAny>>, first_row: usiz
         Ok::<_, dpov2_json::WriteError>(())
     })?;
     Ok(())
-}
-
-/// Whether every string in `batches` is surely UTF-8, by one fast validation of each
-/// column's bytes (`False`: look closer, with Arrow's validation, which says where).
-#[pyfunction]
-fn surely_utf8(py: Python<'_>, batches: Vec<Bound<'_, PyAny>>) -> Result<bool> {
-    let batches = batches
-        .iter()
-        .map(import_batch)
-        .collect::<Result<Vec<_>>>()?;
-    Ok(py.detach(|| batches.iter().all(dpov2_json::surely_utf8)))
 }

@@ -1,5 +1,5 @@
-//! `dpov2._core`: the Python face of `dpov2-core` (pair selection) and `dpov2-json`
-//! (reading and writing JSON datasets).
+//! `dpov2._core`: the Python face of `dpov2-core` (pair selection), `dpov2-json` (reading and
+//! writing JSON datasets) and `dpov2-parquet` (reading Parquet files).
 //!
 //! Every function here only converts: NumPy arrays in (read as slices, no copy), the GIL
 //! released around the Rust call, Rust errors out as Python exceptions (all mapped in
@@ -10,6 +10,7 @@ mod arrays;
 pub mod arrow;
 mod errors;
 mod json;
+mod parquet;
 mod select;
 mod strings;
 mod texts;
@@ -24,5 +25,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     strings::register(m)?;
     json::register(m)?;
     arrow::register(m)?;
+    parquet::register(m)?;
+    errors::register(m)?;
     Ok(())
 }

@@ -160,7 +160,7 @@ def open_scored(
 
     def read(file: Path, fmt: str) -> Iterator[ScoredBatch]:
         if fmt == "parquet":
-            return read_parquet(file, batch_size=batch_size)
+            return read_parquet(file, batch_size=batch_size, threads=threads)
         return typed_batches(
             file, fmt, "scored", SCORED_TYPE, batch_size=batch_size, threads=threads
         )

@@ -1,9 +1,14 @@
 """Parquet: read in record batches of the needed columns, written in fixed-size row groups.
 
+Reading is Rust's (``_core.ParquetReader``, the crate ``dpov2-parquet``): each column's pages
+are read and decompressed ahead in threads of their own while the batch before is decoded,
+which reads about twice as fast as pyarrow's one decoding thread, in bounded memory. Writing is
+pyarrow's. The footer (schema, sizes) is read with pyarrow.
+
 Columnar inputs (Parquet, and ``datasets`` folders, see :mod:`dpov2.formats.hf`) share
 :func:`columnar_batch`: a score may be any number type, rounded to the nearest float64 as JSON
-numbers are, and every string is checked to be UTF-8 (Parquet writers do not enforce it), an
-invalid one being a problem of its row.
+numbers are, and every string is checked to be UTF-8 (Parquet writers do not enforce it) by the
+same Rust check, an invalid one being a problem of its row that names its field.
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ __all__ = [
 
 # Rows per written row group: large enough for efficient reads, small enough to buffer.
 ROW_GROUP_ROWS = 65_536
-READ_BUFFER_BYTES = 1 << 20
+# Rows per batch of a paired file (the training data), as pyarrow's ``iter_batches`` gives.
+PAIRED_BATCH_ROWS = 65_536
+NOT_UTF8 = "is not valid UTF-8 text"
+# The errors of a file that cannot be read: pyarrow's for the footer, Rust's for the data.
+_UNREADABLE = (pa.ArrowException, OSError, _core.ParquetError)
 # Written pairs are mostly long, distinct texts, so dictionary encoding gains nothing (each
 # text appears once) and doubled the uncompressed write time. Snappy writes about twice as fast
 # as zstd for a file 1.3x larger, and dpov2 is about speed: the measurements are in the
@@ -55,9 +64,12 @@ def parquet_schema(path: Path) -> pa.Schema:
     return _open(path).schema_arrow
 
 
-def read_parquet(path: Path, *, batch_size: int) -> Iterator[ScoredBatch]:
+def read_parquet(
+    path: Path, *, batch_size: int, threads: int | None = None
+) -> Iterator[ScoredBatch]:
     """Batches of ``batch_size`` rows (fewer for long rows, see :func:`batch_rows`) of the
-    ``input`` and ``output`` columns; ``progress`` counts rows."""
+    ``input`` and ``output`` columns; ``progress`` counts rows. ``threads`` is the thread
+    setting (default: ``DPOV2_NUM_THREADS``, else every CPU); at 1 no page is read ahead."""
     parquet = _open(path)
     names = parquet.schema_arrow.names
     columns = [name for name in ("input", "output") if name in names]
@@ -65,43 +77,60 @@ def read_parquet(path: Path, *, batch_size: int) -> Iterator[ScoredBatch]:
     data_bytes = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     rows = batch_rows(batch_size, data_bytes / max(1, metadata.num_rows))
     first_row = 0
-    try:
-        for record_batch in parquet.iter_batches(batch_size=rows, columns=columns):
-            batch = columnar_batch(pa.Table.from_batches([record_batch]), str(path), first_row)
-            yield batch
-            first_row += batch.table.num_rows
-    except (pa.ArrowException, OSError) as err:  # a damaged page or column chunk
-        raise InputError(
-            f"not a readable Parquet file after row {first_row} ({err})", file=str(path)
-        ) from None
+    for table, not_utf8 in _read(path, columns, rows, threads):
+        batch = columnar_batch(table, str(path), first_row, not_utf8)
+        yield batch
+        first_row += batch.table.num_rows
     if first_row == 0:
         columnar_batch(parquet.schema_arrow.empty_table(), str(path), 0)
 
 
-def parquet_tables(path: Path) -> Iterator[pa.Table]:
+def parquet_tables(path: Path, *, threads: int | None = None) -> Iterator[pa.Table]:
     """Every column of the file, batch by batch (a paired dataset, kept as it is). A damaged
-    file, or a string that is not UTF-8, is an :class:`InputError` naming the batch's rows."""
-    parquet = _open(path)
+    file, or a string that is not UTF-8, is an :class:`InputError` naming its row (and field)."""
     first_row = 0
+    for table, not_utf8 in _read(path, None, PAIRED_BATCH_ROWS, threads):
+        if not_utf8:
+            row, field = not_utf8[0]
+            raise InputError(NOT_UTF8, file=str(path), row=first_row + row, field=field)
+        yield table
+        first_row += table.num_rows
+
+
+def _read(
+    path: Path, columns: list[str] | None, rows: int, threads: int | None
+) -> Iterator[tuple[pa.Table, list[tuple[int, str]]]]:
+    """The Rust reader's batches of ``columns`` (all when ``None``) as tables, each with its
+    strings that are not UTF-8 (``(row, field)``, first per row; nulls in the table). A
+    damaged file is an :class:`InputError` saying after how many rows."""
+    done = 0
     try:
-        for record_batch in parquet.iter_batches():
-            table = pa.Table.from_batches([record_batch])
-            table.validate(full=True)
-            yield table
-            first_row += table.num_rows
-    except (pa.ArrowException, OSError) as err:  # a damaged page, or invalid UTF-8
+        reader = _core.ParquetReader(
+            str(path), batch_rows=rows, columns=columns, num_threads=threads
+        )
+        while (item := reader.next_batch()) is not None:
+            batch, not_utf8 = item
+            table = pa.Table.from_batches([pa.record_batch(batch)])
+            yield table, not_utf8
+            done += table.num_rows
+    except _UNREADABLE as err:  # a damaged page or column chunk
         raise InputError(
-            f"cannot be read from row {first_row} on ({err})", file=str(path)
+            f"not a readable Parquet file after row {done} ({err})", file=str(path)
         ) from None
 
 
-def columnar_batch(table: pa.Table, file: str, first_row: int) -> ScoredBatch:
+def columnar_batch(
+    table: pa.Table, file: str, first_row: int, not_utf8: list[tuple[int, str]] | None = None
+) -> ScoredBatch:
     """``table`` (rows ``first_row...`` of ``file``) conformed to the scored columns: scores
     of any integer, decimal or float type as float64, rounded to the nearest (a column type
     fixes no row's value, so none is refused for it), and rows with a string that is not
-    UTF-8 listed as problems and nulled. Its progress counts rows."""
+    UTF-8 (``not_utf8``, ``(row, field)`` as the Parquet reader found them; else checked here)
+    listed as problems and nulled. Its progress counts rows."""
+    if not_utf8 is None:
+        not_utf8 = _not_utf8(table)
     table = conform_scored_table(_scores_as_float(table), file)
-    problems = _invalid_utf8_rows(table)
+    problems = {row: RowProblem(field, NOT_UTF8) for row, field in not_utf8}
     if problems:
         bad = np.zeros(table.num_rows, dtype=np.bool_)
         bad[list(problems)] = True
@@ -113,6 +142,17 @@ def columnar_batch(table: pa.Table, file: str, first_row: int) -> ScoredBatch:
             }
         )
     return ScoredBatch(table, first_row, table.num_rows, problems)
+
+
+def _not_utf8(table: pa.Table) -> list[tuple[int, str]]:
+    """``(row, field)`` of each row's first string that is not UTF-8 (Arrow IPC files, like
+    Parquet files, may hold such strings), by the Parquet reader's own check."""
+    found = []
+    first = 0
+    for batch in table.to_batches():
+        found += [(first + row, field) for row, field in _core.not_utf8(batch)]
+        first += batch.num_rows
+    return found
 
 
 def _scores_as_float(table: pa.Table) -> pa.Table:
@@ -136,46 +176,11 @@ def _scores_as_float(table: pa.Table) -> pa.Table:
     return table.set_column(table.column_names.index("output"), "output", cast)
 
 
-def _invalid_utf8_rows(table: pa.Table) -> dict[int, RowProblem]:
-    """The rows holding a string that is not valid UTF-8, with the field it is in. Rust's
-    check of each column's bytes proves most batches fine (Arrow's full validation took a
-    seventh of reading a Parquet file); otherwise Arrow validates, and only when that fails
-    are rows decoded one by one (a list's validation covers all its values, not one row's,
-    so rows are decoded instead)."""
-    if _core.surely_utf8(table.to_batches()):
-        return {}
-    try:
-        table.validate(full=True)
-        return {}
-    except pa.ArrowInvalid:
-        pass
-    problems = {}
-    prompts = table.column("input").combine_chunks()
-    outputs = table.column("output").combine_chunks()
-    for i in range(table.num_rows):
-        if not _decodes(prompts[i]):
-            problems[i] = RowProblem("input", "is not valid UTF-8 text")
-        elif not _decodes(outputs[i]):
-            texts = outputs.slice(i, 1).flatten().field("text")
-            k = next(k for k in range(len(texts)) if not _decodes(texts[k]))
-            problems[i] = RowProblem(f"output[{k}].text", "is not valid UTF-8 text")
-    return problems
-
-
-def _decodes(value: pa.Scalar) -> bool:
-    try:
-        value.as_py()
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _open(path: Path) -> pq.ParquetFile:
-    """The file, read column chunk by column chunk through a 1 MiB buffer: pre-buffering whole
-    row groups (hundreds of MB of text each) costs memory and, here, time."""
+    """The file's footer."""
     try:
-        return pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
-    except (pa.ArrowException, OSError) as err:
+        return pq.ParquetFile(path)
+    except _UNREADABLE as err:
         raise InputError(f"not a readable Parquet file ({err})", file=str(path)) from None
 
 

@@ -1,7 +1,8 @@
 //! Reading and writing dpov2's datasets as JSON: JSON Lines and LMFlow's
 //! `{"type": ..., "instances": [...]}`, straight to and from Arrow record batches: one
 //! reader (`read`) and one writer (`write`), sharing one string escaper and unescaper (`text`);
-//! and the parallel string-column kernels that pairing needs (`strings`).
+//! the parallel string-column kernels that pairing needs (`strings`); and the UTF-8 check of
+//! Arrow strings that every reader of columnar data shares (`utf8`).
 //!
 //! Nothing here knows about Python or about pair selection; the PyO3 layer converts buffers
 //! and errors, and `dpov2-core` selects pairs.
@@ -10,6 +11,7 @@ mod copy;
 mod read;
 mod strings;
 mod text;
+pub mod utf8;
 mod write;
 
 pub use read::{
@@ -17,6 +19,4 @@ pub use read::{
     MAX_DEPTH, MAX_EXTRAS,
 };
 pub use strings::{char_lengths, gather, GatherError};
-pub use write::{
-    check_rows, surely_utf8, write_rows, JsonWriter, Layout, WriteError, WriteProblem,
-};
+pub use write::{check_rows, write_rows, JsonWriter, Layout, WriteError, WriteProblem};

@@ -21,7 +21,6 @@ use crate::copy::extend_in_parallel;
 
 use encode::{Encode, Fault, Object, Step, Unsupported};
 pub use error::{WriteError, WriteProblem};
-pub use quick::surely_utf8;
 
 /// How rows are laid out around their objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

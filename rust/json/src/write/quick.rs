@@ -3,40 +3,21 @@
 //! first byte) and every float finite. It only ever answers "surely fine" or "look closer":
 //! anything it does not prove (a type it does not know, a null slot holding bytes or NaN, a
 //! malformed array) goes to the encoder, which stays the one definition of what is refused
-//! and says where. The same pass without the float check, [`surely_utf8`], spares readers of
-//! columnar inputs (Parquet, whose writers do not enforce UTF-8) Arrow's much slower
-//! validation of every string.
+//! and says where.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};
 use arrow_array::{Array, GenericListArray, GenericStringArray, OffsetSizeTrait, RecordBatch};
 use arrow_schema::DataType;
 
+use crate::utf8;
+
 /// Whether every value of `batch` is surely one that JSON writing takes.
 pub(super) fn surely_writable(batch: &RecordBatch) -> bool {
-    batch
-        .columns()
-        .iter()
-        .all(|c| array_ok(c.as_ref(), Floats::Finite))
+    batch.columns().iter().all(|c| array_ok(c.as_ref()))
 }
 
-/// Whether every string of `batch` is surely UTF-8 (`false`: look closer; a type this pass
-/// does not know answers `false` too).
-pub fn surely_utf8(batch: &RecordBatch) -> bool {
-    batch
-        .columns()
-        .iter()
-        .all(|c| array_ok(c.as_ref(), Floats::Any))
-}
-
-/// Which floats pass.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Floats {
-    Finite,
-    Any,
-}
-
-fn array_ok(array: &dyn Array, floats: Floats) -> bool {
+fn array_ok(array: &dyn Array) -> bool {
     match array.data_type() {
         DataType::Null
         | DataType::Boolean
@@ -48,7 +29,6 @@ fn array_ok(array: &dyn Array, floats: Floats) -> bool {
         | DataType::UInt16
         | DataType::UInt32
         | DataType::UInt64 => true,
-        DataType::Float32 | DataType::Float64 if floats == Floats::Any => true,
         DataType::Float32 => array
             .as_primitive::<Float32Type>()
             .values()
@@ -61,40 +41,28 @@ fn array_ok(array: &dyn Array, floats: Floats) -> bool {
             .all(|v| v.is_finite()),
         DataType::Utf8 => strings_ok(array.as_string::<i32>()),
         DataType::LargeUtf8 => strings_ok(array.as_string::<i64>()),
-        DataType::List(_) => list_ok(array.as_list::<i32>(), floats),
-        DataType::LargeList(_) => list_ok(array.as_list::<i64>(), floats),
+        DataType::List(_) => list_ok(array.as_list::<i32>()),
+        DataType::LargeList(_) => list_ok(array.as_list::<i64>()),
         // arrow-rs slices a struct's children with it.
         DataType::Struct(_) => array
             .as_struct()
             .columns()
             .iter()
-            .all(|c| array_ok(c.as_ref(), floats)),
+            .all(|c| array_ok(c.as_ref())),
         _ => false,
     }
 }
 
-/// Each value is UTF-8 if all the bytes they span are and each value starts on a character
-/// boundary (not on a continuation byte), since a valid UTF-8 text cut at character
-/// boundaries gives valid pieces.
 fn strings_ok<O: OffsetSizeTrait>(array: &GenericStringArray<O>) -> bool {
-    let offsets = array.value_offsets();
-    let (first, last) = (offsets[0].as_usize(), offsets[offsets.len() - 1].as_usize());
-    let Some(bytes) = array.value_data().get(first..last) else {
-        return false;
-    };
-    simdutf8::basic::from_utf8(bytes).is_ok()
-        && offsets.iter().all(|o| {
-            let at = o.as_usize();
-            at == last || (first..last).contains(&at) && (bytes[at - first] as i8) >= -0x40
-        })
+    utf8::cut_at_characters(array.value_offsets(), array.value_data())
 }
 
-fn list_ok<O: OffsetSizeTrait>(array: &GenericListArray<O>, floats: Floats) -> bool {
+fn list_ok<O: OffsetSizeTrait>(array: &GenericListArray<O>) -> bool {
     let offsets = array.value_offsets();
     let (first, last) = (offsets[0].as_usize(), offsets[offsets.len() - 1].as_usize());
     first <= last
         && last <= array.values().len()
-        && array_ok(array.values().slice(first, last - first).as_ref(), floats)
+        && array_ok(array.values().slice(first, last - first).as_ref())
 }
 
 #[cfg(test)]
@@ -106,7 +74,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::{surely_utf8, surely_writable};
+    use super::surely_writable;
     use crate::write::{run, Layout, Unsupported};
 
     fn batch(column: ArrayRef) -> RecordBatch {
@@ -144,23 +112,6 @@ mod tests {
             "aé".as_bytes()
         ))));
         assert!(!surely_writable(&batch(raw_strings(vec![0, 1], b"\xff"))));
-    }
-
-    #[test]
-    fn any_float_is_utf8_but_not_a_string_cut_inside_a_character() {
-        assert!(surely_utf8(&batch(Arc::new(Float64Array::from(vec![
-            f64::NAN,
-            f64::INFINITY
-        ])))));
-        assert!(surely_utf8(&batch(raw_strings(
-            vec![0, 1, 3],
-            "aé".as_bytes()
-        ))));
-        assert!(!surely_utf8(&batch(raw_strings(
-            vec![0, 2, 3],
-            "aé".as_bytes()
-        ))));
-        assert!(!surely_utf8(&batch(raw_strings(vec![0, 1], b"\xff"))));
     }
 
     proptest! {
