@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from dpov2 import _core
 from dpov2.errors import InputError
+from dpov2.formats import open_scored
 from dpov2.formats.parquet import parquet_tables, read_parquet
 
 CODECS = ["snappy", "zstd", "gzip", "lz4", "brotli", "none"]
@@ -232,3 +233,23 @@ def test_a_damaged_page_is_an_input_error_naming_the_rows_read(
     path.write_bytes(bytes(data))
     with pytest.raises(InputError, match=r"d\.parquet: not a readable Parquet file after row \d+"):
         list(read_parquet(path, batch_size=100, threads=threads))
+
+
+def test_a_dataset_s_string_that_is_not_utf8_is_named_as_a_parquet_file_s_is(
+    tmp_path: Path,
+) -> None:
+    """A ``save_to_disk`` folder's Arrow files are no more checked than Parquet; the same Rust
+    check finds the row and field."""
+    datasets = pytest.importorskip("datasets")
+    prompts = _strings([b"p", b"q", b"r \xed\xa0\x80"], large=False)
+    texts = _strings([b"a", b"b", b"\xe2\x82", b"d", b"e", b"f"], large=False)
+    responses = pa.StructArray.from_arrays([texts, pa.array([1.0] * 6)], names=["text", "score"])
+    outputs = pa.ListArray.from_arrays(pa.array([0, 2, 4, 6], pa.int32()), responses)
+    table = pa.table({"input": prompts, "output": outputs})
+    folder = tmp_path / "saved"
+    datasets.Dataset(datasets.table.InMemoryTable(table)).save_to_disk(str(folder))
+    (batch,) = open_scored(folder, batch_size=10).batches
+    assert {row: p.field for row, p in batch.problems.items()} == {1: "output[0].text", 2: "input"}
+    assert batch.table.slice(0, 1).to_pylist() == [
+        {"input": "p", "output": [{"text": "a", "score": 1.0}, {"text": "b", "score": 1.0}]}
+    ]
