@@ -63,9 +63,9 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Opens `file` for its `columns` (all, in the file's order, when `None`), each batch
-    /// `batch_rows` rows. With `ahead`, each column chunk's pages are read and decompressed in
-    /// a thread of its own ([`crate::pages`]); without, on the caller's.
+    /// Opens `file` for its `columns` (all when `None`; either way in the file's order), each
+    /// batch `batch_rows` rows. With `ahead`, each column chunk's pages are read and decompressed
+    /// in a thread of its own ([`crate::pages`]); without, on the caller's.
     pub fn open(
         file: File,
         columns: Option<&[String]>,
@@ -119,11 +119,6 @@ impl Reader {
             None,
         )?;
         Ok(Self { batches, schema })
-    }
-
-    /// The batches' schema.
-    pub fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
     }
 
     /// The next batch and its values that are not UTF-8 (placed under their column's name, as
