@@ -10,7 +10,8 @@ score finite.
 ``DPOV2_FUZZ_EXAMPLES`` sets the number of batches (default 5: about half a minute);
 ``make fuzz`` runs many more. The fixed cases at the end are classes the random search meets
 only rarely (20,000-deep nesting, invalid UTF-8, numbers beyond float64, a junk first line),
-each of which broke one of the JSON readers that the one Rust reader replaced.
+each of which broke one of the JSON readers that the one Rust reader replaced, and Parquet
+files (``tests/data/parquet``) on which arrow-rs panicked.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from dpov2.errors import InputError
 from dpov2.formats import open_scored
 from dpov2.formats.instances import scored_row_problem
 from dpov2.formats.kinds import dataset_type, read_pairs
+from dpov2.formats.parquet import parquet_tables
+from pathlib import Path
 
 def check_scored(path, fmt):
     source = open_scored(path, input_format=fmt, batch_size=7)
@@ -61,10 +64,13 @@ for line in sys.stdin:
     path, fmt = json.loads(line)
     print("START", path, flush=True)
     verdict = {"path": path, "problem": None}
-    for step in ("open_scored", "dataset_type"):
+    for step in ("open_scored", "all_columns", "dataset_type"):
         try:
             if step == "open_scored":
                 verdict["problem"] = check_scored(path, fmt)
+            elif step == "all_columns":  # every column, as paired Parquet files are read
+                if fmt == "parquet":
+                    list(parquet_tables(Path(path)))
             elif dataset_type(path) == "paired_text_to_text":
                 verdict["problem"] = check_pairs(path)
         except InputError:
@@ -194,6 +200,7 @@ def test_readers_accept_only_valid_rows_and_refuse_the_rest_with_input_error(
 
 # Fixed cases, each a class the random search finds only rarely.
 DEEP = 20_000
+DAMAGED_PARQUET = Path(__file__).parent / "data" / "parquet"
 
 
 def _fixed_cases() -> dict[str, tuple[str, bytes]]:
@@ -212,6 +219,12 @@ def _fixed_cases() -> dict[str, tuple[str, bytes]]:
         "huge-int.jsonl": ("jsonl", jsonl.replace(b"0.5", b"9" * 400, 1)),
         "huge.json": ("json", lmflow.replace(b"0.5", b"1e400", 1)),
         "junk.jsonl": ("jsonl", b"\x80\x00 not UTF-8"),
+        # Parquet files on which arrow-rs panicked (found by flipping bytes of valid files): a
+        # column chunk said to start before the file; a validity bitmap shorter than its page.
+        **{
+            f"{damaged.stem}.parquet": ("parquet", damaged.read_bytes())
+            for damaged in sorted(DAMAGED_PARQUET.glob("*.parquet"))
+        },
     }
 
 

@@ -101,8 +101,8 @@ pub fn input_error(
 
 /// A file that is not Parquet, or damaged; or a column it lacks (the caller asks only for
 /// columns the footer lists).
-impl From<dpov2_parquet::ReadError> for Error {
-    fn from(err: dpov2_parquet::ReadError) -> Self {
+impl From<dpov2_parquet::Error> for Error {
+    fn from(err: dpov2_parquet::Error) -> Self {
         Self(ParquetError::new_err(err.to_string()))
     }
 }

@@ -40,8 +40,9 @@ ROW_GROUP_ROWS = 65_536
 # Rows per batch of a paired file (the training data), as pyarrow's ``iter_batches`` gives.
 PAIRED_BATCH_ROWS = 65_536
 NOT_UTF8 = "is not valid UTF-8 text"
-# The errors of a file that cannot be read: pyarrow's for the footer, Rust's for the data.
-_UNREADABLE = (pa.ArrowException, OSError, _core.ParquetError)
+# The errors of a file that cannot be read: pyarrow's for the footer (a damaged column name
+# fails to decode), Rust's for the data.
+_UNREADABLE = (pa.ArrowException, OSError, UnicodeDecodeError, _core.ParquetError)
 # Written pairs are mostly long, distinct texts, so dictionary encoding gains nothing (each
 # text appears once) and doubled the uncompressed write time. Snappy writes about twice as fast
 # as zstd for a file 1.3x larger, and dpov2 is about speed: the measurements are in the

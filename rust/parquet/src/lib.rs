@@ -7,9 +7,10 @@
 //!   every columnar source shares), so that a value that is not UTF-8 (Parquet writers do not
 //!   enforce it) becomes a located problem of its row instead of an error for the whole batch.
 
+mod damaged;
 mod file;
 mod pages;
 mod reader;
 
 pub use dpov2_json::utf8::{columns_as_strings, NotUtf8};
-pub use reader::{ReadError, Reader};
+pub use reader::{Error, Reader};

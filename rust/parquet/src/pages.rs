@@ -14,10 +14,12 @@ use std::thread;
 
 use parquet::arrow::arrow_reader::RowGroups;
 use parquet::column::page::{Page, PageIterator, PageMetadata, PageReader};
-use parquet::errors::Result;
+use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{ParquetMetaData, RowGroupMetaData};
 use parquet::file::reader::ChunkReader;
 use parquet::file::serialized_reader::SerializedPageReader;
+
+use crate::damaged::unless_panic;
 
 /// Pages a column chunk's thread may hold decompressed before the decoder takes them.
 const PAGES_AHEAD: usize = 4;
@@ -83,14 +85,21 @@ impl<R: ChunkReader + 'static> ColumnChunks<R> {
         thread::Builder::new()
             .name("dpov2-parquet-pages".into())
             .spawn(move || {
-                for page in pages {
-                    // The decoder has gone (the reader was dropped): stop reading.
-                    if sender.send(page).is_err() {
-                        return;
+                let read = unless_panic(|| {
+                    for page in pages {
+                        // The decoder has gone (the reader was dropped): stop reading.
+                        if sender.send(page).is_err() {
+                            break;
+                        }
                     }
+                    Ok(())
+                });
+                // The decoder must not take a chunk cut short by a panic for its end.
+                if let Err(err) = read {
+                    let _ = sender.send(Err(ParquetError::General(err.to_string())));
                 }
             })
-            .map_err(|err| parquet::errors::ParquetError::External(Box::new(err)))?;
+            .map_err(|err| ParquetError::External(Box::new(err)))?;
         Ok(Box::new(PagesAhead {
             receiver,
             peeked: None,

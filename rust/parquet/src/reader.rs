@@ -15,6 +15,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::schema::types::{SchemaDescriptor, Type, TypePtr};
 
+use crate::damaged::unless_panic;
 use crate::file::SharedFile;
 use crate::pages::FileRowGroups;
 use dpov2_json::utf8::{as_bytes, columns_as_strings, NotUtf8};
@@ -22,32 +23,35 @@ use dpov2_json::utf8::{as_bytes, columns_as_strings, NotUtf8};
 /// Why a file could not be read: its footer, a page or a column chunk is damaged or not
 /// Parquet, or the file system failed. The message is arrow-rs's own.
 #[derive(Debug)]
-pub enum ReadError {
+pub enum Error {
     Parquet(ParquetError),
     Arrow(ArrowError),
     /// A column asked for that the file does not have.
     NoColumn(String),
+    /// What arrow-rs panicked with, on a file damaged in a way it does not check.
+    Damaged(String),
 }
 
-impl std::fmt::Display for ReadError {
+impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Parquet(err) => write!(f, "{err}"),
             Self::Arrow(err) => write!(f, "{err}"),
             Self::NoColumn(name) => write!(f, "no column '{name}'"),
+            Self::Damaged(message) => write!(f, "damaged: {message}"),
         }
     }
 }
 
-impl std::error::Error for ReadError {}
+impl std::error::Error for Error {}
 
-impl From<ParquetError> for ReadError {
+impl From<ParquetError> for Error {
     fn from(err: ParquetError) -> Self {
         Self::Parquet(err)
     }
 }
 
-impl From<ArrowError> for ReadError {
+impl From<ArrowError> for Error {
     fn from(err: ArrowError) -> Self {
         Self::Arrow(err)
     }
@@ -71,7 +75,16 @@ impl Reader {
         columns: Option<&[String]>,
         batch_rows: usize,
         ahead: bool,
-    ) -> Result<Self, ReadError> {
+    ) -> Result<Self, Error> {
+        unless_panic(|| Self::try_open(file, columns, batch_rows, ahead))
+    }
+
+    fn try_open(
+        file: File,
+        columns: Option<&[String]>,
+        batch_rows: usize,
+        ahead: bool,
+    ) -> Result<Self, Error> {
         let metadata = Arc::new(ParquetMetaDataReader::new().parse_and_finish(&file)?);
         let parquet_schema = metadata.file_metadata().schema_descr();
         let key_values = metadata.file_metadata().key_value_metadata();
@@ -84,7 +97,7 @@ impl Reader {
                     roots
                         .iter()
                         .position(|root| root.name() == name)
-                        .ok_or_else(|| ReadError::NoColumn(name.clone()))
+                        .ok_or_else(|| Error::NoColumn(name.clone()))
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -123,7 +136,11 @@ impl Reader {
 
     /// The next batch and its values that are not UTF-8 (placed under their column's name, as
     /// `output[1].text`, first per row, rows in order), or `None` after the last.
-    pub fn next_batch(&mut self) -> Result<Option<(RecordBatch, Vec<NotUtf8>)>, ReadError> {
+    pub fn next_batch(&mut self) -> Result<Option<(RecordBatch, Vec<NotUtf8>)>, Error> {
+        unless_panic(|| self.try_next_batch())
+    }
+
+    fn try_next_batch(&mut self) -> Result<Option<(RecordBatch, Vec<NotUtf8>)>, Error> {
         let Some(batch) = self.batches.next().transpose()? else {
             return Ok(None);
         };
@@ -277,7 +294,7 @@ mod tests {
         columns: Option<&[String]>,
         batch_rows: usize,
         ahead: bool,
-    ) -> Result<Vec<RecordBatch>, ReadError> {
+    ) -> Result<Vec<RecordBatch>, Error> {
         let mut reader = Reader::open(file, columns, batch_rows, ahead)?;
         let mut batches = Vec::new();
         while let Some((batch, bad)) = reader.next_batch()? {
@@ -384,7 +401,7 @@ mod tests {
         junk.write_all(b"{\"input\": 1}\n").unwrap();
         assert!(matches!(
             Reader::open(junk, None, 10, true),
-            Err(ReadError::Parquet(_))
+            Err(Error::Parquet(_))
         ));
         // A page's bytes overwritten: the footer reads, a batch does not.
         let mut file = written(&batch, Compression::SNAPPY);
@@ -392,10 +409,7 @@ mod tests {
         file.write_all(&[0xAB; 3000]).unwrap();
         for ahead in [false, true] {
             let err = read_all(file.try_clone().unwrap(), None, 50, ahead).unwrap_err();
-            assert!(
-                matches!(err, ReadError::Parquet(_) | ReadError::Arrow(_)),
-                "{err}"
-            );
+            assert!(matches!(err, Error::Parquet(_) | Error::Arrow(_)), "{err}");
         }
         let missing = ["nope".to_string()];
         let err = Reader::open(
@@ -404,6 +418,6 @@ mod tests {
             10,
             true,
         );
-        assert!(matches!(err, Err(ReadError::NoColumn(name)) if name == "nope"));
+        assert!(matches!(err, Err(Error::NoColumn(name)) if name == "nope"));
     }
 }
