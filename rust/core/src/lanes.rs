@@ -136,14 +136,43 @@ mod sse2 {
         unsafe { _mm_cvtsd_f64(pick_sd(acc, _mm_unpackhi_pd(acc, acc))) }
     }
 
+    /// The larger (`max`) or the smaller of `a` and `b`, lane by lane; `max` is a constant
+    /// wherever this is inlined, so no branch is left.
+    #[inline(always)]
+    fn extreme(max: bool, a: __m128d, b: __m128d) -> __m128d {
+        unsafe {
+            if max {
+                _mm_max_pd(a, b)
+            } else {
+                _mm_min_pd(a, b)
+            }
+        }
+    }
+
+    /// [`extreme`] of the low lanes, with the high lane of `a`.
+    #[inline(always)]
+    fn extreme_sd(max: bool, a: __m128d, b: __m128d) -> __m128d {
+        unsafe {
+            if max {
+                _mm_max_sd(a, b)
+            } else {
+                _mm_min_sd(a, b)
+            }
+        }
+    }
+
     #[inline(always)]
     pub(super) fn max<const N: usize>(r: &[f64; N]) -> f64 {
-        unsafe { fold(r, |a, b| _mm_max_pd(a, b), |a, b| _mm_max_sd(a, b)) }
+        fold(r, |a, b| extreme(true, a, b), |a, b| extreme_sd(true, a, b))
     }
 
     #[inline(always)]
     pub(super) fn min<const N: usize>(r: &[f64; N]) -> f64 {
-        unsafe { fold(r, |a, b| _mm_min_pd(a, b), |a, b| _mm_min_sd(a, b)) }
+        fold(
+            r,
+            |a, b| extreme(false, a, b),
+            |a, b| extreme_sd(false, a, b),
+        )
     }
 
     /// The two largest of `r` (`TOP`) or its two smallest: per lane the two first seen, then
@@ -152,34 +181,10 @@ mod sse2 {
     #[inline(always)]
     fn two<const TOP: bool, const N: usize>(r: &[f64; N]) -> (f64, f64) {
         unsafe {
-            let above = |a, b| {
-                if TOP {
-                    _mm_max_pd(a, b)
-                } else {
-                    _mm_min_pd(a, b)
-                }
-            };
-            let below = |a, b| {
-                if TOP {
-                    _mm_min_pd(a, b)
-                } else {
-                    _mm_max_pd(a, b)
-                }
-            };
-            let above_sd = |a, b| {
-                if TOP {
-                    _mm_max_sd(a, b)
-                } else {
-                    _mm_min_sd(a, b)
-                }
-            };
-            let below_sd = |a, b| {
-                if TOP {
-                    _mm_min_sd(a, b)
-                } else {
-                    _mm_max_sd(a, b)
-                }
-            };
+            let above = |a, b| extreme(TOP, a, b);
+            let below = |a, b| extreme(!TOP, a, b);
+            let above_sd = |a, b| extreme_sd(TOP, a, b);
+            let below_sd = |a, b| extreme_sd(!TOP, a, b);
             let none = if TOP {
                 f64::NEG_INFINITY
             } else {
