@@ -201,7 +201,7 @@ fn without(nulls: Option<&NullBuffer>, len: usize, bad: &[usize]) -> Option<Null
 }
 
 /// A field for `values` under `field`'s name and metadata, nullable if they now hold nulls.
-fn refit(field: &FieldRef, values: &ArrayRef) -> FieldRef {
+pub fn refit(field: &FieldRef, values: &ArrayRef) -> FieldRef {
     let nullable = field.is_nullable() || values.null_count() > 0;
     Arc::new(
         Field::new(field.name(), values.data_type().clone(), nullable)

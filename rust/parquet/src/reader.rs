@@ -18,7 +18,7 @@ use parquet::schema::types::{SchemaDescriptor, Type, TypePtr};
 use crate::damaged::unless_panic;
 use crate::file::SharedFile;
 use crate::pages::FileRowGroups;
-use dpov2_json::utf8::{as_bytes, columns_as_strings, NotUtf8};
+use dpov2_json::utf8::{as_bytes, columns_as_strings, refit, NotUtf8};
 
 /// Why a file could not be read: its footer, a page or a column chunk is damaged or not
 /// Parquet, or the file system failed. The message is arrow-rs's own.
@@ -150,13 +150,7 @@ impl Reader {
             .fields()
             .iter()
             .zip(&columns)
-            .map(|(field, column)| {
-                let nullable = field.is_nullable() || column.null_count() > 0;
-                let field = field.as_ref().clone();
-                field
-                    .with_data_type(column.data_type().clone())
-                    .with_nullable(nullable)
-            })
+            .map(|(field, column)| refit(field, column))
             .collect();
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         let batch =
