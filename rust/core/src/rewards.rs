@@ -1,7 +1,7 @@
 //! Response lengths in the dtype they arrived in, and the penalised reward of each response
 //! computed and checked in the same read.
 
-use crate::lanes;
+use crate::{buffers, lanes};
 
 /// Response lengths, borrowed as the caller holds them: no conversion copy for integer
 /// token or character counts.
@@ -151,6 +151,9 @@ pub(crate) trait Rewards: Copy + Send + Sync {
     fn length(self, k: usize) -> Option<f64>;
     /// What is wrong with response `k`, `None` if nothing; the score is checked first.
     fn bad(self, k: usize) -> Option<Bad>;
+    /// Asks for the inputs of response `k` to be brought into cache ahead of their read;
+    /// `k` may lie past the end, where nothing is fetched.
+    fn prefetch(self, k: usize);
 
     /// The first bad response and what is wrong with it (only called once `scan` found one).
     fn first_bad(self) -> Option<(usize, Bad)> {
@@ -191,6 +194,10 @@ impl Rewards for Scores<'_> {
     #[inline]
     fn length(self, _: usize) -> Option<f64> {
         None
+    }
+    #[inline(always)]
+    fn prefetch(self, k: usize) {
+        buffers::prefetch(self.0, k);
     }
     fn bad(self, k: usize) -> Option<Bad> {
         let score = self.0[k];
@@ -259,6 +266,11 @@ impl<L: Length> Rewards for Penalized<'_, L> {
     #[inline]
     fn length(self, k: usize) -> Option<f64> {
         Some(self.lengths[k].as_f64())
+    }
+    #[inline(always)]
+    fn prefetch(self, k: usize) {
+        buffers::prefetch(self.scores, k);
+        buffers::prefetch(self.lengths, k);
     }
     fn bad(self, k: usize) -> Option<Bad> {
         let (score, length) = (self.scores[k], self.lengths[k]);

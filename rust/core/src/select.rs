@@ -650,6 +650,12 @@ fn no_copies<const N: usize>(duplicate_of: &[i64]) -> bool {
     misplaced == 0
 }
 
+/// How far ahead of the prompt being read its task's inputs are prefetched, in responses:
+/// a 4 KiB page of `f64`s. The hardware prefetcher follows a stream only within a page, so
+/// without this each prompt waited on memory: `max_min` on 1M x 8 took 40 ms on one thread,
+/// 14.7 ms with it (the gain is flat from 256 to 2048 here).
+const PREFETCH_AHEAD: usize = 512;
+
 /// What the prompts of one task share.
 struct Task<'a, V> {
     view: V,
@@ -660,9 +666,11 @@ struct Task<'a, V> {
 }
 
 impl<'a, V: Rewards> Task<'a, V> {
-    /// The responses `start..end`.
+    /// The responses `start..end`, with the inputs [`PREFETCH_AHEAD`] responses on asked
+    /// into cache: every pass over prompts takes each one's view from here.
     #[inline(always)]
     fn prompt(&self, start: usize, end: usize) -> Prompt<'a, V> {
+        self.view.prefetch(start + PREFETCH_AHEAD);
         Prompt {
             view: self.view.cut(start, end),
             duplicate_of: self.inputs.duplicate_of.map(|d| &d[start..end]),
