@@ -98,18 +98,24 @@ def copies(draw: st.DrawFn, offsets: list[int]) -> list[int]:
     return out
 
 
-#: The selection options beyond the method, each drawn from valid values, ties and extremes.
+#: The options that decide whether a pair is eligible, each drawn from valid values, ties
+#: and extremes.
+LIMITS = {
+    "keep_ties": st.booleans(),
+    "min_margin": st.one_of(st.none(), st.sampled_from([-1.0, 0.0, 0.5, 2.0, 1e300])),
+    "margin_scale": st.sampled_from([1.0, -1.0, 0.0, 1e300]),
+    "margin_from": st.sampled_from(["raw", "penalized"]),
+    "max_length_ratio": st.one_of(st.none(), st.sampled_from([1.0, 1.5, 4.0, 1e300])),
+    "max_length_diff": st.one_of(st.none(), st.sampled_from([0.0, 3.0, 20.0])),
+}
+
+#: The selection options beyond the method.
 FILTERS = st.fixed_dictionaries(
     {},
     optional={
-        "keep_ties": st.booleans(),
+        **LIMITS,
         "tie_order": st.sampled_from(TIE_ORDERS),
         "pairs_per_prompt": st.one_of(st.integers(1, 4), st.just(10**6)),
-        "min_margin": st.one_of(st.none(), st.sampled_from([-1.0, 0.0, 0.5, 2.0, 1e300])),
-        "margin_scale": st.sampled_from([1.0, -1.0, 0.0, 1e300]),
-        "margin_from": st.sampled_from(["raw", "penalized"]),
-        "max_length_ratio": st.one_of(st.none(), st.sampled_from([1.0, 1.5, 4.0, 1e300])),
-        "max_length_diff": st.one_of(st.none(), st.sampled_from([0.0, 3.0, 20.0])),
     },
 )
 
@@ -150,25 +156,28 @@ def test_fast_path_equals_reference_path(  # type: ignore[no-untyped-def]
     )
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.parametrize(
+    "method_and_k",
+    [(m, 1) for m in ("random", "max_min", "max_max", "max_random", "top_bottom")]
+    + [("top_bottom", 2)],
+)
+@settings(max_examples=200, deadline=None)
 @given(
     data=prompts(size=st.one_of(st.sampled_from([2, 4, 8, 16]), st.integers(0, 17))),
-    method_and_k=st.sampled_from(
-        [(m, 1) for m in ("random", "max_min", "max_max", "max_random", "top_bottom")]
-        + [("top_bottom", 2)]
-    ),
     penalty=PENALTY,
     seed=st.integers(0, 2**64 - 1),
     tie_order=st.sampled_from(TIE_ORDERS),
     copies_of=st.sampled_from(["none", "distinct", "drawn"]),
+    limits=st.fixed_dictionaries({}, optional=LIMITS),
     draw=st.data(),
 )
 def test_prompts_of_common_widths_equal_reference_path(  # type: ignore[no-untyped-def]
-    data, method_and_k, penalty, seed, tie_order, copies_of, draw
+    data, method_and_k, penalty, seed, tie_order, copies_of, limits, draw
 ):
-    """The one-pair methods and ``top_bottom`` with two, without filters, rank prompts of 2, 4,
-    8 or 16 responses over all of them at once: those are most prompts here, with no
-    duplicate indices, with indices that say every text is distinct, or with drawn copies."""
+    """The one-pair methods and ``top_bottom`` with two rank prompts of 2, 4, 8 or 16
+    responses over all of them at once, and take those first picks when they are eligible:
+    those are most prompts here, with no duplicate indices, with indices that say every text
+    is distinct, or with drawn copies; with or without limits on the pairs."""
     scores, _, offsets = data
     method, k = method_and_k
     duplicate_of = {
@@ -184,6 +193,7 @@ def test_prompts_of_common_widths_equal_reference_path(  # type: ignore[no-untyp
         seed=seed,
         tie_order=tie_order,
         duplicate_of=duplicate_of,
+        **limits,
     )
     assert_same_outcome(
         lambda: select_pairs(scores, offsets, use_fast=True, **kwargs),
@@ -863,6 +873,26 @@ def test_several_pairs_follow_each_methods_order(use_fast: bool) -> None:
     drawn = pairs("random", 100, seed=1)
     assert len(drawn) == 9 and len(set(drawn)) == 9
     assert sorted(pairs("max_random", 100)) == [(1, 0), (1, 2), (1, 3), (1, 4)]
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+@pytest.mark.parametrize("width", [4, 5, 8])
+def test_top_bottom_passes_over_an_ineligible_second_pair(use_fast: bool, width: int) -> None:
+    # Best against worst is eligible, second best against second worst is too long apart,
+    # so the second pair is the third best against the third worst (or none of five).
+    scores = [8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0][:width]
+    lengths = [10.0, 100.0] + [10.0] * (width - 2)
+    sel = select_pairs(
+        scores,
+        [0, width],
+        method="top_bottom",
+        pairs_per_prompt=2,
+        lengths=lengths,
+        max_length_diff=20.0,
+        use_fast=use_fast,
+    )
+    second = {4: [], 5: [], 8: [(2, 5)]}[width]
+    assert pairs_of(sel, 0) == [(0, width - 1), *second]
 
 
 @pytest.mark.parametrize("use_fast", [True, False])

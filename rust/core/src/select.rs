@@ -1256,18 +1256,22 @@ impl<V: Rewards> Prompt<'_, V> {
         if k == 2 && self.view.len() < 4 {
             return None;
         }
-        let [top, next, bottom, above] = ends;
-        // Straight-line code: a loop over `k` pairs of arrays stayed a loop over memory.
-        let eligible = |(a, ra), (b, rb)| match self.check_rewards(a, b, ra, rb) {
-            Check::Eligible(c, r) => Some((c, r)),
-            Check::Failed(_) => None,
-        };
-        let first = eligible(top, bottom)?;
+        let [(t, rt), (n, rn), (b, rb), (a, ra)] = ends;
+        // Straight-line code: a loop over `k` pairs of arrays stayed a loop over memory. The
+        // filters, checked once for both pairs, come after both tie rules: the order of
+        // the checks is not seen, since any failed check leaves the prompt to `ranked`.
+        let first = self.orient(t, b, rt, rb)?;
         let second = if k == 2 {
-            eligible(next, above)?
+            self.orient(n, a, rn, ra)?
         } else {
             first
         };
+        if self.options.filtered()
+            && (self.filters(first.0, first.1).is_some()
+                || (k == 2 && self.filters(second.0, second.1).is_some()))
+        {
+            return None;
+        }
         Some(([first, second], k))
     }
 
@@ -1921,12 +1925,16 @@ impl Rank for BestAndWorst {
         let worst = if self.worst == best { 1 } else { self.worst };
         [(best, hi), (worst, self.lo)]
     }
+    /// The rewards are the extremes found rather than the lanes read back: equal to them,
+    /// up to the sign of a zero, which no comparison of rewards sees.
     #[inline(always)]
     fn of_lanes<const N: usize>(r: &[f64; N]) -> [(usize, f64); 2] {
-        let best = Best::of_lanes(r);
-        let worst = lanes::lowest(lanes::equal(r, lanes::min(r)));
+        let (hi, lo) = (lanes::max(r), lanes::min(r));
+        let best = lanes::lowest(lanes::equal(r, hi));
+        let worst = lanes::lowest(lanes::equal(r, lo));
+        // When the two coincide, every reward is `lo`.
         let worst = if worst == best { 1 } else { worst };
-        [(best, r[best]), (worst, r[worst])]
+        [(best, hi), (worst, lo)]
     }
 }
 
@@ -2021,7 +2029,8 @@ impl<const LATER: bool, const EARLIER: bool> Rank for Ends<LATER, EARLIER> {
 /// The positions of the values `(first, second)` ([`lanes::top_two`] or
 /// [`lanes::bottom_two`] of `r`), with them: each the lowest lane holding it, or with `LATER`
 /// the highest, the second's lanes without the first's position (when the two are equal,
-/// the first's is among them).
+/// the first's is among them). The values are those given, equal to the lanes' own up to the
+/// sign of a zero, which no comparison of rewards sees.
 #[inline(always)]
 fn first_two<const LATER: bool, const N: usize>(
     r: &[f64; N],
@@ -2030,7 +2039,7 @@ fn first_two<const LATER: bool, const N: usize>(
     let pick = if LATER { lanes::highest } else { lanes::lowest };
     let a = pick(lanes::equal(r, first));
     let b = pick(lanes::equal(r, second) & !(1 << a));
-    [(a, r[a]), (b, r[b])]
+    [(a, first), (b, second)]
 }
 
 #[cfg(test)]
