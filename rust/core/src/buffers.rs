@@ -1,4 +1,4 @@
-//! Output buffers that the kernel may back with huge pages.
+//! Output buffers that the kernel may back with huge pages, and prefetches of inputs.
 
 /// Buffers at least this large are advised to use transparent huge pages: one huge page.
 const HUGE_PAGE: usize = 2 << 20;
@@ -37,9 +37,9 @@ fn advise_huge_pages<T>(_: &mut [T]) {}
 
 /// Asks the processor to bring `values[k]` into cache, if `k` is in range: for reads
 /// that run ahead of a stream the hardware prefetcher follows poorly.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn prefetch<T>(values: &[T], k: usize) {
-    #[cfg(target_arch = "x86_64")]
     if k < values.len() {
         // SAFETY: `k` is in bounds; a prefetch only hints, reads nothing and cannot fault.
         unsafe {
@@ -48,6 +48,11 @@ pub(crate) fn prefetch<T>(values: &[T], k: usize) {
         }
     }
 }
+
+/// Elsewhere no hint is given.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(crate) fn prefetch<T>(_: &[T], _: usize) {}
 
 #[cfg(test)]
 mod tests {
